@@ -1,0 +1,76 @@
+"""API errors: a status code and a short message a person can act on, in the asked-for format."""
+
+import logging
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(exceptions.APIException):
+    def __init__(self, message: str):
+        super().__init__(detail=message)
+
+
+class BadRequest(ApiError):
+    status_code = status.HTTP_400_BAD_REQUEST
+
+
+class Forbidden(ApiError):
+    status_code = status.HTTP_403_FORBIDDEN
+
+
+class NotFound(ApiError):
+    status_code = status.HTTP_404_NOT_FOUND
+
+
+class PayloadTooLarge(ApiError):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+
+
+class TooManyRequests(ApiError):
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def bucket_not_found() -> NotFound:
+    return NotFound("bucket not found")
+
+
+def key_not_found() -> NotFound:
+    return NotFound("key not found")
+
+
+def exception_handler(exc, context):
+    """Render every error as {"error": message} (json/ndjson) or the bare message (text)."""
+    if isinstance(exc, Http404):
+        exc = NotFound("not found")
+    elif isinstance(exc, PermissionDenied):
+        exc = Forbidden("permission denied")
+    if not isinstance(exc, exceptions.APIException):
+        return None  # a real bug: let Django log it and answer 500
+    if isinstance(exc, exceptions.NotAuthenticated):
+        exc.detail = "missing credentials: send your API key in X-Api-Key or a token in X-Token"
+    response = Response({"error": _message(exc.detail)}, status=exc.status_code)
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        view = context.get("view")
+        if view is not None:
+            response["Allow"] = ", ".join(view.allowed_methods)
+    retry_after = getattr(exc, "retry_after", None) or getattr(exc, "wait", None)
+    if retry_after:
+        response["Retry-After"] = str(max(1, int(retry_after)))
+    return response
+
+
+def _message(detail) -> str:
+    if isinstance(detail, list):
+        return "; ".join(_message(d) for d in detail)
+    if isinstance(detail, dict):
+        return "; ".join(f"{k}: {_message(v)}" for k, v in detail.items())
+    return str(detail)

@@ -1,0 +1,131 @@
+"""Reading and checking what a request sends. Each refusal says what to send instead."""
+
+import base64
+import binascii
+import re
+from urllib.parse import parse_qsl
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+
+from api.errors import BadRequest, PayloadTooLarge
+
+_WHOLE = re.compile(r"[0-9]+")
+_DELTA = re.compile(rb"[+-]?[0-9]+")
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
+
+
+def form_fields(request) -> dict[str, str]:
+    """The form fields of a POST or PATCH, whatever its Content-Type says.
+
+    The JS fetch examples send `a=b&c=d` as text/plain and PHP may send multipart, so the body
+    is parsed as a form unless it is multipart. Query-string fields count too; the body wins.
+    """
+    django_request = request._request
+    fields = dict(request.query_params.items())
+    content_type = django_request.META.get("CONTENT_TYPE", "")
+    try:
+        if content_type.startswith("multipart/form-data"):
+            fields.update(django_request.POST.items())
+        else:
+            body = django_request.body.decode("utf-8")
+            fields.update(parse_qsl(body, keep_blank_values=True))
+    except RequestDataTooBig:
+        raise PayloadTooLarge("the form body is too large") from None
+    except UnicodeDecodeError:
+        raise BadRequest("the form body is not valid UTF-8") from None
+    return fields
+
+
+def read_value(request) -> bytes:
+    """The raw request body, byte for byte; over THISDB_VALUE_MAX_BYTES (1 MiB) is a 413.
+
+    Read from the stream with a cap, so a chunked body without Content-Length is measured too
+    and an oversized one is never held in memory whole.
+    """
+    limit = settings.THISDB_VALUE_MAX_BYTES
+    django_request = request._request
+    declared = django_request.META.get("CONTENT_LENGTH") or "0"
+    if not _WHOLE.fullmatch(declared):
+        raise BadRequest("the Content-Length header is not a whole number")
+    if int(declared) > limit:
+        raise PayloadTooLarge(f"the value is larger than the limit of {limit} bytes")
+    data = django_request.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"the value is larger than the limit of {limit} bytes")
+    return data
+
+
+def check_key(key: str) -> str:
+    size = len(key.encode("utf-8", "surrogatepass"))
+    limit = settings.THISDB_KEY_MAX_BYTES
+    if size == 0 or size > limit:
+        raise BadRequest(f"a key must be 1 to {limit} bytes of UTF-8, this one has {size}")
+    if "\x00" in key:
+        raise BadRequest("a key cannot contain the NUL character")
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest("a key must be valid UTF-8") from None
+    return key
+
+
+def check_prefix(prefix: str, name: str = "prefix") -> str:
+    if len(prefix.encode("utf-8", "surrogatepass")) > settings.THISDB_KEY_MAX_BYTES:
+        raise BadRequest(
+            f"{name} is longer than a key can be ({settings.THISDB_KEY_MAX_BYTES} bytes)"
+        )
+    if "\x00" in prefix:
+        raise BadRequest(f"{name} cannot contain the NUL character")
+    return prefix
+
+
+def whole_number(value: str | None, name: str, *, low: int, high: int, what: str = "") -> int:
+    text = (value or "").strip()
+    if not _WHOLE.fullmatch(text) or not low <= int(text) <= high:
+        raise BadRequest(f"{name} must be a whole number from {low} to {high}{what}, not {value!r}")
+    return int(text)
+
+
+def ttl(value: str | None, name: str = "ttl") -> int:
+    """Seconds to live: 0 means never expire."""
+    return whole_number(
+        value, name, low=0, high=settings.THISDB_MAX_TTL, what=" (0 = never expire)"
+    )
+
+
+def boolean(value: str | None, name: str) -> bool:
+    text = (value or "").strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise BadRequest(f"{name} must be true or false, not {value!r}")
+
+
+def delta(body: bytes) -> int:
+    """The body of an increment: +N or -N (a bare N counts as +N)."""
+    text = body.strip()
+    if not _DELTA.fullmatch(text):
+        raise BadRequest("an increment body must be +N or -N, e.g. +1")
+    number = int(text)
+    if not -(2**63) <= number < 2**63:
+        raise BadRequest("an increment must fit in a 64-bit integer")
+    return number
+
+
+def encode_cursor(last_key: str) -> str:
+    return base64.urlsafe_b64encode(last_key.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        key = base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True).decode()
+        if not key:
+            raise ValueError("empty cursor")
+        return check_prefix(key, "cursor")
+    except (binascii.Error, UnicodeError, ValueError, BadRequest):
+        raise BadRequest(
+            "cursor is not valid: pass the X-Next-Cursor of the previous page"
+        ) from None

@@ -1,0 +1,96 @@
+import re
+import secrets
+import string
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+BUCKET_ID_LENGTH = 20
+BUCKET_ID_RE = re.compile(rf"[A-Za-z0-9]{{{BUCKET_ID_LENGTH}}}")
+TOKEN_LENGTH = 40
+TOKEN_RE = re.compile(rf"[a-z0-9]{{{TOKEN_LENGTH}}}")
+
+
+def new_bucket_id() -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(BUCKET_ID_LENGTH))
+
+
+class ByteOrderTextField(models.TextField):
+    """Text compared byte by byte: PostgreSQL's "C" collation, SQLite's default BINARY.
+
+    Keys must sort in byte order so a prefix is one index range and a cursor is just the last
+    key seen. SQLite has no "C" collation, hence a field rather than db_collation="C".
+    """
+
+    def db_parameters(self, connection):
+        params = super().db_parameters(connection)
+        if connection.vendor == "postgresql":
+            params["collation"] = "C"
+        return params
+
+
+class BucketQuerySet(models.QuerySet):
+    def for_user(self, user_id: int):
+        return self.filter(owner_id=user_id)
+
+
+class Bucket(models.Model):
+    id = models.CharField(primary_key=True, max_length=BUCKET_ID_LENGTH, default=new_bucket_id)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="buckets"
+    )
+    default_ttl = models.BigIntegerField(default=settings.THISDB_DEFAULT_TTL)  # seconds, 0 = never
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = BucketQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return self.id
+
+
+class Item(models.Model):
+    """One key of a bucket. Written only through api.operations (single SQL statements)."""
+
+    bucket = models.ForeignKey(
+        Bucket, on_delete=models.CASCADE, related_name="items", db_index=False
+    )
+    key = ByteOrderTextField()
+    value = models.BinaryField()  # the request body, byte for byte
+    expires_at = models.DateTimeField(null=True, blank=True)  # null = never
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # Also the index every key lookup, prefix range and cursor page scans.
+            models.UniqueConstraint(fields=["bucket", "key"], name="item_bucket_key"),
+        ]
+        indexes = [
+            # Only keys that can expire, for the sweeper.
+            models.Index(
+                fields=["expires_at"],
+                name="item_expires_at",
+                condition=models.Q(expires_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bucket_id}/{self.key}"
+
+
+class Token(models.Model):
+    hashed_token = models.CharField(max_length=64, unique=True)  # SHA-256 hex, never the token
+    bucket = models.ForeignKey(Bucket, on_delete=models.CASCADE, related_name="tokens")
+    prefix = ByteOrderTextField(blank=True)
+    can_read = models.BooleanField(default=False)
+    can_write = models.BooleanField(default=False)
+    expires_at = models.DateTimeField(db_index=True)
+    # The key that made it: a token acts for that key's account and dies with it.
+    created_by = models.ForeignKey(
+        "accounts.ApiKey", on_delete=models.CASCADE, related_name="tokens"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"token on {self.bucket_id}/{self.prefix}*"

@@ -1,0 +1,177 @@
+"""The data operations of the v1 API: each is one SQL statement.
+
+One statement each keeps the hot path at one round trip and makes every operation atomic without
+locks: two racing increments cannot lose an update, a set cannot interleave with a delete. The
+viewsets call these functions; tests call them directly too. Times are passed in from the caller,
+so "now" is the same instant for the expiry a statement writes and the expiry it filters on.
+"""
+
+import threading
+from datetime import datetime, timedelta
+
+from django.db import DataError, IntegrityError, connection, transaction
+
+from api.models import Item
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+_T = Item._meta.db_table
+_KEY = connection.ops.quote_name("key")
+_LIVE = "(expires_at IS NULL OR expires_at > %s)"  # an expired key is never served
+
+_SET_SQL = (
+    f"INSERT INTO {_T} (bucket_id, {_KEY}, value, expires_at, updated_at) "
+    f"VALUES (%s, %s, %s, %s, %s) "
+    f"ON CONFLICT (bucket_id, {_KEY}) DO UPDATE SET value = excluded.value, "
+    f"expires_at = excluded.expires_at, updated_at = excluded.updated_at"
+)
+_GET_SQL = f"SELECT value FROM {_T} WHERE bucket_id = %s AND {_KEY} = %s AND {_LIVE}"
+_DELETE_SQL = f"DELETE FROM {_T} WHERE bucket_id = %s AND {_KEY} = %s RETURNING {_LIVE}"
+# PostgreSQL: read, add and write in one statement. The row is locked by ON CONFLICT, so
+# concurrent increments serialize on it and none is lost. A stored value that is not an integer
+# makes the cast fail, which aborts the statement and leaves the value as it was.
+_INCREMENT_SQL_PG = (
+    f"INSERT INTO {_T} AS item (bucket_id, {_KEY}, value, expires_at, updated_at) "
+    f"VALUES (%s, %s, convert_to(%s::bigint::text, 'UTF8'), %s, %s) "
+    f"ON CONFLICT (bucket_id, {_KEY}) DO UPDATE SET value = convert_to(("
+    f"CASE WHEN item.expires_at IS NOT NULL AND item.expires_at <= excluded.updated_at THEN 0 "
+    f"ELSE convert_from(item.value, 'UTF8')::bigint END + %s::bigint"
+    f")::text, 'UTF8'), expires_at = excluded.expires_at, updated_at = excluded.updated_at "
+    f"RETURNING convert_from(value, 'UTF8')::bigint"
+)
+
+
+class BucketGone(Exception):
+    """The bucket was deleted (the foreign key refused the write)."""
+
+
+class NotAnInteger(Exception):
+    """Increment of a value that is not a whole number, or past the 64-bit range."""
+
+
+def _dt(value: datetime | None):
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def expiry(now: datetime, ttl: int) -> datetime | None:
+    return None if ttl == 0 else now + timedelta(seconds=ttl)
+
+
+def set_value(
+    bucket_id: str, key: str, value: bytes, expires_at: datetime | None, now: datetime
+) -> None:
+    """Write a key, replacing its value and expiry (every write refreshes the expiry)."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_SET_SQL, [bucket_id, key, value, _dt(expires_at), _dt(now)])
+    except IntegrityError as exc:
+        raise BucketGone(bucket_id) from exc
+
+
+def get_value(bucket_id: str, key: str, now: datetime) -> bytes | None:
+    with connection.cursor() as cursor:
+        cursor.execute(_GET_SQL, [bucket_id, key, _dt(now)])
+        row = cursor.fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def delete_key(bucket_id: str, key: str, now: datetime) -> bool:
+    """Delete a key; True if a live key was deleted (an expired one is removed but not found)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_DELETE_SQL, [bucket_id, key, _dt(now)])
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+def increment(
+    bucket_id: str, key: str, delta: int, expires_at: datetime | None, now: datetime
+) -> int:
+    """Add `delta` to a key's integer value and return the new value; absent or expired counts
+    from 0."""
+    if connection.vendor == "postgresql":
+        return _increment_postgresql(bucket_id, key, delta, expires_at, now)
+    return _increment_locked(bucket_id, key, delta, expires_at, now)
+
+
+def _increment_postgresql(bucket_id, key, delta, expires_at, now) -> int:
+    params = [bucket_id, key, delta, _dt(expires_at), _dt(now), delta]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_INCREMENT_SQL_PG, params)
+            return cursor.fetchone()[0]
+    except DataError as exc:
+        raise NotAnInteger(_why_not_integer(exc)) from exc
+    except IntegrityError as exc:
+        raise BucketGone(bucket_id) from exc
+
+
+def _why_not_integer(exc: DataError) -> str:
+    if getattr(exc.__cause__, "sqlstate", None) == "22003":  # numeric_value_out_of_range
+        return "the result would not fit in a 64-bit integer"
+    return "the key's value is not an integer, so it cannot be incremented"
+
+
+# The embedded SQLite default serves one process; a lock there keeps increments from racing.
+_sqlite_increment_lock = threading.Lock()
+
+
+def _increment_locked(bucket_id, key, delta, expires_at, now) -> int:
+    with _sqlite_increment_lock, transaction.atomic():
+        current = get_value(bucket_id, key, now)
+        number = 0 if current is None else parse_integer(current)
+        if number is None:
+            raise NotAnInteger("the key's value is not an integer, so it cannot be incremented")
+        result = number + delta
+        if not INT64_MIN <= result <= INT64_MAX:
+            raise NotAnInteger("the result would not fit in a 64-bit integer")
+        set_value(bucket_id, key, str(result).encode(), expires_at, now)
+        return result
+
+
+def parse_integer(raw: bytes) -> int | None:
+    """A whole number with an optional sign, as text; None if it is anything else."""
+    text = raw.strip(b" \t\r\n")
+    digits = text[1:] if text[:1] in (b"+", b"-") else text
+    if not digits or not digits.isdigit():
+        return None
+    number = int(text)
+    return number if INT64_MIN <= number <= INT64_MAX else None
+
+
+def list_page(
+    bucket_id: str, *, prefix: str, after: str | None, limit: int, with_values: bool, now: datetime
+) -> list[tuple]:
+    """One page of live keys in byte order: one index range scan with LIMIT, no OFFSET."""
+    columns = f"{_KEY}, value" if with_values else _KEY
+    where = ["bucket_id = %s", _LIVE]
+    params: list = [bucket_id, _dt(now)]
+    if after is not None and after >= prefix:
+        where.append(f"{_KEY} > %s")
+        params.append(after)
+    elif prefix:
+        where.append(f"{_KEY} >= %s")
+        params.append(prefix)
+    upper = prefix_upper_bound(prefix)
+    if upper is not None:
+        where.append(f"{_KEY} < %s")
+        params.append(upper)
+    sql = f"SELECT {columns} FROM {_T} WHERE {' AND '.join(where)} ORDER BY {_KEY} LIMIT %s"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit])
+        return cursor.fetchall()
+
+
+def prefix_upper_bound(prefix: str) -> str | None:
+    """The smallest string above every string that starts with `prefix` (None: no bound).
+
+    Byte order of UTF-8 is code point order, so bumping the last code point gives the bound.
+    """
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop())
+        if last < 0x10FFFF:
+            bumped = last + 1
+            if 0xD800 <= bumped <= 0xDFFF:  # surrogates cannot be stored: skip past them
+                bumped = 0xE000
+            return "".join(chars) + chr(bumped)
+    return None

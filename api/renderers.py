@@ -1,0 +1,157 @@
+"""The three formats of the v1 API: text (default), json and ndjson.
+
+A view answers with a Payload; each renderer asks it for its own shape, so one response type
+knows its text, JSON and NDJSON forms in one place.
+"""
+
+import base64
+import json
+from abc import ABC, abstractmethod
+
+from rest_framework import exceptions, renderers
+from rest_framework.negotiation import DefaultContentNegotiation
+
+FORMATS = ("text", "json", "ndjson")
+
+
+def encode_value(value: bytes) -> dict:
+    """A stored value in JSON: as text when it is UTF-8, else as base64 (and says so)."""
+    try:
+        return {"value": value.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"value": base64.b64encode(value).decode("ascii"), "encoding": "base64"}
+
+
+class Payload(ABC):
+    @abstractmethod
+    def as_text(self) -> bytes: ...
+
+    @abstractmethod
+    def as_json(self): ...
+
+    def as_ndjson(self) -> list:
+        return [self.as_json()]
+
+
+class Message(Payload):
+    """A short answer: "OK", a bucket id, a token, an error."""
+
+    def __init__(self, text: str, json_name: str = "result"):
+        self.text, self.json_name = text, json_name
+
+    def as_text(self) -> bytes:
+        return self.text.encode()
+
+    def as_json(self):
+        return {self.json_name: self.text}
+
+
+class Value(Payload):
+    def __init__(self, key: str, value: bytes):
+        self.key, self.value = key, value
+
+    def as_text(self) -> bytes:
+        return self.value  # the stored bytes, unchanged
+
+    def as_json(self):
+        return {"key": self.key, **encode_value(self.value)}
+
+
+class Counter(Payload):
+    def __init__(self, key: str, value: int):
+        self.key, self.value = key, value
+
+    def as_text(self) -> bytes:
+        return str(self.value).encode()
+
+    def as_json(self):
+        return {"key": self.key, "value": self.value}
+
+
+class KeyList(Payload):
+    """One page of a bucket's keys (and values), with the cursor of the next page if any."""
+
+    def __init__(self, rows: list[tuple], with_values: bool, next_cursor: str | None):
+        self.rows, self.with_values, self.next_cursor = rows, with_values, next_cursor
+
+    def _items(self) -> list[dict]:
+        if self.with_values:
+            return [{"key": key, **encode_value(bytes(value))} for key, value in self.rows]
+        return [{"key": row[0]} for row in self.rows]
+
+    def as_text(self) -> bytes:
+        # One key a line; with values, "key<TAB>value" (use json for values holding newlines).
+        if self.with_values:
+            lines = [key.encode() + b"\t" + bytes(value) for key, value in self.rows]
+        else:
+            lines = [row[0].encode() for row in self.rows]
+        return b"\n".join(lines)
+
+    def as_json(self):
+        return {"items": self._items(), "next_cursor": self.next_cursor}
+
+    def as_ndjson(self) -> list:
+        return self._items()
+
+
+def _payload(data) -> Payload:
+    if isinstance(data, Payload):
+        return data
+    if isinstance(data, dict) and set(data) == {"error"}:
+        return Message(data["error"], json_name="error")
+    raise TypeError(f"the v1 API renders Payloads, not {type(data).__name__}")
+
+
+class PlainTextRenderer(renderers.BaseRenderer):
+    media_type = "text/plain"
+    format = "text"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return _payload(data).as_text()
+
+
+def _dumps(obj) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class JSONRenderer(renderers.BaseRenderer):
+    media_type = "application/json"
+    format = "json"
+    charset = None  # JSON is UTF-8 by definition (RFC 8259)
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return _dumps(_payload(data).as_json())
+
+
+class NDJSONRenderer(renderers.BaseRenderer):
+    media_type = "application/x-ndjson"
+    format = "ndjson"
+    charset = None
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return b"".join(_dumps(line) + b"\n" for line in _payload(data).as_ndjson())
+
+
+class FormatNegotiation(DefaultContentNegotiation):
+    """`?format=` or the Accept header picks the format; anything we cannot produce is a 406
+    (DRF's default answers an unknown ?format= with 404)."""
+
+    def filter_renderers(self, renderers, format):
+        matching = [r for r in renderers if r.format == format]
+        if not matching:
+            raise exceptions.NotAcceptable(
+                f"format {format!r} is not supported: use text, json or ndjson"
+            )
+        return matching
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except exceptions.NotAcceptable as exc:
+            if "not supported" in str(exc.detail):
+                raise
+            raise exceptions.NotAcceptable(
+                "cannot answer in the Accept header's media types: accept text/plain, "
+                "application/json or application/x-ndjson, or pass ?format="
+            ) from None

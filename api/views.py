@@ -1,0 +1,280 @@
+"""The v1 API viewsets: authenticate, scope, validate, call one operation, render."""
+
+import secrets
+import string
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import viewsets
+from rest_framework.response import Response
+
+from api import inputs, operations
+from api.errors import BadRequest, TooManyRequests, bucket_not_found, key_not_found
+from api.limits import claim_write
+from api.models import TOKEN_LENGTH, Bucket, Token, new_bucket_id
+from api.permissions import (
+    forget_bucket,
+    owned_bucket,
+    require_api_key,
+    require_token_access,
+    token_list_prefix,
+)
+from api.principals import hash_token
+from api.renderers import Counter, KeyList, Message, Value
+
+OK = "OK"
+TOKEN_ALPHABET = string.ascii_lowercase + string.digits  # like the spec's example token
+PERMISSIONS = ("read", "write")
+
+_TTL_PARAM = OpenApiParameter("ttl", int, description="Seconds to live; 0 = never expire.")
+_FORMAT_PARAM = OpenApiParameter("format", str, enum=["text", "json", "ndjson"])
+_TEXT = {(200, "text/plain"): OpenApiTypes.STR}
+
+
+class ApiViewSet(viewsets.ViewSet):
+    metadata_class = None  # OPTIONS is for CORS preflight only (answered by the middleware)
+
+    def principal(self):
+        return self.request.user
+
+
+class BucketViewSet(ApiViewSet):
+    """POST /v1/ creates a bucket; /v1/<bucket> lists, updates and deletes it."""
+
+    @extend_schema(
+        summary="Create a bucket",
+        responses=_TEXT,
+        request={
+            "application/x-www-form-urlencoded": {
+                "type": "object",
+                "properties": {"default_ttl": {"type": "integer", "default": 604800}},
+            }
+        },
+    )
+    def create(self, request):
+        principal = self.principal()
+        require_api_key(principal, "create buckets")
+        fields = inputs.form_fields(request)
+        default_ttl = _default_ttl(fields)
+        for _ in range(3):  # 62**20 ids: a collision is all but impossible, but never a 500
+            try:
+                with transaction.atomic():
+                    bucket = Bucket.objects.create(
+                        id=new_bucket_id(), owner_id=principal.user_id, default_ttl=default_ttl
+                    )
+                break
+            except IntegrityError:
+                continue
+        return Response(Message(bucket.id, json_name="bucket"))
+
+    @extend_schema(
+        summary="List the keys of a bucket",
+        parameters=[
+            OpenApiParameter("limit", int, description="1..1000, default 1000"),
+            OpenApiParameter("values", bool, description="Include each key's value"),
+            OpenApiParameter("prefix", str, description="Only keys starting with this"),
+            OpenApiParameter("cursor", str, description="X-Next-Cursor of the previous page"),
+            _FORMAT_PARAM,
+        ],
+        responses=_TEXT,
+    )
+    def retrieve(self, request, bucket_id):
+        principal = self.principal()
+        params = request.query_params
+        limit = inputs.whole_number(
+            params.get("limit", "1000"),
+            "limit",
+            low=1,
+            high=1000,  # spec: default and max 1000
+        )
+        with_values = inputs.boolean(params.get("values"), "values")
+        prefix = inputs.check_prefix(params.get("prefix", ""))
+        after = inputs.decode_cursor(params["cursor"]) if params.get("cursor") else None
+        bucket = owned_bucket(principal, bucket_id)
+        prefix = token_list_prefix(principal, prefix)
+        rows = operations.list_page(
+            bucket.id,
+            prefix=prefix,
+            after=after,
+            limit=limit + 1,
+            with_values=with_values,
+            now=timezone.now(),
+        )
+        if not rows:
+            # The bucket may come from the cache: make sure it still exists before saying "empty".
+            forget_bucket(bucket.id)
+            owned_bucket(principal, bucket_id)
+        next_cursor = inputs.encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+        response = Response(KeyList(rows[:limit], with_values, next_cursor))
+        if next_cursor:
+            response["X-Next-Cursor"] = next_cursor
+        return response
+
+    @extend_schema(summary="Update a bucket's default_ttl", responses=_TEXT)
+    def partial_update(self, request, bucket_id):
+        principal = self.principal()
+        require_api_key(principal, "change a bucket")
+        default_ttl = _default_ttl(inputs.form_fields(request))
+        owned_bucket(principal, bucket_id)
+        updated = (
+            Bucket.objects.for_user(principal.user_id)
+            .filter(pk=bucket_id)
+            .update(default_ttl=default_ttl)
+        )
+        forget_bucket(bucket_id)
+        if not updated:
+            raise bucket_not_found()  # deleted meanwhile
+        return Response(Message(OK))
+
+    @extend_schema(summary="Delete a bucket, its keys and its tokens", responses=_TEXT)
+    def destroy(self, request, bucket_id):
+        principal = self.principal()
+        require_api_key(principal, "delete a bucket")
+        owned_bucket(principal, bucket_id)
+        # Keys and tokens go with it, by bulk DELETEs (Django fast-deletes: nothing is loaded).
+        Bucket.objects.for_user(principal.user_id).filter(pk=bucket_id).delete()
+        forget_bucket(bucket_id)
+        return Response(Message(OK))
+
+
+def _default_ttl(fields: dict[str, str]) -> int:
+    # The JS and PHP SDKs' updateBucket take `ttl`: accept it as another name for default_ttl.
+    # Absent, it is 604800 (the spec's default for both POST /v1/ and PATCH /v1/<bucket>).
+    if "default_ttl" in fields:
+        return inputs.ttl(fields["default_ttl"], "default_ttl")
+    if "ttl" in fields:
+        return inputs.ttl(fields["ttl"], "default_ttl")
+    return Bucket._meta.get_field("default_ttl").default
+
+
+class ItemViewSet(ApiViewSet):
+    """/v1/<bucket>/<key>: get, set (POST or PUT), increment (PATCH), delete."""
+
+    def _scope(self, bucket_id: str, key: str, *, write: bool):
+        principal = self.principal()
+        inputs.check_key(key)
+        bucket = owned_bucket(principal, bucket_id)
+        require_token_access(principal, key, write=write)
+        return bucket
+
+    def _claim_write(self, bucket_id: str, key: str) -> None:
+        decision = claim_write(bucket_id, key)
+        if not decision.allowed:
+            raise TooManyRequests(
+                "this key was written less than a second ago: keys take one write per second",
+                retry_after=decision.retry_after,
+            )
+
+    def _ttl(self, request, bucket) -> int:
+        raw = request.query_params.get("ttl")
+        return bucket.default_ttl if raw is None else inputs.ttl(raw)
+
+    @extend_schema(summary="Get a key's value", parameters=[_FORMAT_PARAM], responses=_TEXT)
+    def retrieve(self, request, bucket_id, key):
+        bucket = self._scope(bucket_id, key, write=False)
+        value = operations.get_value(bucket.id, key, timezone.now())
+        if value is None:
+            raise key_not_found()
+        return Response(Value(key, value))
+
+    @extend_schema(
+        summary="Set a key's value (the raw body)",
+        parameters=[_TTL_PARAM],
+        request={"application/octet-stream": OpenApiTypes.BINARY},
+        responses=_TEXT,
+    )
+    def update(self, request, bucket_id, key):
+        bucket = self._scope(bucket_id, key, write=True)
+        ttl = self._ttl(request, bucket)
+        value = inputs.read_value(request)
+        self._claim_write(bucket.id, key)
+        now = timezone.now()
+        try:
+            operations.set_value(bucket.id, key, value, operations.expiry(now, ttl), now)
+        except operations.BucketGone:
+            raise self._bucket_gone(bucket.id) from None
+        return Response(Message(OK))
+
+    @extend_schema(
+        summary="Increment (+N) or decrement (-N) a key",
+        parameters=[_TTL_PARAM],
+        request={"text/plain": OpenApiTypes.STR},
+        responses=_TEXT,
+    )
+    def partial_update(self, request, bucket_id, key):
+        bucket = self._scope(bucket_id, key, write=True)
+        ttl = self._ttl(request, bucket)
+        delta = inputs.delta(inputs.read_value(request))
+        self._claim_write(bucket.id, key)
+        now = timezone.now()
+        try:
+            value = operations.increment(bucket.id, key, delta, operations.expiry(now, ttl), now)
+        except operations.NotAnInteger as exc:
+            raise BadRequest(str(exc)) from None
+        except operations.BucketGone:
+            raise self._bucket_gone(bucket.id) from None
+        return Response(Counter(key, value))
+
+    @extend_schema(summary="Delete a key", responses=_TEXT)
+    def destroy(self, request, bucket_id, key):
+        bucket = self._scope(bucket_id, key, write=True)
+        self._claim_write(bucket.id, key)
+        if not operations.delete_key(bucket.id, key, timezone.now()):
+            raise key_not_found()
+        return Response(Message(OK))
+
+    @staticmethod
+    def _bucket_gone(bucket_id: str):
+        forget_bucket(bucket_id)
+        return bucket_not_found()
+
+
+class TokenViewSet(ApiViewSet):
+    """POST /v1/tokens: a token for one bucket, one prefix, read and/or write, for ttl seconds."""
+
+    @extend_schema(
+        summary="Create a token",
+        responses=_TEXT,
+        request={
+            "application/x-www-form-urlencoded": {
+                "type": "object",
+                "required": ["bucket", "prefix", "permissions", "ttl"],
+                "properties": {
+                    "bucket": {"type": "string"},
+                    "prefix": {"type": "string"},
+                    "permissions": {"type": "string", "example": "read,write"},
+                    "ttl": {"type": "integer", "minimum": 1, "maximum": 86400},
+                },
+            }
+        },
+    )
+    def create(self, request):
+        principal = self.principal()
+        require_api_key(principal, "create tokens")
+        fields = inputs.form_fields(request)
+        missing = [n for n in ("bucket", "prefix", "permissions", "ttl") if n not in fields]
+        if missing:
+            raise BadRequest(f"missing field(s): {', '.join(missing)} (all four are required)")
+        permissions = {p.strip().lower() for p in fields["permissions"].split(",") if p.strip()}
+        if not permissions or not permissions <= set(PERMISSIONS):
+            raise BadRequest("permissions must be read, write or read,write")
+        ttl = inputs.whole_number(fields["ttl"], "ttl", low=1, high=86400)  # spec: max 86400
+        prefix = inputs.check_prefix(fields["prefix"])
+        bucket = owned_bucket(principal, fields["bucket"])
+        token = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH))
+        try:
+            Token.objects.create(
+                hashed_token=hash_token(token),
+                bucket_id=bucket.id,
+                prefix=prefix,
+                can_read="read" in permissions,
+                can_write="write" in permissions,
+                expires_at=timezone.now() + timedelta(seconds=ttl),
+                created_by_id=principal.api_key_id,
+            )
+        except IntegrityError:
+            raise ItemViewSet._bucket_gone(bucket.id) from None  # deleted meanwhile
+        return Response(Message(token, json_name="token"))

@@ -1,0 +1,92 @@
+"""Shared fixtures: the personas alice and bob, each with an API key, a client and a bucket.
+
+Tests run on the real PostgreSQL and Redis of DATABASE_URL / REDIS_URL (see the Makefile).
+"""
+
+import os
+import uuid
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from accounts.models import ApiKey
+from api import limits, permissions, principals
+
+# Every Redis key a test run writes lives under its own prefix, removed at the end.
+RUN_PREFIX = f"thisdb-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _redis_prefix():
+    django_settings.THISDB_REDIS_PREFIX = RUN_PREFIX
+    yield
+    if django_settings.REDIS_URL:
+        client = redis.Redis.from_url(django_settings.REDIS_URL)
+        for name in client.scan_iter(match=f"{RUN_PREFIX}:*", count=1000):
+            client.delete(name)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_state(settings):
+    """Each test starts with empty in-process caches and the per-key write limit off (the tests
+    of that limit turn it on), so tests may write one key twice in a second."""
+    settings.THISDB_KEY_WRITES_PER_SECOND = 0
+    principals.forget_all()
+    permissions.forget_all()
+    limits.reset()
+    yield
+    principals.forget_all()
+    permissions.forget_all()
+    limits.reset()
+
+
+class Persona:
+    """A user with an API key and a client that sends it."""
+
+    def __init__(self, username: str):
+        self.user = get_user_model().objects.create_user(username)
+        self.api_key, self.key = ApiKey.objects.create_key(self.user, name="test")
+        self.client = Client(headers={"X-Api-Key": self.key})
+
+    def new_bucket(self, default_ttl: int | None = None) -> str:
+        body = "" if default_ttl is None else f"default_ttl={default_ttl}"
+        response = self.client.post("/v1/", body, content_type="application/x-www-form-urlencoded")
+        assert response.status_code == 200, response.content
+        return response.content.decode()
+
+    def token(self, bucket: str, prefix: str, permissions: str = "read,write", ttl: int = 3600):
+        response = self.client.post(
+            "/v1/tokens",
+            f"bucket={bucket}&prefix={prefix}&permissions={permissions}&ttl={ttl}",
+            content_type="application/x-www-form-urlencoded",
+        )
+        assert response.status_code == 200, response.content
+        return response.content.decode()
+
+    def set(self, bucket: str, key: str, value: bytes | str, query: str = ""):
+        return self.client.post(
+            f"/v1/{bucket}/{key}{query}", value, content_type="application/x-www-form-urlencoded"
+        )
+
+
+def token_client(token: str) -> Client:
+    return Client(headers={"X-Token": token})
+
+
+@pytest.fixture
+def alice(db):
+    return Persona("alice")
+
+
+@pytest.fixture
+def bob(db):
+    return Persona("bob")
+
+
+@pytest.fixture
+def bucket(alice):
+    """A bucket of alice's."""
+    return alice.new_bucket()

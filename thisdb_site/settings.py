@@ -1,0 +1,194 @@
+"""ThisDB settings: one file, driven by environment variables.
+
+Without DATABASE_URL the platform runs on a SQLite file and without REDIS_URL on in-process
+fallbacks, so `make run` works on a machine with nothing but Python. Production sets both.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """Read a boolean env var strictly: a typo must not silently turn DEBUG on or off."""
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
+
+
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    """Read a whole-number env var; refuse anything else at start-up, not on the first request."""
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
+    if number < minimum:
+        raise ImproperlyConfigured(f"{name} must be >= {minimum}, not {number}")
+    return number
+
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    # The embedded default needs no setup; production sets SECRET_KEY (check thisdb.W001 warns).
+    SECRET_KEY = "insecure-embedded-default-set-SECRET_KEY-in-production"
+ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "*").split(",") if h.strip()]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "accounts",
+    "api",
+]
+
+MIDDLEWARE = [
+    "corsheaders.middleware.CorsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    # Sessions, CSRF, login and messages serve the web pages; the /v1/ hot path skips them.
+    "thisdb_site.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "thisdb_site.middleware.CsrfViewMiddleware",
+    "thisdb_site.middleware.AuthenticationMiddleware",
+    "thisdb_site.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+# A redirected POST loses its body: /v1/<bucket> and /v1/<bucket>/ are both routed instead.
+APPEND_SLASH = False
+
+ROOT_URLCONF = "thisdb_site.urls"
+WSGI_APPLICATION = "thisdb_site.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# PostgreSQL from DATABASE_URL; a SQLite file beside the project otherwise.
+DATABASES = {
+    "default": dj_database_url.config(
+        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Redis from REDIS_URL; in-process fallbacks otherwise (one process only: fine for `make run`).
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# --- The v1 API -------------------------------------------------------------------------------
+
+# Limits of the public API. Each is documented in the README's "Limits" table.
+THISDB_KEY_MAX_BYTES = env_int("THISDB_KEY_MAX_BYTES", 512, minimum=1)  # key: 1..512 bytes UTF-8
+THISDB_VALUE_MAX_BYTES = env_int("THISDB_VALUE_MAX_BYTES", 1024 * 1024, minimum=1)  # 1 MiB
+THISDB_LIST_MAX_LIMIT = 1000  # rows per list page (spec: default and maximum 1000)
+THISDB_DEFAULT_TTL = 604800  # a bucket's default key ttl: 7 days (spec)
+THISDB_MAX_TTL = 10 * 365 * 86400  # 10 years: any longer is "never" (ttl=0)
+THISDB_TOKEN_MAX_TTL = 86400  # a token lives at most a day (spec)
+# One write per second per key (spec); 0 turns the limit off.
+THISDB_KEY_WRITES_PER_SECOND = env_int("THISDB_KEY_WRITES_PER_SECOND", 1)
+# How long an API key, token or bucket stays in a worker's memory: a revoked key or a changed
+# default_ttl reaches every worker within this many seconds. Budget: 10 s.
+THISDB_AUTH_CACHE_SECONDS = env_int("THISDB_AUTH_CACHE_SECONDS", 10)
+# Prefix of every Redis key this platform writes, so one Redis can serve several installations.
+THISDB_REDIS_PREFIX = os.environ.get("THISDB_REDIS_PREFIX", "thisdb")
+
+# Bodies up to the value limit are read by the API itself (413 above it); forms stay small.
+DATA_UPLOAD_MAX_MEMORY_SIZE = THISDB_VALUE_MAX_BYTES + 64 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.ApiKeyOrTokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "api.renderers.PlainTextRenderer",
+        "api.renderers.JSONRenderer",
+        "api.renderers.NDJSONRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": [],  # bodies are read raw: a value is never parsed as a form
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "api.renderers.FormatNegotiation",
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
+    "URL_FORMAT_OVERRIDE": "format",
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "ThisDB v1 API",
+    "DESCRIPTION": "Buckets, keys and tokens over HTTP. Authenticate with X-Api-Key or X-Token.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",  # assets served by the platform itself, no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# CORS: the browser SDK calls /v1/ from any origin with its key or token in a header.
+CORS_ALLOW_ALL_ORIGINS = True
+CORS_URLS_REGEX = r"^/v1(/.*)?$"
+CORS_ALLOW_HEADERS = ["accept", "content-type", "x-api-key", "x-token"]
+CORS_EXPOSE_HEADERS = ["x-next-cursor", "retry-after"]
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+}
