@@ -54,3 +54,62 @@ class ApiKey(models.Model):
         from api import principals  # the API's cache of keys; accounts holds no API views
 
         principals.forget_api_key(self.prefix)
+
+
+class Plan(models.Model):
+    """A set of quotas. A blank figure means the platform default from settings."""
+
+    name = models.CharField(max_length=50, unique=True)
+    is_default = models.BooleanField(default=False, help_text="Given to accounts without a plan.")
+    requests_per_hour = models.PositiveIntegerField(null=True, blank=True)
+    max_buckets = models.PositiveIntegerField(null=True, blank=True)
+    max_keys_per_bucket = models.PositiveIntegerField(null=True, blank=True)
+    max_stored_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Account(models.Model):
+    """A user's plan, the per-account overrides staff may set, and usage figures."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account"
+    )
+    plan = models.ForeignKey(
+        Plan,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        help_text="Blank: platform defaults.",
+    )
+    # Overrides of the plan's figures for this account (blank: the plan's figure).
+    requests_per_hour = models.PositiveIntegerField(null=True, blank=True)
+    max_buckets = models.PositiveIntegerField(null=True, blank=True)
+    max_keys_per_bucket = models.PositiveIntegerField(null=True, blank=True)
+    max_stored_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    # Refreshed every minute by beat (api.usage.refresh_stored_figures).
+    stored_bytes = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"account of {self.user}"
+
+    def quotas(self):
+        from accounts.quotas import FIELDS, resolve
+
+        plan_values = [getattr(self.plan, f) if self.plan else None for f in FIELDS]
+        return resolve([getattr(self, f) for f in FIELDS], plan_values)
+
+
+class UsageHour(models.Model):
+    """Requests made with one API key in one clock hour, rolled up from Redis by beat."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="usage")
+    hour = models.DateTimeField()  # the hour's start, UTC
+    requests = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["api_key", "hour"], name="usage_key_hour")]
+
+    def __str__(self) -> str:
+        return f"{self.api_key} {self.hour:%Y-%m-%d %H}h: {self.requests}"

@@ -1,10 +1,16 @@
-"""Rate limits decided in Redis: one write per second per key (spec).
+"""Rate limits decided in Redis, in one round trip per request.
 
-A write sets a marker with `SET NX PX`: the first write in the window creates it and passes, any
-other write while it lives is refused. One atomic command, so two racing writes cannot both pass.
-Without REDIS_URL an in-process table does the same for the single-process embedded default.
-If Redis is unreachable the API keeps serving from the database with limits off (logged at most
-once a minute) and picks them up again as soon as Redis answers.
+- Requests: 1000 per API key per clock hour (spec; the account's plan may say otherwise). Each
+  request increments the key's counter for the hour; past the limit the answer is a 429 until the
+  hour ends. The same counters are the usage figures that beat rolls into PostgreSQL.
+- Writes: one per second per key (spec). A write sets a marker with SET NX PX: the first write in
+  the window creates it and passes, any other write while it lives is refused.
+
+Both happen in one Lua script, so they cost one round trip and are atomic: a counter is never left
+without an expiry, and two racing requests cannot both take the last slot. Without REDIS_URL an
+in-process table does the same for the single-process embedded default. If Redis cannot be
+reached, requests are served with limits off (logged at most once a minute) and Redis is tried
+again after REDIS_RETRY_SECONDS, so limits resume within seconds of its return.
 """
 
 import hashlib
@@ -18,80 +24,152 @@ from django.conf import settings
 
 log = logging.getLogger(__name__)
 
-REDIS_TIMEOUT_SECONDS = 0.25  # a slow Redis may add at most this to a request
+REDIS_TIMEOUT_SECONDS = 0.25  # a slow Redis adds at most this to a request
+REDIS_RETRY_SECONDS = 3  # after a failure, serve without limits this long before trying again
 WARN_EVERY_SECONDS = 60
+HOUR = 3600
+USAGE_KEPT_SECONDS = 86400  # counters outlive their hour by a day, for beat's rollup
+
+# KEYS: hour counter, set of the hour's API keys, write marker (only if ARGV[4] != '0')
+# ARGV: expire-at (epoch s), API key id, hourly limit, write window (ms, '0' = not a write)
+_LUA = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then
+  redis.call('EXPIREAT', KEYS[1], ARGV[1])
+  redis.call('SADD', KEYS[2], ARGV[2])
+  redis.call('EXPIREAT', KEYS[2], ARGV[1])
+end
+local wait = 0
+if count <= tonumber(ARGV[3]) and ARGV[4] ~= '0' then
+  if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[4]) then
+    wait = redis.call('PTTL', KEYS[3])
+    if wait < 1 then wait = 1 end
+  end
+end
+return {count, wait}
+"""
 
 
 @dataclass(frozen=True)
-class WriteDecision:
-    allowed: bool
-    retry_after: int = 0  # whole seconds (the Retry-After header)
+class Decision:
+    limit: int
+    count: int  # this request included
+    reset_at: int  # epoch seconds when the hour's counter starts again
+    write_wait_ms: int = 0  # > 0: the key was written less than a window ago
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.count)
+
+    @property
+    def over_hourly(self) -> bool:
+        return self.count > self.limit
+
+    def retry_after(self, now: float) -> int:
+        """Whole seconds to wait (Retry-After), at least 1."""
+        if self.over_hourly:
+            return max(1, int(self.reset_at - now))
+        return max(1, -(-self.write_wait_ms // 1000))
 
 
-def _marker(bucket_id: str, key: str) -> str:
+def hour_start(now: float) -> int:
+    return int(now) - int(now) % HOUR
+
+
+def counter_key(api_key_id: int, hour: int) -> str:
+    return f"{settings.THISDB_REDIS_PREFIX}:rq:{api_key_id}:{hour}"
+
+
+def hour_keys_key(hour: int) -> str:
+    return f"{settings.THISDB_REDIS_PREFIX}:rq-keys:{hour}"
+
+
+def marker_key(bucket_id: str, key: str) -> str:
     # Bucket ids are unique across tenants, so markers of two accounts never collide; the key is
     # hashed to bound the Redis key's length (keys may be 512 bytes).
     digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
     return f"{settings.THISDB_REDIS_PREFIX}:w:{bucket_id}:{digest}"
 
 
-def _window_ms() -> int | None:
+def write_window_ms() -> int:
     per_second = settings.THISDB_KEY_WRITES_PER_SECOND
-    if per_second <= 0:
-        return None  # limit off
-    return max(1, 1000 // per_second)
+    return 0 if per_second <= 0 else max(1, 1000 // per_second)  # 0: limit off
 
 
-class _RedisLimiter:
+class RedisLimiter:
     def __init__(self, url: str):
         self.client = redis.Redis.from_url(
-            url,
-            socket_timeout=REDIS_TIMEOUT_SECONDS,
-            socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+            url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
         )
-        self._last_warning = 0.0
+        self.script = self.client.register_script(_LUA)
+        self.down_until = 0.0
+        self.last_warning = 0.0
 
-    def claim(self, marker: str, window_ms: int) -> bool | None:
-        """True if this write may go ahead; None if Redis could not be asked."""
+    def count(self, keys: list[str], args: list) -> tuple[int, int] | None:
+        """Run the script; None if Redis cannot be reached (limits are then off)."""
+        now = time.monotonic()
+        if now < self.down_until:
+            return None
         try:
-            return bool(self.client.set(marker, b"1", nx=True, px=window_ms))
+            count, wait = self.script(keys=keys, args=args)
+            return int(count), int(wait)
         except redis.RedisError as exc:
-            now = time.monotonic()
-            if now - self._last_warning >= WARN_EVERY_SECONDS:
-                self._last_warning = now
+            self.down_until = now + REDIS_RETRY_SECONDS
+            if now - self.last_warning >= WARN_EVERY_SECONDS:
+                self.last_warning = now
                 log.warning("Redis unreachable, rate limits are not enforced: %s", exc)
             return None
 
 
-class _MemoryLimiter:
-    MAX_MARKERS = 100_000  # budget: ~10 MB; expired markers are purged past it
+class MemoryLimiter:
+    """The script's semantics in one process, for the embedded default without Redis."""
+
+    MAX_ENTRIES = 100_000  # budget ~10 MB: expired entries are purged past it
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.markers: dict[str, float] = {}
+        self.expiring: dict[str, tuple[int, float]] = {}  # name -> (value, expires, epoch s)
+        self.hour_keys: dict[str, set] = {}
 
-    def claim(self, marker: str, window_ms: int) -> bool:
-        now = time.monotonic()
+    def count(self, keys: list[str], args: list) -> tuple[int, int]:
+        expire_at, api_key_id, limit, window_ms = args
+        now = time.time()
         with self.lock:
-            if self.markers.get(marker, 0.0) > now:
-                return False
-            if len(self.markers) >= self.MAX_MARKERS:
-                self.markers = {m: t for m, t in self.markers.items() if t > now}
-            self.markers[marker] = now + window_ms / 1000
-            return True
+            if len(self.expiring) >= self.MAX_ENTRIES:
+                self.expiring = {k: v for k, v in self.expiring.items() if v[1] > now}
+            count = self._get(keys[0], now) + 1
+            self.expiring[keys[0]] = (count, expire_at)
+            self.hour_keys.setdefault(keys[1], set()).add(api_key_id)
+            wait = 0
+            if count <= limit and window_ms:
+                held = self.expiring.get(keys[2])
+                if held is not None and held[1] > now:
+                    wait = max(1, int((held[1] - now) * 1000))
+                else:
+                    self.expiring[keys[2]] = (1, now + window_ms / 1000)
+            return count, wait
+
+    def _get(self, name: str, now: float) -> int:
+        value, expires = self.expiring.get(name, (0, 0.0))
+        return value if expires > now else 0
+
+    def get_counts(self, names: list[str]) -> list[int]:
+        now = time.time()
+        with self.lock:
+            return [self._get(n, now) for n in names]
 
 
 _limiter = None
 _limiter_lock = threading.Lock()
 
 
-def limiter():
+def limiter() -> RedisLimiter | MemoryLimiter:
     global _limiter
     if _limiter is None:
         with _limiter_lock:
             if _limiter is None:
                 url = settings.REDIS_URL
-                _limiter = _RedisLimiter(url) if url else _MemoryLimiter()
+                _limiter = RedisLimiter(url) if url else MemoryLimiter()
     return _limiter
 
 
@@ -101,11 +179,25 @@ def reset() -> None:
     _limiter = None
 
 
-def claim_write(bucket_id: str, key: str) -> WriteDecision:
-    window_ms = _window_ms()
-    if window_ms is None:
-        return WriteDecision(True)
-    allowed = limiter().claim(_marker(bucket_id, key), window_ms)
-    if allowed is False:
-        return WriteDecision(False, retry_after=max(1, -(-window_ms // 1000)))
-    return WriteDecision(True)
+def check(
+    api_key_id: int,
+    requests_per_hour: int,
+    write: tuple[str, str] | None = None,
+    now: float | None = None,
+) -> Decision | None:
+    """Count one request of `api_key_id` (and claim a write of `write` = (bucket, key)).
+
+    None means the limits could not be asked (Redis down): serve the request unlimited.
+    """
+    now = time.time() if now is None else now
+    hour = hour_start(now)
+    window_ms = write_window_ms() if write else 0
+    keys = [counter_key(api_key_id, hour), hour_keys_key(hour)]
+    if window_ms:
+        keys.append(marker_key(*write))
+    args = [hour + HOUR + USAGE_KEPT_SECONDS, api_key_id, requests_per_hour, window_ms]
+    result = limiter().count(keys, args)
+    if result is None:
+        return None
+    count, wait = result
+    return Decision(requests_per_hour, count, hour + HOUR, wait)

@@ -43,6 +43,10 @@ class Bucket(models.Model):
     )
     default_ttl = models.BigIntegerField(default=settings.THISDB_DEFAULT_TTL)  # seconds, 0 = never
     created_at = models.DateTimeField(default=timezone.now)
+    # Live keys and their bytes, refreshed every minute by beat (api.usage): quotas read these so
+    # a write stays one SQL statement.
+    key_count = models.PositiveBigIntegerField(default=0)
+    stored_bytes = models.PositiveBigIntegerField(default=0)
 
     objects = BucketQuerySet.as_manager()
 

@@ -25,6 +25,11 @@ _SET_SQL = (
     f"ON CONFLICT (bucket_id, {_KEY}) DO UPDATE SET value = excluded.value, "
     f"expires_at = excluded.expires_at, updated_at = excluded.updated_at"
 )
+# Used instead of _SET_SQL when the bucket is at its key quota: existing keys may still change.
+_UPDATE_SQL = (
+    f"UPDATE {_T} SET value = %s, expires_at = %s, updated_at = %s "
+    f"WHERE bucket_id = %s AND {_KEY} = %s"
+)
 _GET_SQL = f"SELECT value FROM {_T} WHERE bucket_id = %s AND {_KEY} = %s AND {_LIVE}"
 _DELETE_SQL = f"DELETE FROM {_T} WHERE bucket_id = %s AND {_KEY} = %s RETURNING {_LIVE}"
 # PostgreSQL: read, add and write in one statement. The row is locked by ON CONFLICT, so
@@ -38,6 +43,13 @@ _INCREMENT_SQL_PG = (
     f"ELSE convert_from(item.value, 'UTF8')::bigint END + %s::bigint"
     f")::text, 'UTF8'), expires_at = excluded.expires_at, updated_at = excluded.updated_at "
     f"RETURNING convert_from(value, 'UTF8')::bigint"
+)
+_INCREMENT_EXISTING_SQL_PG = (
+    f"UPDATE {_T} AS item SET value = convert_to(("
+    f"CASE WHEN item.expires_at IS NOT NULL AND item.expires_at <= %s THEN 0 "
+    f"ELSE convert_from(item.value, 'UTF8')::bigint END + %s::bigint"
+    f")::text, 'UTF8'), expires_at = %s, updated_at = %s "
+    f"WHERE bucket_id = %s AND {_KEY} = %s RETURNING convert_from(value, 'UTF8')::bigint"
 )
 
 
@@ -58,12 +70,24 @@ def expiry(now: datetime, ttl: int) -> datetime | None:
 
 
 def set_value(
-    bucket_id: str, key: str, value: bytes, expires_at: datetime | None, now: datetime
-) -> None:
-    """Write a key, replacing its value and expiry (every write refreshes the expiry)."""
+    bucket_id: str,
+    key: str,
+    value: bytes,
+    expires_at: datetime | None,
+    now: datetime,
+    create: bool = True,
+) -> bool:
+    """Write a key, replacing its value and expiry (every write refreshes the expiry).
+
+    With create=False only an existing key is written; False means there was none.
+    """
     try:
         with connection.cursor() as cursor:
-            cursor.execute(_SET_SQL, [bucket_id, key, value, _dt(expires_at), _dt(now)])
+            if create:
+                cursor.execute(_SET_SQL, [bucket_id, key, value, _dt(expires_at), _dt(now)])
+                return True
+            cursor.execute(_UPDATE_SQL, [value, _dt(expires_at), _dt(now), bucket_id, key])
+            return cursor.rowcount > 0
     except IntegrityError as exc:
         raise BucketGone(bucket_id) from exc
 
@@ -84,21 +108,31 @@ def delete_key(bucket_id: str, key: str, now: datetime) -> bool:
 
 
 def increment(
-    bucket_id: str, key: str, delta: int, expires_at: datetime | None, now: datetime
-) -> int:
+    bucket_id: str,
+    key: str,
+    delta: int,
+    expires_at: datetime | None,
+    now: datetime,
+    create: bool = True,
+) -> int | None:
     """Add `delta` to a key's integer value and return the new value; absent or expired counts
-    from 0."""
+    from 0. With create=False an absent key is not created and None is returned."""
     if connection.vendor == "postgresql":
-        return _increment_postgresql(bucket_id, key, delta, expires_at, now)
-    return _increment_locked(bucket_id, key, delta, expires_at, now)
+        return _increment_postgresql(bucket_id, key, delta, expires_at, now, create)
+    return _increment_locked(bucket_id, key, delta, expires_at, now, create)
 
 
-def _increment_postgresql(bucket_id, key, delta, expires_at, now) -> int:
-    params = [bucket_id, key, delta, _dt(expires_at), _dt(now), delta]
+def _increment_postgresql(bucket_id, key, delta, expires_at, now, create) -> int | None:
+    if create:
+        sql, params = _INCREMENT_SQL_PG, [bucket_id, key, delta, _dt(expires_at), _dt(now), delta]
+    else:
+        sql = _INCREMENT_EXISTING_SQL_PG
+        params = [_dt(now), delta, _dt(expires_at), _dt(now), bucket_id, key]
     try:
         with connection.cursor() as cursor:
-            cursor.execute(_INCREMENT_SQL_PG, params)
-            return cursor.fetchone()[0]
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+            return None if row is None else row[0]
     except DataError as exc:
         raise NotAnInteger(_why_not_integer(exc)) from exc
     except IntegrityError as exc:
@@ -115,9 +149,11 @@ def _why_not_integer(exc: DataError) -> str:
 _sqlite_increment_lock = threading.Lock()
 
 
-def _increment_locked(bucket_id, key, delta, expires_at, now) -> int:
+def _increment_locked(bucket_id, key, delta, expires_at, now, create) -> int | None:
     with _sqlite_increment_lock, transaction.atomic():
         current = get_value(bucket_id, key, now)
+        if current is None and not create and not _exists(bucket_id, key):
+            return None
         number = 0 if current is None else parse_integer(current)
         if number is None:
             raise NotAnInteger("the key's value is not an integer, so it cannot be incremented")
@@ -126,6 +162,10 @@ def _increment_locked(bucket_id, key, delta, expires_at, now) -> int:
             raise NotAnInteger("the result would not fit in a 64-bit integer")
         set_value(bucket_id, key, str(result).encode(), expires_at, now)
         return result
+
+
+def _exists(bucket_id: str, key: str) -> bool:
+    return Item.objects.filter(bucket_id=bucket_id, key=key).exists()
 
 
 def parse_integer(raw: bytes) -> int | None:
@@ -175,3 +215,28 @@ def prefix_upper_bound(prefix: str) -> str | None:
                 bumped = 0xE000
             return "".join(chars) + chr(bumped)
     return None
+
+
+SWEEP_BATCH = 5000  # rows a statement: each DELETE holds its row locks for milliseconds
+
+
+def sweep_expired_items(now: datetime, batch: int = SWEEP_BATCH) -> int:
+    """Delete keys that expired before `now`, `batch` rows a statement; return how many.
+
+    Live keys are never touched: both the batch and the DELETE test expires_at. On PostgreSQL
+    the batch skips rows a writer holds (a key being refreshed right now), so the sweep never
+    waits on the API and the API never waits long on the sweep.
+    """
+    skip_locked = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    sql = (
+        f"DELETE FROM {_T} WHERE id IN (SELECT id FROM {_T} WHERE expires_at <= %s "
+        f"LIMIT %s{skip_locked}) AND expires_at <= %s"
+    )
+    total = 0
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [_dt(now), batch, _dt(now)])
+            deleted = cursor.rowcount
+        total += deleted
+        if deleted < batch:
+            return total

@@ -17,6 +17,7 @@ class BucketInfo:
     id: str
     owner_id: int
     default_ttl: int
+    key_count: int  # live keys as beat last counted them (for the keys-per-bucket quota)
 
 
 # A bucket's owner and default_ttl, kept briefly so a key write is one plain upsert. A deleted
@@ -44,10 +45,14 @@ def owned_bucket(principal: Principal, bucket_id: str) -> BucketInfo:
     with _lock:
         info = _buckets.get(bucket_id)
     if info is None:
-        row = Bucket.objects.filter(pk=bucket_id).values_list("owner_id", "default_ttl").first()
+        row = (
+            Bucket.objects.filter(pk=bucket_id)
+            .values_list("owner_id", "default_ttl", "key_count")
+            .first()
+        )
         if row is None:
             raise bucket_not_found()
-        info = BucketInfo(bucket_id, row[0], row[1])
+        info = BucketInfo(bucket_id, *row)
         with _lock:
             _buckets[bucket_id] = info
     if info.owner_id != principal.user_id:

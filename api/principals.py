@@ -17,6 +17,8 @@ from django.utils import timezone
 
 from accounts import keys
 from accounts.models import ApiKey
+from accounts.quotas import FIELDS as QUOTA_FIELDS
+from accounts.quotas import Quotas, resolve
 from api.models import TOKEN_RE, Token
 
 LAST_USED_EVERY_SECONDS = 60  # last_used_at is written at most once a minute per key and worker
@@ -40,9 +42,26 @@ class Principal:
 
     user_id: int
     api_key_id: int
+    quotas: Quotas
+    stored_bytes: int = 0  # the account's, as beat last counted it
     token: TokenScope | None = None
 
     is_authenticated = True  # read by DRF's IsAuthenticated
+
+
+def _account_columns(user_path: str) -> list[str]:
+    """Columns that give the account's quotas and usage in the same query as the key."""
+    account = f"{user_path}__account"
+    return [
+        *(f"{account}__{name}" for name in QUOTA_FIELDS),
+        *(f"{account}__plan__{name}" for name in QUOTA_FIELDS),
+        f"{account}__stored_bytes",
+    ]
+
+
+def _account_figures(row) -> tuple[Quotas, int]:
+    n = len(QUOTA_FIELDS)
+    return resolve(row[:n], row[n : 2 * n]), row[2 * n] or 0
 
 
 @dataclass(frozen=True)
@@ -82,12 +101,14 @@ def principal_for_api_key(secret: str) -> Principal | None:
     if cached is None:
         row = (
             ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True)
-            .values_list("hashed_secret", "user_id", "id")
+            .values_list("hashed_secret", "user_id", "id", *_account_columns("user"))
             .first()
         )
         if row is None:
             return None
-        cached = _CachedKey(row[0], Principal(user_id=row[1], api_key_id=row[2]))
+        quotas, stored_bytes = _account_figures(row[3:])
+        principal = Principal(row[1], row[2], quotas, stored_bytes)
+        cached = _CachedKey(row[0], principal)
         with _lock:
             _api_keys[prefix] = cached
     if not keys.matches(secret, cached.hashed_secret):

@@ -2,6 +2,7 @@
 
 import secrets
 import string
+import time
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
@@ -11,9 +12,9 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import viewsets
 from rest_framework.response import Response
 
-from api import inputs, operations
-from api.errors import BadRequest, TooManyRequests, bucket_not_found, key_not_found
-from api.limits import claim_write
+from accounts.models import Account
+from api import inputs, limits, operations
+from api.errors import BadRequest, Forbidden, TooManyRequests, bucket_not_found, key_not_found
 from api.models import TOKEN_LENGTH, Bucket, Token, new_bucket_id
 from api.permissions import (
     forget_bucket,
@@ -22,7 +23,7 @@ from api.permissions import (
     require_token_access,
     token_list_prefix,
 )
-from api.principals import hash_token
+from api.principals import Principal, hash_token
 from api.renderers import Counter, KeyList, Message, Value
 
 OK = "OK"
@@ -35,10 +36,61 @@ _TEXT = {(200, "text/plain"): OpenApiTypes.STR}
 
 
 class ApiViewSet(viewsets.ViewSet):
-    metadata_class = None  # OPTIONS is for CORS preflight only (answered by the middleware)
+    """Every action calls count_request() once, after scoping and before its SQL statement: the
+    request's one Redis round trip (hourly counter, and the key's write slot for writes)."""
 
-    def principal(self):
+    metadata_class = None  # OPTIONS is for CORS preflight only (answered by the middleware)
+    _counted = False
+    _decision: limits.Decision | None = None
+
+    def principal(self) -> Principal:
         return self.request.user
+
+    def count_request(self, write: tuple[str, str] | None = None) -> None:
+        principal = self.principal()
+        self._counted = True
+        decision = limits.check(principal.api_key_id, principal.quotas.requests_per_hour, write)
+        self._decision = decision
+        if decision is None:
+            return  # Redis unreachable: serve without limits
+        if decision.over_hourly:
+            raise TooManyRequests(
+                f"rate limit reached: {decision.limit} requests per hour for this API key; "
+                "see Retry-After",
+                retry_after=decision.retry_after(time.time()),
+            )
+        if decision.write_wait_ms:
+            raise TooManyRequests(
+                "this key was written less than a second ago: keys take one write per second",
+                retry_after=decision.retry_after(time.time()),
+            )
+
+    def handle_exception(self, exc):
+        # A request refused before it was counted (bad input, unknown bucket) still counts, and
+        # past the hourly limit the answer is the 429.
+        if not self._counted and isinstance(self.request.user, Principal):
+            try:
+                self.count_request()
+            except TooManyRequests as over_the_hourly_limit:
+                exc = over_the_hourly_limit
+        return super().handle_exception(exc)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        decision = self._decision
+        if decision is not None:
+            response["X-RateLimit-Limit"] = str(decision.limit)
+            response["X-RateLimit-Remaining"] = str(decision.remaining)
+            response["X-RateLimit-Reset"] = str(decision.reset_at)
+        return response
+
+    def check_storage_quota(self) -> None:
+        principal = self.principal()
+        if principal.stored_bytes >= principal.quotas.max_stored_bytes:
+            raise Forbidden(
+                f"storage quota reached: your account stores {principal.stored_bytes} of "
+                f"{principal.quotas.max_stored_bytes} bytes; delete keys to write again"
+            )
 
 
 class BucketViewSet(ApiViewSet):
@@ -59,9 +111,19 @@ class BucketViewSet(ApiViewSet):
         require_api_key(principal, "create buckets")
         fields = inputs.form_fields(request)
         default_ttl = _default_ttl(fields)
+        self.count_request()
+        max_buckets = principal.quotas.max_buckets
         for _ in range(3):  # 62**20 ids: a collision is all but impossible, but never a 500
             try:
                 with transaction.atomic():
+                    # Lock the account row so two racing creates cannot both take the last slot.
+                    Account.objects.select_for_update().filter(user_id=principal.user_id).first()
+                    owned = Bucket.objects.for_user(principal.user_id).count()
+                    if owned >= max_buckets:
+                        raise Forbidden(
+                            f"bucket quota reached: your plan allows {max_buckets} buckets; "
+                            "delete one to create another"
+                        )
                     bucket = Bucket.objects.create(
                         id=new_bucket_id(), owner_id=principal.user_id, default_ttl=default_ttl
                     )
@@ -95,6 +157,7 @@ class BucketViewSet(ApiViewSet):
         after = inputs.decode_cursor(params["cursor"]) if params.get("cursor") else None
         bucket = owned_bucket(principal, bucket_id)
         prefix = token_list_prefix(principal, prefix)
+        self.count_request()
         rows = operations.list_page(
             bucket.id,
             prefix=prefix,
@@ -119,6 +182,7 @@ class BucketViewSet(ApiViewSet):
         require_api_key(principal, "change a bucket")
         default_ttl = _default_ttl(inputs.form_fields(request))
         owned_bucket(principal, bucket_id)
+        self.count_request()
         updated = (
             Bucket.objects.for_user(principal.user_id)
             .filter(pk=bucket_id)
@@ -134,6 +198,7 @@ class BucketViewSet(ApiViewSet):
         principal = self.principal()
         require_api_key(principal, "delete a bucket")
         owned_bucket(principal, bucket_id)
+        self.count_request()
         # Keys and tokens go with it, by bulk DELETEs (Django fast-deletes: nothing is loaded).
         Bucket.objects.for_user(principal.user_id).filter(pk=bucket_id).delete()
         forget_bucket(bucket_id)
@@ -160,13 +225,12 @@ class ItemViewSet(ApiViewSet):
         require_token_access(principal, key, write=write)
         return bucket
 
-    def _claim_write(self, bucket_id: str, key: str) -> None:
-        decision = claim_write(bucket_id, key)
-        if not decision.allowed:
-            raise TooManyRequests(
-                "this key was written less than a second ago: keys take one write per second",
-                retry_after=decision.retry_after,
-            )
+    def _key_quota_reached(self):
+        limit = self.principal().quotas.max_keys_per_bucket
+        return Forbidden(
+            f"key quota reached: this bucket holds {limit} keys, the most your plan allows; "
+            "existing keys can still be changed, or delete keys to add new ones"
+        )
 
     def _ttl(self, request, bucket) -> int:
         raw = request.query_params.get("ttl")
@@ -175,6 +239,7 @@ class ItemViewSet(ApiViewSet):
     @extend_schema(summary="Get a key's value", parameters=[_FORMAT_PARAM], responses=_TEXT)
     def retrieve(self, request, bucket_id, key):
         bucket = self._scope(bucket_id, key, write=False)
+        self.count_request()
         value = operations.get_value(bucket.id, key, timezone.now())
         if value is None:
             raise key_not_found()
@@ -190,12 +255,19 @@ class ItemViewSet(ApiViewSet):
         bucket = self._scope(bucket_id, key, write=True)
         ttl = self._ttl(request, bucket)
         value = inputs.read_value(request)
-        self._claim_write(bucket.id, key)
+        self.check_storage_quota()
+        self.count_request(write=(bucket.id, key))
         now = timezone.now()
+        # At the keys-per-bucket quota, existing keys may still be written, new ones not.
+        create = bucket.key_count < self.principal().quotas.max_keys_per_bucket
         try:
-            operations.set_value(bucket.id, key, value, operations.expiry(now, ttl), now)
+            written = operations.set_value(
+                bucket.id, key, value, operations.expiry(now, ttl), now, create=create
+            )
         except operations.BucketGone:
             raise self._bucket_gone(bucket.id) from None
+        if not written:
+            raise self._key_quota_reached()
         return Response(Message(OK))
 
     @extend_schema(
@@ -208,20 +280,26 @@ class ItemViewSet(ApiViewSet):
         bucket = self._scope(bucket_id, key, write=True)
         ttl = self._ttl(request, bucket)
         delta = inputs.delta(inputs.read_value(request))
-        self._claim_write(bucket.id, key)
+        self.check_storage_quota()
+        self.count_request(write=(bucket.id, key))
         now = timezone.now()
+        create = bucket.key_count < self.principal().quotas.max_keys_per_bucket
         try:
-            value = operations.increment(bucket.id, key, delta, operations.expiry(now, ttl), now)
+            value = operations.increment(
+                bucket.id, key, delta, operations.expiry(now, ttl), now, create=create
+            )
         except operations.NotAnInteger as exc:
             raise BadRequest(str(exc)) from None
         except operations.BucketGone:
             raise self._bucket_gone(bucket.id) from None
+        if value is None:
+            raise self._key_quota_reached()
         return Response(Counter(key, value))
 
     @extend_schema(summary="Delete a key", responses=_TEXT)
     def destroy(self, request, bucket_id, key):
         bucket = self._scope(bucket_id, key, write=True)
-        self._claim_write(bucket.id, key)
+        self.count_request(write=(bucket.id, key))
         if not operations.delete_key(bucket.id, key, timezone.now()):
             raise key_not_found()
         return Response(Message(OK))
@@ -264,6 +342,7 @@ class TokenViewSet(ApiViewSet):
         ttl = inputs.whole_number(fields["ttl"], "ttl", low=1, high=86400)  # spec: max 86400
         prefix = inputs.check_prefix(fields["prefix"])
         bucket = owned_bucket(principal, fields["bucket"])
+        self.count_request()
         token = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH))
         try:
             Token.objects.create(

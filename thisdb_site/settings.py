@@ -145,6 +145,11 @@ THISDB_MAX_TTL = 10 * 365 * 86400  # 10 years: any longer is "never" (ttl=0)
 THISDB_TOKEN_MAX_TTL = 86400  # a token lives at most a day (spec)
 # One write per second per key (spec); 0 turns the limit off.
 THISDB_KEY_WRITES_PER_SECOND = env_int("THISDB_KEY_WRITES_PER_SECOND", 1)
+# The free plan's quotas (a plan or an account may set others; see accounts.quotas).
+THISDB_REQUESTS_PER_HOUR = env_int("THISDB_REQUESTS_PER_HOUR", 1000)  # per API key (spec)
+THISDB_MAX_BUCKETS = env_int("THISDB_MAX_BUCKETS", 100)  # buckets per account
+THISDB_MAX_KEYS_PER_BUCKET = env_int("THISDB_MAX_KEYS_PER_BUCKET", 100_000)
+THISDB_MAX_STORED_BYTES = env_int("THISDB_MAX_STORED_BYTES", 1024**3)  # 1 GiB per account
 # How long an API key, token or bucket stays in a worker's memory: a revoked key or a changed
 # default_ttl reaches every worker within this many seconds. Budget: 10 s.
 THISDB_AUTH_CACHE_SECONDS = env_int("THISDB_AUTH_CACHE_SECONDS", 10)
