@@ -9,7 +9,7 @@ ADDR ?= 127.0.0.1:8000
 TEST_DATABASE_URL ?= postgres://root@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install run test check format migrations
+.PHONY: install run web worker beat test check format migrations
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -19,9 +19,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Web, Celery worker and beat together in the foreground (Procfile, run by honcho).
 run: $(STAMP)
 	$(PY) manage.py migrate --noinput
+	ADDR=$(ADDR) $(VENV)/bin/honcho start -f Procfile
+
+# Each alone, for production (put a WSGI server such as gunicorn in front of `web`).
+web: $(STAMP)
 	$(PY) manage.py runserver $(ADDR)
+
+worker: $(STAMP)
+	$(VENV)/bin/celery -A thisdb_site worker --loglevel=INFO
+
+beat: $(STAMP)
+	mkdir -p var
+	$(VENV)/bin/celery -A thisdb_site beat --loglevel=INFO --schedule=var/celerybeat-schedule
 
 test: $(STAMP)
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \

@@ -1,6 +1,7 @@
 from django.contrib import admin
 
-from accounts.models import ApiKey
+from accounts.models import Account, ApiKey, Plan, UsageHour
+from accounts.quotas import FIELDS
 
 
 @admin.register(ApiKey)
@@ -18,3 +19,31 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         for api_key in queryset:
             api_key.revoke()
+
+
+@admin.register(Plan)
+class PlanAdmin(admin.ModelAdmin):
+    list_display = ("name", "is_default", *FIELDS)
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    list_display = ("user", "plan", "stored_bytes", *FIELDS)
+    list_filter = ("plan",)
+    search_fields = ("user__username", "user__email")
+    readonly_fields = ("stored_bytes", "effective_quotas")
+    raw_id_fields = ("user",)
+
+    @admin.display(description="Quotas in force")
+    def effective_quotas(self, account):
+        quotas = account.quotas()
+        return ", ".join(f"{name.replace('_', ' ')}: {getattr(quotas, name)}" for name in FIELDS)
+
+
+@admin.register(UsageHour)
+class UsageHourAdmin(admin.ModelAdmin):
+    list_display = ("hour", "api_key", "requests")
+    list_filter = ("hour",)
+    search_fields = ("api_key__prefix", "api_key__user__username")
+    raw_id_fields = ("api_key",)
+    date_hierarchy = "hour"

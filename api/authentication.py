@@ -1,8 +1,10 @@
 """X-Api-Key or X-Token: the two ways to call the v1 API."""
 
+from django.conf import settings
+from django_ratelimit.core import is_ratelimited
 from rest_framework import authentication
 
-from api.errors import Forbidden
+from api.errors import Forbidden, TooManyRequests
 from api.principals import principal_for_api_key, principal_for_token
 
 
@@ -18,12 +20,34 @@ class ApiKeyOrTokenAuthentication(authentication.BaseAuthentication):
         if secret is not None:
             principal = principal_for_api_key(secret.strip())
             if principal is None:
+                _count_failure(request)
                 raise Forbidden("invalid API key: check X-Api-Key, or create a key in your account")
             return principal, None
         token = meta.get("HTTP_X_TOKEN")
         if token is not None:
             principal = principal_for_token(token.strip())
             if principal is None:
+                _count_failure(request)
                 raise Forbidden("invalid or expired token: create a new one with POST /v1/tokens")
             return principal, None
         return None
+
+
+def _count_failure(request) -> None:
+    """Refuse a client IP that keeps sending wrong keys or tokens (someone guessing them).
+
+    Only failures are counted, so valid requests never pay for this round trip.
+    """
+    limited = is_ratelimited(
+        request._request,
+        group="api-auth-failures",
+        key="ip",
+        rate=settings.THISDB_AUTH_FAILURES_RATE,
+        increment=True,
+    )
+    if limited:
+        raise TooManyRequests(
+            "too many requests with a wrong API key or token from your address: "
+            "wait a minute, then check your credentials",
+            retry_after=60,
+        )

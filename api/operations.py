@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from django.db import DataError, IntegrityError, connection, transaction
 
-from api.models import Item
+from api.models import Item, Token
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -240,3 +240,9 @@ def sweep_expired_items(now: datetime, batch: int = SWEEP_BATCH) -> int:
         total += deleted
         if deleted < batch:
             return total
+
+
+def sweep_expired_tokens(now: datetime) -> int:
+    """Delete tokens that expired before `now` (one DELETE; nothing refers to tokens)."""
+    deleted, _ = Token.objects.filter(expires_at__lte=now).delete()
+    return deleted

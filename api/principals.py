@@ -134,13 +134,14 @@ def principal_for_token(token: str) -> Principal | None:
                 "expires_at",
                 "created_by__user_id",
                 "created_by_id",
+                *_account_columns("created_by__user"),
             )
             .first()
         )
         if row is None:
             return None
-        scope = TokenScope(*row[:5])
-        principal = Principal(user_id=row[5], api_key_id=row[6], token=scope)
+        quotas, stored_bytes = _account_figures(row[7:])
+        principal = Principal(row[5], row[6], quotas, stored_bytes, token=TokenScope(*row[:5]))
         with _lock:
             _tokens[hashed] = principal
     if principal.token.expires_at <= timezone.now():

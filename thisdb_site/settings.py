@@ -112,9 +112,16 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+            "KEY_PREFIX": os.environ.get("THISDB_REDIS_PREFIX", "thisdb"),
+            "OPTIONS": {
+                "SOCKET_CONNECT_TIMEOUT": 0.25,
+                "SOCKET_TIMEOUT": 0.25,
+                # A cache that cannot be reached is a miss, never a 500.
+                "IGNORE_EXCEPTIONS": True,
+            },
         }
     }
+    DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -156,6 +163,12 @@ THISDB_AUTH_CACHE_SECONDS = env_int("THISDB_AUTH_CACHE_SECONDS", 10)
 # Prefix of every Redis key this platform writes, so one Redis can serve several installations.
 THISDB_REDIS_PREFIX = os.environ.get("THISDB_REDIS_PREFIX", "thisdb")
 
+# Failed API key or token attempts per client IP, by django-ratelimit on the cache: guessing keys
+# is refused with 429 past this (budget: 60 a minute). Fails open if the cache is unreachable.
+THISDB_AUTH_FAILURES_RATE = os.environ.get("THISDB_AUTH_FAILURES_RATE", "60/m")
+RATELIMIT_FAIL_OPEN = True
+RATELIMIT_VIEW = "thisdb_site.views.ratelimited"
+
 # Bodies up to the value limit are read by the API itself (413 above it); forms stay small.
 DATA_UPLOAD_MAX_MEMORY_SIZE = THISDB_VALUE_MAX_BYTES + 64 * 1024
 
@@ -189,7 +202,65 @@ SPECTACULAR_SETTINGS = {
 CORS_ALLOW_ALL_ORIGINS = True
 CORS_URLS_REGEX = r"^/v1(/.*)?$"
 CORS_ALLOW_HEADERS = ["accept", "content-type", "x-api-key", "x-token"]
-CORS_EXPOSE_HEADERS = ["x-next-cursor", "retry-after"]
+CORS_EXPOSE_HEADERS = [
+    "x-next-cursor",
+    "retry-after",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+]
+
+# --- Celery: Redis as broker; without REDIS_URL, kombu's filesystem transport in var/celery/ ----
+
+CELERY_BROKER_URL = REDIS_URL or "filesystem://"
+if not REDIS_URL:
+    _CELERY_DIR = BASE_DIR / "var" / "celery"
+    for _folder in ("queue", "processed", "results"):
+        (_CELERY_DIR / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_CELERY_DIR / "queue"),
+        "data_folder_out": str(_CELERY_DIR / "queue"),
+        "processed_folder": str(_CELERY_DIR / "processed"),
+        "store_processed": False,
+    }
+CELERY_RESULT_BACKEND = REDIS_URL or f"file://{BASE_DIR / 'var' / 'celery' / 'results'}"
+CELERY_RESULT_EXPIRES = 3600
+CELERY_TASK_SERIALIZER = CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1  # short periodic tasks: no hoarding by one worker
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# Every entry says its budget. `expires` drops a run that waited longer than its period (a
+# backed-up queue must not run the same sweep ten times in a row); every task is idempotent.
+CELERY_BEAT_SCHEDULE = {
+    # Delete expired keys, 5,000 rows a statement; budget: 55 s a run (its time limit).
+    "sweep-expired-items": {
+        "task": "api.tasks.sweep_expired_items",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    # Delete expired tokens (one DELETE on the expires_at index); budget: a few ms.
+    "sweep-expired-tokens": {
+        "task": "api.tasks.sweep_expired_tokens",
+        "schedule": 300.0,
+        "options": {"expires": 290},
+    },
+    # Copy request counters into UsageHour, reset ended hours; budget: 25 Redis reads + 1 upsert
+    # per active hour.
+    "roll-up-usage": {
+        "task": "api.tasks.roll_up_usage",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    # Recount keys and bytes per bucket and account for the quotas; budget: one scan of the
+    # items a minute (see api.usage.refresh_stored_figures).
+    "refresh-stored-figures": {
+        "task": "api.tasks.refresh_stored_figures",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+}
 
 LOGGING = {
     "version": 1,

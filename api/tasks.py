@@ -1,0 +1,34 @@
+"""Celery tasks: thin wrappers over plain functions (which the tests also call directly).
+
+Each is idempotent (running it twice leaves the state one run leaves) and has a time limit;
+acks_late because re-running after a worker crash is safe.
+"""
+
+import time
+
+from celery import shared_task
+from django.utils import timezone
+
+from api import operations, usage
+
+TASK_OPTIONS = {"acks_late": True, "soft_time_limit": 50, "time_limit": 55}
+
+
+@shared_task(**TASK_OPTIONS)
+def sweep_expired_items() -> int:
+    return operations.sweep_expired_items(timezone.now())
+
+
+@shared_task(**TASK_OPTIONS)
+def sweep_expired_tokens() -> int:
+    return operations.sweep_expired_tokens(timezone.now())
+
+
+@shared_task(**TASK_OPTIONS)
+def roll_up_usage() -> int:
+    return usage.roll_up_requests(time.time())
+
+
+@shared_task(**TASK_OPTIONS)
+def refresh_stored_figures() -> None:
+    usage.refresh_stored_figures(timezone.now())

@@ -1,0 +1,293 @@
+"""The hourly request limit per API key, its headers, and Redis being down (api.limits)."""
+
+import logging
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.test import Client
+
+from accounts.models import Account
+from api import limits
+from tests.conftest import Persona, token_client
+
+
+def next_hour(now: float) -> int:
+    return int(now) - int(now) % 3600 + 3600
+
+
+def test_every_api_response_carries_the_rate_limit_headers(alice, bucket):
+    for response in (
+        alice.set(bucket, "foo", "bar"),  # 200
+        alice.client.get(f"/v1/{bucket}/nope"),  # 404
+        alice.set(bucket, "foo", "bar", query="?ttl=x"),  # 400
+        alice.client.get("/v1/AAAAAAAAAAAAAAAAAAAA"),  # 404, another's or no bucket
+    ):
+        assert response["X-RateLimit-Limit"] == "1000"
+        assert int(response["X-RateLimit-Reset"]) == next_hour(time.time())
+    # bucket creation (1) + the four requests above: each one counted once.
+    assert response["X-RateLimit-Remaining"] == str(1000 - 5)
+
+
+def test_the_headers_are_exposed_to_browsers(alice, bucket):
+    response = alice.client.get(f"/v1/{bucket}", headers={"Origin": "https://app.example"})
+    exposed = response["Access-Control-Expose-Headers"].lower()
+    for name in ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "retry-after"):
+        assert name in exposed
+
+
+def test_over_the_hourly_limit_is_429_with_retry_after(settings, db):
+    settings.THISDB_REQUESTS_PER_HOUR = 3
+    carol = Persona("carol")
+    bucket = carol.new_bucket()  # request 1
+    assert carol.set(bucket, "a", "1").status_code == 200  # 2
+    assert carol.client.get(f"/v1/{bucket}/a").status_code == 200  # 3
+
+    response = carol.set(bucket, "b", "2")
+    assert response.status_code == 429
+    assert b"rate limit reached: 3 requests per hour" in response.content
+    retry_after = int(response["Retry-After"])
+    assert 1 <= retry_after <= 3600
+    assert abs(time.time() + retry_after - next_hour(time.time())) <= 2
+    assert response["X-RateLimit-Remaining"] == "0"
+    assert carol.client.get(f"/v1/{bucket}/b").status_code == 429  # b was not written either
+    assert not carol.user.buckets.get().items.filter(key="b").exists()
+
+
+def test_over_the_limit_an_invalid_request_is_429_too(settings, db):
+    settings.THISDB_REQUESTS_PER_HOUR = 1
+    carol = Persona("carol")
+    carol.new_bucket()
+    assert carol.client.get("/v1/AAAAAAAAAAAAAAAAAAAA/x").status_code == 429
+
+
+def test_the_limit_is_per_api_key(settings, db):
+    settings.THISDB_REQUESTS_PER_HOUR = 2
+    carol = Persona("carol")
+    bucket = carol.new_bucket()
+    carol.set(bucket, "a", "1")
+    assert carol.set(bucket, "a", "2").status_code == 429
+    from accounts.models import ApiKey
+
+    _, second_key = ApiKey.objects.create_key(carol.user, "second")
+    other = Client(headers={"X-Api-Key": second_key})
+    assert other.get(f"/v1/{bucket}/a").status_code == 200
+
+
+def test_staff_can_change_an_accounts_limit(db):
+    carol = Persona("carol")
+    Account.objects.filter(user=carol.user).update(requests_per_hour=2)
+    carol.new_bucket()
+    response = carol.client.post("/v1/")
+    assert response["X-RateLimit-Limit"] == "2"
+    assert carol.client.post("/v1/").status_code == 429
+
+
+def test_a_plan_sets_the_limit_and_the_account_overrides_it(db):
+    from accounts.models import Plan
+
+    pro = Plan.objects.create(name="pro", requests_per_hour=5000)
+    carol = Persona("carol")
+    Account.objects.filter(user=carol.user).update(plan=pro)
+    assert carol.client.post("/v1/")["X-RateLimit-Limit"] == "5000"
+
+    dave = Persona("dave")
+    Account.objects.filter(user=dave.user).update(plan=pro, requests_per_hour=7)
+    assert dave.client.post("/v1/")["X-RateLimit-Limit"] == "7"
+
+
+def test_the_default_limit_comes_from_the_environment():
+    script = "import django; django.setup(); from django.conf import settings; "
+    script += "print(settings.THISDB_REQUESTS_PER_HOUR)"
+    env = {"THISDB_REQUESTS_PER_HOUR": "250", "DJANGO_SETTINGS_MODULE": "thisdb_site.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=django_settings.BASE_DIR,
+    )
+    assert result.stdout.strip() == "250", result.stderr
+
+
+def test_token_requests_count_against_the_key_that_made_the_token(settings, db):
+    settings.THISDB_REQUESTS_PER_HOUR = 4
+    carol = Persona("carol")
+    bucket = carol.new_bucket()  # 1
+    token = carol.token(bucket, "user:")  # 2
+    reader = token_client(token)
+    assert reader.get(f"/v1/{bucket}/user:x").status_code == 404  # 3 (no such key)
+    response = reader.get(f"/v1/{bucket}")  # 4
+    assert response.status_code == 200
+    assert response["X-RateLimit-Remaining"] == "0"
+    assert carol.client.get(f"/v1/{bucket}").status_code == 429  # the key's 5th
+
+
+def test_write_limit_429_carries_retry_after(settings, alice, bucket):
+    settings.THISDB_KEY_WRITES_PER_SECOND = 1
+    alice.set(bucket, "k", "1")
+    response = alice.set(bucket, "k", "2")
+    assert response.status_code == 429
+    assert response["Retry-After"] == "1"
+    assert "X-RateLimit-Remaining" in response
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sixteen_threads_firing_1100_requests_at_1000_get_exactly_1000(settings):
+    settings.THISDB_REQUESTS_PER_HOUR = 1000
+    carol = Persona("carol")
+    bucket = carol.new_bucket()  # request 1 of 1000
+    statuses: list[int] = []
+    lock = threading.Lock()
+    start = threading.Barrier(16)
+
+    def fire(count: int) -> None:
+        from django.db import connection
+
+        client = Client(headers={"X-Api-Key": carol.key})
+        start.wait()
+        mine = [client.get(f"/v1/{bucket}").status_code for _ in range(count)]
+        with lock:
+            statuses.extend(mine)
+        connection.close()
+
+    counts = [69] * 12 + [68] * 4  # 1,100 requests
+    threads = [threading.Thread(target=fire, args=(n,)) for n in counts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(statuses) == 1100
+    assert statuses.count(200) == 999  # + the bucket creation = exactly 1000
+    assert statuses.count(429) == 101
+
+
+def test_no_counter_in_redis_is_left_without_an_expiry(settings, alice, bucket):
+    settings.THISDB_KEY_WRITES_PER_SECOND = 1
+    alice.set(bucket, "a", "1")
+    alice.set(bucket, "a", "2")  # refused: marker exists
+    alice.client.get(f"/v1/{bucket}")
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    names = list(client.scan_iter(match=f"{django_settings.THISDB_REDIS_PREFIX}:*"))
+    assert len(names) >= 3  # the hour's counter, the hour's key set, the write marker
+    for name in names:
+        assert client.pttl(name) > 0, name
+
+
+# --- Redis unreachable -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_with_redis_unreachable_the_api_serves_from_postgresql(settings, alice, bucket, caplog):
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    settings.THISDB_KEY_WRITES_PER_SECOND = 1
+    limits.reset()
+    with caplog.at_level(logging.WARNING, logger="api.limits"):
+        assert alice.set(bucket, "foo", "one").status_code == 200
+        response = alice.set(bucket, "foo", "two")  # limits off: no 429, and never a 500
+        assert response.status_code == 200
+        assert "X-RateLimit-Limit" not in response  # nothing counted, so no figures to claim
+        assert alice.client.get(f"/v1/{bucket}/foo").content == b"two"
+    warnings = [r for r in caplog.records if "Redis unreachable" in r.getMessage()]
+    assert len(warnings) == 1  # logged at most once a minute
+
+
+@pytest.fixture
+def private_redis():
+    """A Redis server of this test's own, which the test may stop and start again."""
+    port = free_port()
+    command = [
+        shutil.which("redis-server") or "/usr/bin/redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    servers = []
+
+    def start():
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        servers.append(server)
+        client = redis.Redis(port=port)
+        for _ in range(100):
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop():
+        servers[-1].terminate()
+        servers[-1].wait(timeout=10)
+
+    start()
+    yield port, start, stop
+    for server in servers:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+def test_limits_resume_within_seconds_when_redis_returns(settings, db, private_redis):
+    port, start, stop = private_redis
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+    settings.THISDB_REQUESTS_PER_HOUR = 3
+    limits.reset()
+    carol = Persona("carol")
+    bucket = carol.new_bucket()  # 1
+    assert carol.client.get(f"/v1/{bucket}").status_code == 200  # 2
+
+    stop()
+    for _ in range(5):  # limits off while Redis is away
+        assert carol.client.get(f"/v1/{bucket}").status_code == 200
+
+    start()  # a new, empty Redis: the counter starts again
+    deadline = time.monotonic() + limits.REDIS_RETRY_SECONDS + 5
+    while time.monotonic() < deadline:
+        response = carol.client.get(f"/v1/{bucket}")
+        if "X-RateLimit-Limit" in response:
+            break
+        time.sleep(0.2)
+    assert response["X-RateLimit-Limit"] == "3"
+    carol.client.get(f"/v1/{bucket}")
+    carol.client.get(f"/v1/{bucket}")
+    assert carol.client.get(f"/v1/{bucket}").status_code == 429
+
+
+def test_without_redis_url_the_in_process_limiter_counts(settings, db):
+    settings.REDIS_URL = ""
+    settings.THISDB_REQUESTS_PER_HOUR = 2
+    limits.reset()
+    carol = Persona("carol")
+    bucket = carol.new_bucket()
+    assert carol.client.get(f"/v1/{bucket}")["X-RateLimit-Remaining"] == "0"
+    assert carol.client.get(f"/v1/{bucket}").status_code == 429
+
+
+def test_wrong_keys_from_one_address_are_refused_with_429(settings, bucket):
+    settings.THISDB_AUTH_FAILURES_RATE = "3/m"
+    # An address of its own, so no other test's failures count here.
+    guesser = Client(REMOTE_ADDR=f"127.{random.randrange(1, 250)}.{random.randrange(1, 250)}.9")
+    statuses = [
+        guesser.get(f"/v1/{bucket}", headers={"X-Api-Key": "tdb_guess"}).status_code
+        for _ in range(4)
+    ]
+    assert statuses == [403, 403, 403, 429]
