@@ -215,13 +215,14 @@ CORS_EXPOSE_HEADERS = [
 CELERY_BROKER_URL = REDIS_URL or "filesystem://"
 if not REDIS_URL:
     _CELERY_DIR = BASE_DIR / "var" / "celery"
-    for _folder in ("queue", "processed", "results"):
+    for _folder in ("queue", "processed", "results", "control"):
         (_CELERY_DIR / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_CELERY_DIR / "queue"),
         "data_folder_out": str(_CELERY_DIR / "queue"),
         "processed_folder": str(_CELERY_DIR / "processed"),
         "store_processed": False,
+        "control_folder": str(_CELERY_DIR / "control"),
     }
 CELERY_RESULT_BACKEND = REDIS_URL or f"file://{BASE_DIR / 'var' / 'celery' / 'results'}"
 CELERY_RESULT_EXPIRES = 3600
