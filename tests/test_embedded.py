@@ -1,0 +1,176 @@
+"""The embedded default: `manage.py runserver` on SQLite without Redis serves the v1 API (POST
+/v1/, GET/POST/PATCH /v1/<bucket>/<key>, GET /v1/<bucket>) with its in-process fallbacks,
+the per-key write limit included (on by default there)."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+MANAGE_PY = Path(__file__).parents[1] / "manage.py"
+KEY_RE = re.compile(r"tdb_[0-9A-Za-z]{46}")
+START_TIMEOUT_SECONDS = 20
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    def __init__(self, base_url: str, key: str):
+        self.base_url = base_url
+        self.key = key
+
+    def call(self, method: str, path: str, body: bytes | None = None):
+        """(status, headers, body) of one request with the API key."""
+        request = urllib.request.Request(
+            self.base_url + path,
+            data=body,
+            method=method,
+            headers={"X-Api-Key": self.key, "Content-Type": "application/octet-stream"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.headers, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers, error.read()
+
+    def new_bucket(self) -> str:
+        status, _, body = self.call("POST", "/v1/", b"")
+        assert status == 200, body
+        return body.decode()
+
+
+def answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1).close()
+    except urllib.error.HTTPError:
+        return True  # 403 without a key: it answered
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("embedded")
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("REDIS_URL", "DATABASE_URL") and not name.startswith("THISDB_")
+    }
+    # Still SQLite, as the embedded default, but never the project's own db.sqlite3.
+    env["DATABASE_URL"] = f"sqlite:///{folder}/db.sqlite3"
+
+    def manage(*args):
+        done = subprocess.run(
+            [sys.executable, str(MANAGE_PY), *args],
+            env=env,
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    manage("migrate", "--noinput")
+    key = manage("createapikey", "embedded", "--create-user").strip().splitlines()[-1]
+    assert KEY_RE.fullmatch(key), key
+
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    with open(folder / "server.log", "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(MANAGE_PY), "runserver", f"127.0.0.1:{port}", "--noreload"],
+            env=env,
+            cwd=folder,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_SECONDS
+            while not answers(f"{base_url}/v1/"):
+                assert process.poll() is None, (folder / "server.log").read_text()
+                assert time.monotonic() < deadline, "runserver did not answer within 20 s"
+                time.sleep(0.2)
+            yield Server(base_url, key)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def test_it_creates_a_bucket(server):
+    status, headers, body = server.call("POST", "/v1/", b"")
+    assert status == 200
+    assert re.fullmatch(rb"[A-Za-z0-9]{20}", body), body
+    assert headers["Content-Type"] == "text/plain; charset=utf-8"
+
+
+def test_a_binary_value_round_trips_byte_for_byte(server):
+    bucket = server.new_bucket()
+    value = bytes(range(256)) * 4 + b"\r\n\x00end"
+    status, _, body = server.call("POST", f"/v1/{bucket}/blob", value)
+    assert (status, body) == (200, b"OK")
+
+    status, _, body = server.call("GET", f"/v1/{bucket}/blob")
+    assert status == 200
+    assert body == value
+
+
+def test_increments_add_up(server):
+    bucket = server.new_bucket()
+    status, _, body = server.call("PATCH", f"/v1/{bucket}/counter", b"+1")
+    assert (status, body) == (200, b"1")
+    time.sleep(1.1)  # one write per second per key
+    status, _, body = server.call("PATCH", f"/v1/{bucket}/counter", b"+2")
+    assert (status, body) == (200, b"3")
+    assert server.call("GET", f"/v1/{bucket}/counter")[2] == b"3"
+
+
+def test_it_lists_a_bucket_in_key_order(server):
+    bucket = server.new_bucket()
+    for key in ("b", "a", "c/1"):
+        assert server.call("POST", f"/v1/{bucket}/{key}", key.encode())[0] == 200
+    status, _, body = server.call("GET", f"/v1/{bucket}")
+    assert status == 200
+    assert body == b"a\nb\nc/1"
+    assert server.call("GET", f"/v1/{bucket}?values=true&prefix=c")[2] == b"c/1\tc/1"
+
+
+def test_a_second_immediate_write_to_a_key_is_429_without_redis(server):
+    bucket = server.new_bucket()
+    assert server.call("POST", f"/v1/{bucket}/hot", b"first")[0] == 200
+    status, headers, _ = server.call("POST", f"/v1/{bucket}/hot", b"second")
+    assert status == 429
+    assert headers["Retry-After"] == "1"
+    assert server.call("GET", f"/v1/{bucket}/hot")[2] == b"first"
+    # Another key is not held back.
+    assert server.call("POST", f"/v1/{bucket}/cold", b"x")[0] == 200
+
+
+def test_an_immediate_second_increment_is_429_too(server):
+    bucket = server.new_bucket()
+    assert server.call("PATCH", f"/v1/{bucket}/n", b"+1")[0] == 200
+    assert server.call("PATCH", f"/v1/{bucket}/n", b"+1")[0] == 429
+    assert server.call("GET", f"/v1/{bucket}/n")[2] == b"1"
+
+
+def test_a_wrong_key_is_403(server):
+    other = Server(server.base_url, "tdb_" + "A" * 46)
+    status, _, body = other.call("POST", "/v1/", b"")
+    assert status == 403
+    assert body.startswith(b"invalid API key")
