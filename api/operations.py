@@ -37,17 +37,17 @@ _DELETE_SQL = f"DELETE FROM {_T} WHERE bucket_id = %s AND {_KEY} = %s RETURNING 
 # makes the cast fail, which aborts the statement and leaves the value as it was.
 _INCREMENT_SQL_PG = (
     f"INSERT INTO {_T} AS item (bucket_id, {_KEY}, value, expires_at, updated_at) "
-    f"VALUES (%s, %s, convert_to(%s::bigint::text, 'UTF8'), %s, %s) "
+    f"VALUES (%s, %s, convert_to(CAST(%s AS bigint)::text, 'UTF8'), %s, %s) "
     f"ON CONFLICT (bucket_id, {_KEY}) DO UPDATE SET value = convert_to(("
     f"CASE WHEN item.expires_at IS NOT NULL AND item.expires_at <= excluded.updated_at THEN 0 "
-    f"ELSE convert_from(item.value, 'UTF8')::bigint END + %s::bigint"
+    f"ELSE convert_from(item.value, 'UTF8')::bigint END + CAST(%s AS bigint)"
     f")::text, 'UTF8'), expires_at = excluded.expires_at, updated_at = excluded.updated_at "
     f"RETURNING convert_from(value, 'UTF8')::bigint"
 )
 _INCREMENT_EXISTING_SQL_PG = (
     f"UPDATE {_T} AS item SET value = convert_to(("
     f"CASE WHEN item.expires_at IS NOT NULL AND item.expires_at <= %s THEN 0 "
-    f"ELSE convert_from(item.value, 'UTF8')::bigint END + %s::bigint"
+    f"ELSE convert_from(item.value, 'UTF8')::bigint END + CAST(%s AS bigint)"
     f")::text, 'UTF8'), expires_at = %s, updated_at = %s "
     f"WHERE bucket_id = %s AND {_KEY} = %s RETURNING convert_from(value, 'UTF8')::bigint"
 )
