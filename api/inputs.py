@@ -2,11 +2,13 @@
 
 import base64
 import binascii
+import io
 import re
 from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.http.multipartparser import MultiPartParser, MultiPartParserError
 
 from api.errors import BadRequest, PayloadTooLarge
 
@@ -26,7 +28,16 @@ def form_fields(request) -> dict[str, str]:
     content_type = django_request.META.get("CONTENT_TYPE", "")
     try:
         if content_type.startswith("multipart/form-data"):
-            fields.update(django_request.POST.items())
+            if django_request.method == "POST":
+                fields.update(django_request.POST.items())
+            else:  # Django parses the multipart bodies of POSTs only
+                data, _files = MultiPartParser(
+                    django_request.META,
+                    io.BytesIO(django_request.body),
+                    django_request.upload_handlers,
+                    django_request.encoding,
+                ).parse()
+                fields.update(data.items())
         else:
             body = django_request.body.decode("utf-8")
             fields.update(parse_qsl(body, keep_blank_values=True))
@@ -34,6 +45,8 @@ def form_fields(request) -> dict[str, str]:
         raise PayloadTooLarge("the form body is too large") from None
     except UnicodeDecodeError:
         raise BadRequest("the form body is not valid UTF-8") from None
+    except MultiPartParserError:
+        raise BadRequest("the multipart form body is malformed") from None
     return fields
 
 

@@ -146,6 +146,12 @@ class FormatNegotiation(DefaultContentNegotiation):
         return matching
 
     def select_renderer(self, request, renderers, format_suffix=None):
+        # ?format= wins over Accept (the JS SDK sends Accept: application/json on every call and
+        # ?format= when one call asks for another format); DRF would match both and answer 406.
+        wanted = format_suffix or request.query_params.get(self.settings.URL_FORMAT_OVERRIDE)
+        if wanted:
+            renderer = self.filter_renderers(renderers, wanted)[0]
+            return renderer, renderer.media_type
         try:
             return super().select_renderer(request, renderers, format_suffix)
         except exceptions.NotAcceptable as exc:
