@@ -9,7 +9,7 @@ ADDR ?= 127.0.0.1:8000
 TEST_DATABASE_URL ?= postgres://root@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install run web worker beat test check format migrations
+.PHONY: install run web worker beat test check format migrations bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,9 +24,11 @@ run: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	ADDR=$(ADDR) $(VENV)/bin/honcho start -f Procfile
 
-# Each alone, for production (put a WSGI server such as gunicorn in front of `web`).
+# Each alone, for production: gunicorn for the web (WEB_WORKERS processes of 4 threads each).
+WEB_WORKERS ?= 2
 web: $(STAMP)
-	$(PY) manage.py runserver $(ADDR)
+	$(PY) manage.py migrate --noinput
+	$(VENV)/bin/gunicorn thisdb_site.wsgi --bind $(ADDR) --workers $(WEB_WORKERS) --threads 4
 
 worker: $(STAMP)
 	$(VENV)/bin/celery -A thisdb_site worker --loglevel=INFO

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     # Sessions, CSRF, login and messages serve the web pages; the /v1/ hot path skips them.
     "thisdb_site.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -140,6 +141,9 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+# WhiteNoise serves the admin's and the API docs' assets in every mode, from the apps' folders
+# (no collectstatic needed; run it in production for compressed, cached files).
+WHITENOISE_USE_FINDERS = True
 
 # --- The v1 API -------------------------------------------------------------------------------
 
