@@ -27,6 +27,10 @@ class NotFound(ApiError):
     status_code = status.HTTP_404_NOT_FOUND
 
 
+class LengthRequired(ApiError):
+    status_code = status.HTTP_411_LENGTH_REQUIRED
+
+
 class PayloadTooLarge(ApiError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
 

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http.multipartparser import MultiPartParser, MultiPartParserError
 
-from api.errors import BadRequest, PayloadTooLarge
+from api.errors import BadRequest, LengthRequired, PayloadTooLarge
 
 _WHOLE = re.compile(r"[0-9]+")
 _DELTA = re.compile(rb"[+-]?[0-9]+")
@@ -58,15 +58,34 @@ def read_value(request) -> bytes:
     """
     limit = settings.THISDB_VALUE_MAX_BYTES
     django_request = request._request
-    declared = django_request.META.get("CONTENT_LENGTH") or "0"
-    if not _WHOLE.fullmatch(declared):
+    meta = django_request.META
+    declared = meta.get("CONTENT_LENGTH") or ""
+    if declared and not _WHOLE.fullmatch(declared):
         raise BadRequest("the Content-Length header is not a whole number")
-    if int(declared) > limit:
+    if declared and int(declared) > limit:
         raise PayloadTooLarge(f"the value is larger than the limit of {limit} bytes")
-    data = django_request.read(limit + 1)
+    stream = django_request
+    if not declared and "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+        stream = _chunked_wsgi_stream(meta) or stream
+    data = stream.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"the value is larger than the limit of {limit} bytes")
     return data
+
+
+def _chunked_wsgi_stream(meta):
+    """The WSGI input of a chunked body, or None under ASGI (whose stream has it all already).
+
+    Django's WSGI request reads no further than Content-Length, so a chunked body would read as
+    empty and be stored as such. A server that decodes chunks (gunicorn) says so with
+    wsgi.input_terminated; with any other the body cannot be read, and storing "" would lose the
+    value: refuse instead.
+    """
+    if "wsgi.input" not in meta:
+        return None
+    if meta.get("wsgi.input_terminated"):
+        return meta["wsgi.input"]
+    raise LengthRequired("send a Content-Length header: this server cannot read chunked bodies")
 
 
 def check_key(key: str) -> str:

@@ -140,7 +140,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = BASE_DIR / "staticfiles"  # `manage.py collectstatic` fills it for production
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns on every start if it is missing
 # WhiteNoise serves the admin's and the API docs' assets in every mode, from the apps' folders
 # (no collectstatic needed; run it in production for compressed, cached files).
 WHITENOISE_USE_FINDERS = True

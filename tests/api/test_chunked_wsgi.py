@@ -1,0 +1,112 @@
+"""Chunked request bodies under WSGI servers: stored whole by gunicorn, or refused, never lost."""
+
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from api.models import Item
+from tests.conftest import Persona
+
+pytestmark = pytest.mark.django_db(transaction=True)
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def chunked_post(port: int, path: str, key: str, chunks: list[bytes]) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(
+            "POST", path, body=iter(chunks), headers={"X-Api-Key": key}, encode_chunked=True
+        )
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def gunicorn_port():
+    """gunicorn serving the platform on the test database (the test's rows are committed)."""
+    port = free_port()
+    db = connection.settings_dict
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "THISDB_KEY_WRITES_PER_SECOND": "0",
+    }
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "thisdb_site.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+        ],
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_gunicorn_stores_a_chunked_body_whole(gunicorn_port):
+    assert connection.vendor == "postgresql"
+    carol = Persona("carol")
+    bucket = carol.new_bucket()
+    chunks = [bytes([i]) * 10_000 for i in range(50)]  # 500,000 bytes in 50 chunks
+
+    status, body = chunked_post(gunicorn_port, f"/v1/{bucket}/big", carol.key, chunks)
+
+    assert (status, body) == (200, b"OK")
+    assert bytes(Item.objects.get(bucket_id=bucket, key="big").value) == b"".join(chunks)
+
+
+def test_gunicorn_refuses_a_chunked_body_over_the_limit(gunicorn_port):
+    carol = Persona("carol")
+    bucket = carol.new_bucket()
+    chunks = [b"x" * 65536] * 16 + [b"y"]  # 1 MiB + 1 byte, no Content-Length
+
+    status, body = chunked_post(gunicorn_port, f"/v1/{bucket}/big", carol.key, chunks)
+
+    assert status == 413
+    assert b"larger than the limit" in body
+    assert not Item.objects.filter(bucket_id=bucket).exists()
+
+
+def test_a_server_that_cannot_read_chunks_refuses_with_411(live_server):
+    # Django's development server (wsgiref) does not decode chunked bodies: the value would be
+    # read as empty, so it must be refused rather than stored as "".
+    carol = Persona("carol")
+    bucket = carol.new_bucket()
+    port = int(live_server.url.rsplit(":", 1)[1])
+
+    status, body = chunked_post(port, f"/v1/{bucket}/k", carol.key, [b"hello", b"world"])
+
+    assert status == 411
+    assert b"Content-Length" in body
+    assert not Item.objects.filter(bucket_id=bucket).exists()
