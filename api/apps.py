@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class ApiConfig(AppConfig):
     name = "api"
     verbose_name = "ThisDB API"
+
+    def ready(self):
+        from thisdb_site import checks  # noqa: F401  (registers the thisdb.* system checks)

@@ -43,7 +43,8 @@ def env_int(name: str, default: int, minimum: int = 0) -> int:
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    # The embedded default needs no setup; production sets SECRET_KEY (check thisdb.W001 warns).
+    # The embedded default needs no setup; production sets SECRET_KEY (`check --deploy` warns:
+    # thisdb.W001).
     SECRET_KEY = "insecure-embedded-default-set-SECRET_KEY-in-production"
 ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "*").split(",") if h.strip()]
 

@@ -1,0 +1,25 @@
+"""The thisdb.* system checks."""
+
+from thisdb_site import checks
+
+POSTGRESQL, SQLITE = "django.db.backends.postgresql", "django.db.backends.sqlite3"
+
+
+def test_w001_warns_about_the_embedded_secret_key(settings):
+    settings.SECRET_KEY = checks.INSECURE_SECRET_KEY
+    assert [w.id for w in checks.check_secret_key(None)] == ["thisdb.W001"]
+    settings.SECRET_KEY = "a-real-secret-" * 4
+    assert checks.check_secret_key(None) == []
+
+
+def test_w002_warns_about_postgresql_without_redis():
+    assert [w.id for w in checks.shared_limits_warnings(POSTGRESQL, "")] == ["thisdb.W002"]
+    assert checks.shared_limits_warnings(POSTGRESQL, "redis://127.0.0.1:6379/0") == []
+
+
+def test_sqlite_without_redis_is_the_embedded_default_and_fine():
+    assert checks.shared_limits_warnings(SQLITE, "") == []
+
+
+def test_the_suite_itself_is_configured_without_warnings(settings):
+    assert checks.check_shared_limits(None) == []
