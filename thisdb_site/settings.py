@@ -220,7 +220,7 @@ CORS_EXPOSE_HEADERS = [
 
 CELERY_BROKER_URL = REDIS_URL or "filesystem://"
 if not REDIS_URL:
-    _CELERY_DIR = BASE_DIR / "var" / "celery"
+    _CELERY_DIR = Path(os.environ.get("THISDB_CELERY_DIR", BASE_DIR / "var" / "celery"))
     for _folder in ("queue", "processed", "results", "control"):
         (_CELERY_DIR / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -230,7 +230,9 @@ if not REDIS_URL:
         "store_processed": False,
         "control_folder": str(_CELERY_DIR / "control"),
     }
-CELERY_RESULT_BACKEND = REDIS_URL or f"file://{BASE_DIR / 'var' / 'celery' / 'results'}"
+    CELERY_RESULT_BACKEND = f"file://{_CELERY_DIR / 'results'}"
+else:
+    CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_SERIALIZER = CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
