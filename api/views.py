@@ -113,23 +113,18 @@ class BucketViewSet(ApiViewSet):
         default_ttl = _default_ttl(fields)
         self.count_request()
         max_buckets = principal.quotas.max_buckets
-        for _ in range(3):  # 62**20 ids: a collision is all but impossible, but never a 500
-            try:
-                with transaction.atomic():
-                    # Lock the account row so two racing creates cannot both take the last slot.
-                    Account.objects.select_for_update().filter(user_id=principal.user_id).first()
-                    owned = Bucket.objects.for_user(principal.user_id).count()
-                    if owned >= max_buckets:
-                        raise Forbidden(
-                            f"bucket quota reached: your plan allows {max_buckets} buckets; "
-                            "delete one to create another"
-                        )
-                    bucket = Bucket.objects.create(
-                        id=new_bucket_id(), owner_id=principal.user_id, default_ttl=default_ttl
-                    )
-                break
-            except IntegrityError:
-                continue
+        with transaction.atomic():
+            # Lock the account row so two racing creates cannot both take the last slot.
+            Account.objects.select_for_update().filter(user_id=principal.user_id).first()
+            if Bucket.objects.for_user(principal.user_id).count() >= max_buckets:
+                raise Forbidden(
+                    f"bucket quota reached: your plan allows {max_buckets} buckets; "
+                    "delete one to create another"
+                )
+            # 62**20 possible ids: a collision is not a case worth code.
+            bucket = Bucket.objects.create(
+                id=new_bucket_id(), owner_id=principal.user_id, default_ttl=default_ttl
+            )
         return Response(Message(bucket.id, json_name="bucket"))
 
     @extend_schema(

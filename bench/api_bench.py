@@ -117,18 +117,8 @@ def free_port() -> int:
 
 
 def start_gunicorn(port: int, workers: int, threads: int, log) -> subprocess.Popen:
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "thisdb_site.wsgi",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--threads",
-        str(threads),
-    ]
+    options = f"--bind 127.0.0.1:{port} --workers {workers} --threads {threads}".split()
+    command = [sys.executable, "-m", "gunicorn", "thisdb_site.wsgi", *options]
     server = subprocess.Popen(
         command, cwd=ROOT, env={**os.environ, **ENV}, stdout=log, stderr=subprocess.STDOUT
     )
