@@ -52,3 +52,9 @@ format: $(STAMP)
 
 migrations: $(STAMP)
 	$(PY) manage.py makemigrations accounts api
+
+# Throughput and latency of the API on gunicorn + PostgreSQL + Redis (prints figures), then the
+# SQL floor of the same operations without HTTP.
+bench: $(STAMP)
+	$(PY) bench/api_bench.py $(ARGS)
+	$(PY) bench/api_bench.py --in-process $(ARGS)
