@@ -46,14 +46,14 @@ class ApiKey(models.Model):
         return self.revoked_at is not None
 
     def revoke(self) -> None:
-        """Refuse this key from now on: at once in this process, within the auth cache's
-        lifetime (THISDB_AUTH_CACHE_SECONDS) in every other worker."""
+        """Refuse this key and its tokens from now on: at once in this process, within the auth
+        cache's lifetime (THISDB_AUTH_CACHE_SECONDS) in every other worker."""
         if self.revoked_at is None:
             self.revoked_at = timezone.now()
             self.save(update_fields=["revoked_at"])
         from api import principals  # the API's cache of keys; accounts holds no API views
 
-        principals.forget_api_key(self.prefix)
+        principals.forget_api_key(self.prefix, self.pk)
 
 
 class Plan(models.Model):

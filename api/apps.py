@@ -6,4 +6,5 @@ class ApiConfig(AppConfig):
     verbose_name = "ThisDB API"
 
     def ready(self):
+        from api import schema  # noqa: F401  (registers the OpenAPI authentication scheme)
         from thisdb_site import checks  # noqa: F401  (registers the thisdb.* system checks)

@@ -7,7 +7,6 @@ import re
 from urllib.parse import parse_qsl
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.http.multipartparser import MultiPartParser, MultiPartParserError
 
 from api.errors import BadRequest, LengthRequired, PayloadTooLarge
@@ -15,6 +14,10 @@ from api.errors import BadRequest, LengthRequired, PayloadTooLarge
 _WHOLE = re.compile(r"[0-9]+")
 _DELTA = re.compile(rb"[+-]?[0-9]+")
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
+
+
+FORM_MAX_BYTES = 64 * 1024  # the API's forms carry a few short fields
+MAX_DIGITS = 20  # no whole number the API takes is longer (2**64 has 20 digits)
 
 
 def form_fields(request) -> dict[str, str]:
@@ -25,24 +28,18 @@ def form_fields(request) -> dict[str, str]:
     """
     django_request = request._request
     fields = dict(request.query_params.items())
+    body = read_body(request, FORM_MAX_BYTES, "the form body")
     content_type = django_request.META.get("CONTENT_TYPE", "")
     try:
         if content_type.startswith("multipart/form-data"):
-            if django_request.method == "POST":
-                fields.update(django_request.POST.items())
-            else:  # Django parses the multipart bodies of POSTs only
-                data, _files = MultiPartParser(
-                    django_request.META,
-                    io.BytesIO(django_request.body),
-                    django_request.upload_handlers,
-                    django_request.encoding,
-                ).parse()
-                fields.update(data.items())
+            # Django parses multipart bodies of POSTs only, and only up to Content-Length.
+            meta = {**django_request.META, "CONTENT_LENGTH": str(len(body))}
+            data, _files = MultiPartParser(
+                meta, io.BytesIO(body), django_request.upload_handlers, django_request.encoding
+            ).parse()
+            fields.update(data.items())
         else:
-            body = django_request.body.decode("utf-8")
-            fields.update(parse_qsl(body, keep_blank_values=True))
-    except RequestDataTooBig:
-        raise PayloadTooLarge("the form body is too large") from None
+            fields.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
     except UnicodeDecodeError:
         raise BadRequest("the form body is not valid UTF-8") from None
     except MultiPartParserError:
@@ -51,25 +48,26 @@ def form_fields(request) -> dict[str, str]:
 
 
 def read_value(request) -> bytes:
-    """The raw request body, byte for byte; over THISDB_VALUE_MAX_BYTES (1 MiB) is a 413.
+    """The raw request body, byte for byte; over THISDB_VALUE_MAX_BYTES (1 MiB) is a 413."""
+    return read_body(request, settings.THISDB_VALUE_MAX_BYTES, "the value")
 
-    Read from the stream with a cap, so a chunked body without Content-Length is measured too
-    and an oversized one is never held in memory whole.
-    """
-    limit = settings.THISDB_VALUE_MAX_BYTES
+
+def read_body(request, limit: int, what: str) -> bytes:
+    """The request body, read from the stream with a cap: a chunked body without
+    Content-Length is measured too, and an oversized one is never held in memory whole."""
     django_request = request._request
     meta = django_request.META
     declared = meta.get("CONTENT_LENGTH") or ""
-    if declared and not _WHOLE.fullmatch(declared):
+    if declared and not (_WHOLE.fullmatch(declared) and len(declared) <= MAX_DIGITS):
         raise BadRequest("the Content-Length header is not a whole number")
     if declared and int(declared) > limit:
-        raise PayloadTooLarge(f"the value is larger than the limit of {limit} bytes")
+        raise PayloadTooLarge(f"{what} is larger than the limit of {limit} bytes")
     stream = django_request
     if not declared and "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
         stream = _chunked_wsgi_stream(meta) or stream
     data = stream.read(limit + 1)
     if len(data) > limit:
-        raise PayloadTooLarge(f"the value is larger than the limit of {limit} bytes")
+        raise PayloadTooLarge(f"{what} is larger than the limit of {limit} bytes")
     return data
 
 
@@ -114,7 +112,8 @@ def check_prefix(prefix: str, name: str = "prefix") -> str:
 
 def whole_number(value: str | None, name: str, *, low: int, high: int, what: str = "") -> int:
     text = (value or "").strip()
-    if not _WHOLE.fullmatch(text) or not low <= int(text) <= high:
+    valid = _WHOLE.fullmatch(text) and len(text) <= MAX_DIGITS and low <= int(text) <= high
+    if not valid:
         raise BadRequest(f"{name} must be a whole number from {low} to {high}{what}, not {value!r}")
     return int(text)
 
@@ -140,10 +139,9 @@ def delta(body: bytes) -> int:
     text = body.strip()
     if not _DELTA.fullmatch(text):
         raise BadRequest("an increment body must be +N or -N, e.g. +1")
-    number = int(text)
-    if not -(2**63) <= number < 2**63:
+    if len(text.lstrip(b"+-")) > MAX_DIGITS or not -(2**63) <= int(text) < 2**63:
         raise BadRequest("an increment must fit in a 64-bit integer")
-    return number
+    return int(text)
 
 
 def encode_cursor(last_key: str) -> str:

@@ -83,9 +83,12 @@ def forget_all() -> None:
         _last_used_written.clear()
 
 
-def forget_api_key(prefix: str) -> None:
+def forget_api_key(prefix: str, api_key_id: int) -> None:
+    """Drop a key and the tokens it made from this worker's cache (on revocation)."""
     with _lock:
         _api_keys.pop(prefix, None)
+        for hashed in [h for h, p in _tokens.items() if p.api_key_id == api_key_id]:
+            _tokens.pop(hashed, None)
 
 
 def hash_token(token: str) -> str:
@@ -100,7 +103,7 @@ def principal_for_api_key(secret: str) -> Principal | None:
         cached = _api_keys.get(prefix)
     if cached is None:
         row = (
-            ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True)
+            ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True, user__is_active=True)
             .values_list("hashed_secret", "user_id", "id", *_account_columns("user"))
             .first()
         )
@@ -125,7 +128,11 @@ def principal_for_token(token: str) -> Principal | None:
         principal = _tokens.get(hashed)
     if principal is None:
         row = (
-            Token.objects.filter(hashed_token=hashed, created_by__revoked_at__isnull=True)
+            Token.objects.filter(
+                hashed_token=hashed,
+                created_by__revoked_at__isnull=True,
+                created_by__user__is_active=True,
+            )
             .values_list(
                 "bucket_id",
                 "prefix",

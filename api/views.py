@@ -33,6 +33,12 @@ PERMISSIONS = ("read", "write")
 _TTL_PARAM = OpenApiParameter("ttl", int, description="Seconds to live; 0 = never expire.")
 _FORMAT_PARAM = OpenApiParameter("format", str, enum=["text", "json", "ndjson"])
 _TEXT = {(200, "text/plain"): OpenApiTypes.STR}
+_DEFAULT_TTL_FORM = {
+    "application/x-www-form-urlencoded": {
+        "type": "object",
+        "properties": {"default_ttl": {"type": "integer", "default": 604800}},
+    }
+}
 
 
 class ApiViewSet(viewsets.ViewSet):
@@ -68,7 +74,9 @@ class ApiViewSet(viewsets.ViewSet):
     def handle_exception(self, exc):
         # A request refused before it was counted (bad input, unknown bucket) still counts, and
         # past the hourly limit the answer is the 429.
-        if not self._counted and isinstance(self.request.user, Principal):
+        # `_user` rather than `user`: reading `user` would authenticate now, and a request that
+        # failed before authentication (e.g. a 406) must not raise again in its error handler.
+        if not self._counted and isinstance(getattr(self.request, "_user", None), Principal):
             try:
                 self.count_request()
             except TooManyRequests as over_the_hourly_limit:
@@ -98,13 +106,9 @@ class BucketViewSet(ApiViewSet):
 
     @extend_schema(
         summary="Create a bucket",
+        operation_id="create_bucket",
         responses=_TEXT,
-        request={
-            "application/x-www-form-urlencoded": {
-                "type": "object",
-                "properties": {"default_ttl": {"type": "integer", "default": 604800}},
-            }
-        },
+        request=_DEFAULT_TTL_FORM,
     )
     def create(self, request):
         principal = self.principal()
@@ -129,6 +133,7 @@ class BucketViewSet(ApiViewSet):
 
     @extend_schema(
         summary="List the keys of a bucket",
+        operation_id="list_keys",
         parameters=[
             OpenApiParameter("limit", int, description="1..1000, default 1000"),
             OpenApiParameter("values", bool, description="Include each key's value"),
@@ -171,7 +176,12 @@ class BucketViewSet(ApiViewSet):
             response["X-Next-Cursor"] = next_cursor
         return response
 
-    @extend_schema(summary="Update a bucket's default_ttl", responses=_TEXT)
+    @extend_schema(
+        summary="Update a bucket's default_ttl",
+        operation_id="update_bucket",
+        responses=_TEXT,
+        request=_DEFAULT_TTL_FORM,
+    )
     def partial_update(self, request, bucket_id):
         principal = self.principal()
         require_api_key(principal, "change a bucket")
@@ -188,14 +198,24 @@ class BucketViewSet(ApiViewSet):
             raise bucket_not_found()  # deleted meanwhile
         return Response(Message(OK))
 
-    @extend_schema(summary="Delete a bucket, its keys and its tokens", responses=_TEXT)
+    @extend_schema(
+        summary="Delete a bucket, its keys and its tokens",
+        operation_id="delete_bucket",
+        responses=_TEXT,
+    )
     def destroy(self, request, bucket_id):
         principal = self.principal()
         require_api_key(principal, "delete a bucket")
         owned_bucket(principal, bucket_id)
         self.count_request()
-        # Keys and tokens go with it, by bulk DELETEs (Django fast-deletes: nothing is loaded).
-        Bucket.objects.for_user(principal.user_id).filter(pk=bucket_id).delete()
+        with transaction.atomic():
+            # Lock the bucket first: a key or token written meanwhile then waits for this delete
+            # and is refused by its foreign key (404), instead of breaking the delete (500).
+            mine = Bucket.objects.for_user(principal.user_id).filter(pk=bucket_id)
+            if not mine.select_for_update().exists():
+                raise bucket_not_found()  # deleted meanwhile
+            # Keys and tokens go with it, by bulk DELETEs (Django fast-deletes: nothing is loaded).
+            mine.delete()
         forget_bucket(bucket_id)
         return Response(Message(OK))
 
@@ -231,7 +251,12 @@ class ItemViewSet(ApiViewSet):
         raw = request.query_params.get("ttl")
         return bucket.default_ttl if raw is None else inputs.ttl(raw)
 
-    @extend_schema(summary="Get a key's value", parameters=[_FORMAT_PARAM], responses=_TEXT)
+    @extend_schema(
+        summary="Get a key's value",
+        operation_id="get_key",
+        parameters=[_FORMAT_PARAM],
+        responses=_TEXT,
+    )
     def retrieve(self, request, bucket_id, key):
         bucket = self._scope(bucket_id, key, write=False)
         self.count_request()
@@ -241,7 +266,17 @@ class ItemViewSet(ApiViewSet):
         return Response(Value(key, value))
 
     @extend_schema(
+        methods=["POST"],
         summary="Set a key's value (the raw body)",
+        operation_id="set_key",
+        parameters=[_TTL_PARAM],
+        request={"application/octet-stream": OpenApiTypes.BINARY},
+        responses=_TEXT,
+    )
+    @extend_schema(
+        methods=["PUT"],
+        summary="Set a key's value: PUT is an alias of POST (kvdb.io clients use it)",
+        operation_id="put_key",
         parameters=[_TTL_PARAM],
         request={"application/octet-stream": OpenApiTypes.BINARY},
         responses=_TEXT,
@@ -267,6 +302,7 @@ class ItemViewSet(ApiViewSet):
 
     @extend_schema(
         summary="Increment (+N) or decrement (-N) a key",
+        operation_id="increment_key",
         parameters=[_TTL_PARAM],
         request={"text/plain": OpenApiTypes.STR},
         responses=_TEXT,
@@ -291,7 +327,7 @@ class ItemViewSet(ApiViewSet):
             raise self._key_quota_reached()
         return Response(Counter(key, value))
 
-    @extend_schema(summary="Delete a key", responses=_TEXT)
+    @extend_schema(summary="Delete a key", operation_id="delete_key", responses=_TEXT)
     def destroy(self, request, bucket_id, key):
         bucket = self._scope(bucket_id, key, write=True)
         self.count_request(write=(bucket.id, key))
@@ -310,6 +346,7 @@ class TokenViewSet(ApiViewSet):
 
     @extend_schema(
         summary="Create a token",
+        operation_id="create_token",
         responses=_TEXT,
         request={
             "application/x-www-form-urlencoded": {

@@ -202,6 +202,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",  # assets served by the platform itself, no CDN
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "PREPROCESSING_HOOKS": ["api.schema.drop_route_twins"],
 }
 
 # CORS: the browser SDK calls /v1/ from any origin with its key or token in a header.

@@ -192,3 +192,16 @@ def test_a_second_request_within_a_minute_does_not_rewrite_last_used_at(
     assert not any(q["sql"].upper().startswith("UPDATE") for q in captured.captured_queries)
     alice.api_key.refresh_from_db()
     assert alice.api_key.last_used_at == first
+
+
+def test_keys_and_tokens_of_a_deactivated_user_are_refused(alice, bucket):
+    from api import principals
+    from tests.conftest import token_client
+
+    token = alice.token(bucket, "", "read")
+    alice.user.is_active = False
+    alice.user.save()
+    principals.forget_all()  # a worker that has not seen the key yet (others: within 10 s)
+
+    assert alice.client.get(f"/v1/{bucket}").status_code == 403
+    assert token_client(token).get(f"/v1/{bucket}").status_code == 403

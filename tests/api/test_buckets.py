@@ -289,3 +289,43 @@ def test_unsupported_method_is_405_with_allow(alice, bucket, method, path, allow
     assert allowed <= allow
     assert refused not in allow
     assert [b.id for b in owned(alice)] == [bucket]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deleting_a_bucket_while_keys_are_written_never_fails(alice):
+    # The delete locks the bucket first, so a write racing it waits and is refused (404) by the
+    # foreign key, instead of breaking the delete with a 500.
+    import threading
+    import time
+
+    from django.db import connection
+    from django.test import Client
+
+    bucket = alice.new_bucket()
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def write(n: int) -> None:
+        client = Client(headers={"X-Api-Key": alice.key})
+        for i in range(200):  # bounded: stops by itself
+            if stop.is_set():
+                break
+            response = client.post(f"/v1/{bucket}/w{n}-{i}", b"v", content_type="text/plain")
+            statuses.append(response.status_code)
+        connection.close()
+
+    writers = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for writer in writers:
+        writer.start()
+    deadline = time.monotonic() + 10
+    while len(statuses) < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    response = alice.client.delete(f"/v1/{bucket}")
+    stop.set()
+    for writer in writers:
+        writer.join()
+
+    assert response.status_code == 200
+    assert set(statuses) <= {200, 404}
+    assert not Bucket.objects.filter(pk=bucket).exists()
+    assert not Item.objects.filter(bucket_id=bucket).exists()

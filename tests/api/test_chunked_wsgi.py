@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from api.models import Item
+from api.models import Bucket, Item
 from tests.conftest import Persona
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,11 +24,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def chunked_post(port: int, path: str, key: str, chunks: list[bytes]) -> tuple[int, bytes]:
+def chunked_post(
+    port: int, path: str, key: str, chunks: list[bytes], method: str = "POST"
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         conn.request(
-            "POST", path, body=iter(chunks), headers={"X-Api-Key": key}, encode_chunked=True
+            method, path, body=iter(chunks), headers={"X-Api-Key": key}, encode_chunked=True
         )
         response = conn.getresponse()
         return response.status, response.read()
@@ -110,3 +112,29 @@ def test_a_server_that_cannot_read_chunks_refuses_with_411(live_server):
     assert status == 411
     assert b"Content-Length" in body
     assert not Item.objects.filter(bucket_id=bucket).exists()
+
+
+def test_gunicorn_reads_chunked_form_bodies_too(gunicorn_port):
+    carol = Persona("carol")
+    status, bucket = chunked_post(gunicorn_port, "/v1/", carol.key, [b"default_", b"ttl=0"])
+    assert status == 200
+    assert Bucket.objects.get(pk=bucket.decode()).default_ttl == 0
+
+    status, _ = chunked_post(
+        gunicorn_port, f"/v1/{bucket.decode()}", carol.key, [b"default_ttl", b"=3600"], "PATCH"
+    )
+    assert status == 200
+    assert Bucket.objects.get(pk=bucket.decode()).default_ttl == 3600
+
+    form = f"bucket={bucket.decode()}&prefix=p&permissions=read&ttl=60".encode()
+    status, token = chunked_post(gunicorn_port, "/v1/tokens", carol.key, [form[:10], form[10:]])
+    assert status == 200
+    assert len(token) == 40
+
+
+def test_a_chunked_form_on_a_server_that_cannot_read_chunks_is_411(live_server):
+    carol = Persona("carol")
+    port = int(live_server.url.rsplit(":", 1)[1])
+    status, body = chunked_post(port, "/v1/", carol.key, [b"default_ttl=0"])
+    assert status == 411
+    assert not Bucket.objects.filter(owner=carol.user).exists()

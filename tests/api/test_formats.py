@@ -262,3 +262,11 @@ def test_an_unknown_format_is_refused_before_the_bucket_lookup(alice, filled):
     response = alice.client.get(f"/v1/{UNKNOWN_BUCKET}?format=xml")
     assert response.status_code == 406  # the format is refused before the bucket is looked up
     assert response["Content-Type"] == TEXT
+
+
+@pytest.mark.parametrize("header", [{"X-Api-Key": "nope"}, {"X-Token": "nope"}])
+def test_an_unsupported_format_with_bad_credentials_is_406_not_500(bucket, client, header):
+    response = client.get(f"/v1/{bucket}?format=xml", headers=header)
+    assert response.status_code == 406
+    response = client.get(f"/v1/{bucket}/k", headers={**header, "Accept": "image/png"})
+    assert response.status_code == 406

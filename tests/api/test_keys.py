@@ -202,3 +202,20 @@ def test_method_not_allowed_is_405(alice, bucket):
     response = alice.client.post(f"/v1/{bucket}")
     assert response.status_code == 405
     assert response["Content-Type"] == "text/plain; charset=utf-8"
+
+
+@pytest.mark.parametrize("digits", [21, 5000])
+def test_huge_numbers_are_400_not_500(alice, bucket, digits):
+    number = "1" * digits
+    assert alice.client.get(f"/v1/{bucket}?limit={number}").status_code == 400
+    assert alice.set(bucket, "k", "v", query=f"?ttl={number}").status_code == 400
+    response = alice.client.patch(f"/v1/{bucket}/n", f"+{number}", content_type="text/plain")
+    assert response.status_code == 400
+    assert b"64-bit" in response.content
+    response = alice.client.post(
+        "/v1/tokens",
+        f"bucket={bucket}&prefix=&permissions=read&ttl={number}",
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 400
+    assert not Item.objects.filter(bucket_id=bucket).exists()

@@ -243,3 +243,26 @@ def test_the_swagger_ui_assets_are_served_from_staticfiles(db, client):
         assert response.status_code == 200, url
         assert b"".join(response.streaming_content)
         response.close()
+
+
+def test_the_schema_declares_how_to_authenticate(client):
+    schema = client.get("/api/schema/").content.decode()
+    assert "securitySchemes" in schema
+    assert "name: X-Api-Key" in schema
+    assert "name: X-Token" in schema
+
+
+def test_the_schema_documents_each_route_once(client):
+    schema = client.get("/api/schema/").content.decode()
+    for operation in (
+        "create_bucket",
+        "list_keys",
+        "update_bucket",
+        "delete_bucket",
+        "get_key",
+        "set_key",
+        "increment_key",
+        "delete_key",
+        "create_token",
+    ):
+        assert schema.count(f"operationId: {operation}\n") == 1, operation

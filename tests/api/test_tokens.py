@@ -441,6 +441,18 @@ def test_a_token_dies_with_its_revoked_api_key(alice, bucket):
     assert items(bucket)[0][1] == b"v"
 
 
+def test_a_cached_token_is_refused_at_once_in_the_worker_that_revokes_its_key(alice, bucket):
+    alice.set(bucket, "k", "v")
+    client = token_client(alice.token(bucket, "", "read,write"))
+    assert client.get(f"/v1/{bucket}/k").status_code == 200  # the token is now cached
+
+    alice.api_key.revoke()  # no cache clearing: revoke() drops the key's tokens itself
+
+    assert client.get(f"/v1/{bucket}/k").status_code == 403
+    assert client.post(f"/v1/{bucket}/k", b"x", content_type="text/plain").status_code == 403
+    assert items(bucket)[0][1] == b"v"
+
+
 def test_an_unused_token_is_refused_at_once_when_its_key_is_revoked(alice, bucket):
     alice.set(bucket, "k", "v")
     token = alice.token(bucket, "", "read")
