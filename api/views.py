@@ -240,6 +240,13 @@ class ItemViewSet(ApiViewSet):
         require_token_access(principal, key, write=write)
         return bucket
 
+    def _claim_write(self, bucket, key: str) -> bool:
+        """The quota and rate checks of a set or increment; True if it may create the key."""
+        self.check_storage_quota()
+        self.count_request(write=(bucket.id, key))
+        # At the keys-per-bucket quota, existing keys may still be written, new ones not.
+        return bucket.key_count < self.principal().quotas.max_keys_per_bucket
+
     def _key_quota_reached(self):
         limit = self.principal().quotas.max_keys_per_bucket
         return Forbidden(
@@ -285,11 +292,8 @@ class ItemViewSet(ApiViewSet):
         bucket = self._scope(bucket_id, key, write=True)
         ttl = self._ttl(request, bucket)
         value = inputs.read_value(request)
-        self.check_storage_quota()
-        self.count_request(write=(bucket.id, key))
+        create = self._claim_write(bucket, key)
         now = timezone.now()
-        # At the keys-per-bucket quota, existing keys may still be written, new ones not.
-        create = bucket.key_count < self.principal().quotas.max_keys_per_bucket
         try:
             written = operations.set_value(
                 bucket.id, key, value, operations.expiry(now, ttl), now, create=create
@@ -311,10 +315,8 @@ class ItemViewSet(ApiViewSet):
         bucket = self._scope(bucket_id, key, write=True)
         ttl = self._ttl(request, bucket)
         delta = inputs.delta(inputs.read_value(request))
-        self.check_storage_quota()
-        self.count_request(write=(bucket.id, key))
+        create = self._claim_write(bucket, key)
         now = timezone.now()
-        create = bucket.key_count < self.principal().quotas.max_keys_per_bucket
         try:
             value = operations.increment(
                 bucket.id, key, delta, operations.expiry(now, ttl), now, create=create
