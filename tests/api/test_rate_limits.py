@@ -291,3 +291,36 @@ def test_wrong_keys_from_one_address_are_refused_with_429(settings, bucket):
         for _ in range(4)
     ]
     assert statuses == [403, 403, 403, 429]
+
+
+def redis_calls(client) -> dict[str, int]:
+    stats = client.info("commandstats")
+    return {name: figures["calls"] for name, figures in stats.items()}
+
+
+@pytest.mark.parametrize("method", ["get", "post", "patch", "delete"])
+def test_a_request_makes_one_redis_round_trip(settings, alice, bucket, method):
+    """The hourly count and the key's write slot are one script call: one round trip."""
+    settings.THISDB_KEY_WRITES_PER_SECOND = 0
+    alice.set(bucket, "warm", "1")  # loads the script into Redis (first EVALSHA falls back)
+    settings.THISDB_KEY_WRITES_PER_SECOND = 1
+    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    alice.set(bucket, "k", "1")
+    time.sleep(1.05)  # the write slot of k is free again
+    path = f"/v1/{bucket}/k"
+
+    before = redis_calls(client)
+    if method == "get":
+        response = alice.client.get(path)
+    else:
+        body = b"+1" if method == "patch" else b"2"
+        response = getattr(alice.client, method)(path, body, content_type="text/plain")
+    after = redis_calls(client)
+
+    assert response.status_code == 200
+    changed = {name: after[name] - before.get(name, 0) for name in after}
+    changed = {name: n for name, n in changed.items() if n and name != "cmdstat_info"}
+    # One EVALSHA from the client; Redis also counts the commands the script ran inside it:
+    # the hour's INCR, and for a write the SET NX of the key's write slot.
+    inside = {"cmdstat_incr": 1} if method == "get" else {"cmdstat_incr": 1, "cmdstat_set": 1}
+    assert changed == {"cmdstat_evalsha": 1, **inside}
