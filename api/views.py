@@ -5,6 +5,7 @@ import string
 import time
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
@@ -147,10 +148,10 @@ class BucketViewSet(ApiViewSet):
         principal = self.principal()
         params = request.query_params
         limit = inputs.whole_number(
-            params.get("limit", "1000"),
+            params.get("limit", str(settings.THISDB_LIST_MAX_LIMIT)),
             "limit",
             low=1,
-            high=1000,  # spec: default and max 1000
+            high=settings.THISDB_LIST_MAX_LIMIT,  # spec: default and max 1000
         )
         with_values = inputs.boolean(params.get("values"), "values")
         prefix = inputs.check_prefix(params.get("prefix", ""))
@@ -373,7 +374,8 @@ class TokenViewSet(ApiViewSet):
         permissions = {p.strip().lower() for p in fields["permissions"].split(",") if p.strip()}
         if not permissions or not permissions <= set(PERMISSIONS):
             raise BadRequest("permissions must be read, write or read,write")
-        ttl = inputs.whole_number(fields["ttl"], "ttl", low=1, high=86400)  # spec: max 86400
+        # spec: at most 86400 s
+        ttl = inputs.whole_number(fields["ttl"], "ttl", low=1, high=settings.THISDB_TOKEN_MAX_TTL)
         prefix = inputs.check_prefix(fields["prefix"])
         bucket = owned_bucket(principal, fields["bucket"])
         self.count_request()
