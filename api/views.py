@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import viewsets
+from rest_framework import exceptions, viewsets
 from rest_framework.response import Response
 
 from accounts.models import Account
@@ -75,14 +75,20 @@ class ApiViewSet(viewsets.ViewSet):
     def handle_exception(self, exc):
         # A request refused before it was counted (bad input, unknown bucket) still counts, and
         # past the hourly limit the answer is the 429.
-        # `_user` rather than `user`: reading `user` would authenticate now, and a request that
-        # failed before authentication (e.g. a 406) must not raise again in its error handler.
-        if not self._counted and isinstance(getattr(self.request, "_user", None), Principal):
+        if not self._counted and isinstance(self._caller(), Principal):
             try:
                 self.count_request()
             except TooManyRequests as over_the_hourly_limit:
                 exc = over_the_hourly_limit
         return super().handle_exception(exc)
+
+    def _caller(self) -> Principal | None:
+        """The caller, authenticating now if the request failed before (a 406 does); None if
+        its credentials are missing or wrong."""
+        try:
+            return self.request.user
+        except exceptions.APIException:
+            return None
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)

@@ -324,3 +324,9 @@ def test_a_request_makes_one_redis_round_trip(settings, alice, bucket, method):
     # the hour's INCR, and for a write the SET NX of the key's write slot.
     inside = {"cmdstat_incr": 1} if method == "get" else {"cmdstat_incr": 1, "cmdstat_set": 1}
     assert changed == {"cmdstat_evalsha": 1, **inside}
+
+
+def test_a_406_is_counted_and_carries_the_headers(alice, bucket):
+    response = alice.client.get(f"/v1/{bucket}?format=xml")
+    assert response.status_code == 406
+    assert response["X-RateLimit-Remaining"] == str(1000 - 2)  # the bucket's creation, this
