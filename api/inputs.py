@@ -138,7 +138,7 @@ def delta(body: bytes) -> int:
     """The body of an increment: +N or -N (a bare N counts as +N)."""
     text = body.strip()
     if not _DELTA.fullmatch(text):
-        raise BadRequest("an increment body must be +N or -N, e.g. +1")
+        raise BadRequest("an increment body must be a whole number: +N, -N or N, e.g. +1")
     if len(text.lstrip(b"+-")) > MAX_DIGITS or not -(2**63) <= int(text) < 2**63:
         raise BadRequest("an increment must fit in a 64-bit integer")
     return int(text)

@@ -10,6 +10,7 @@ from abc import ABC, abstractmethod
 
 from rest_framework import exceptions, renderers
 from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.response import Response
 
 FORMATS = ("text", "json", "ndjson")
 
@@ -161,3 +162,19 @@ class FormatNegotiation(DefaultContentNegotiation):
                 "cannot answer in the Accept header's media types: accept text/plain, "
                 "application/json or application/x-ndjson, or pass ?format="
             ) from None
+
+
+class ApiResponse(Response):
+    """A DRF Response that keeps its Content-Type when the body is empty (an empty bucket, an
+    empty value): DRF drops the header then, and the official SDKs need it on every answer."""
+
+    @property
+    def rendered_content(self):
+        content = super().rendered_content
+        if not content:
+            renderer = self.accepted_renderer
+            charset = renderer.charset
+            self["Content-Type"] = (
+                f"{renderer.media_type}; charset={charset}" if charset else renderer.media_type
+            )
+        return content

@@ -11,7 +11,6 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, viewsets
-from rest_framework.response import Response
 
 from accounts.models import Account
 from api import inputs, limits, operations
@@ -25,7 +24,7 @@ from api.permissions import (
     token_list_prefix,
 )
 from api.principals import Principal, hash_token
-from api.renderers import Counter, KeyList, Message, Value
+from api.renderers import ApiResponse, Counter, KeyList, Message, Value
 
 OK = "OK"
 TOKEN_ALPHABET = string.ascii_lowercase + string.digits  # like the spec's example token
@@ -136,7 +135,7 @@ class BucketViewSet(ApiViewSet):
             bucket = Bucket.objects.create(
                 id=new_bucket_id(), owner_id=principal.user_id, default_ttl=default_ttl
             )
-        return Response(Message(bucket.id, json_name="bucket"))
+        return ApiResponse(Message(bucket.id, json_name="bucket"))
 
     @extend_schema(
         summary="List the keys of a bucket",
@@ -178,7 +177,7 @@ class BucketViewSet(ApiViewSet):
             forget_bucket(bucket.id)
             owned_bucket(principal, bucket_id)
         next_cursor = inputs.encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
-        response = Response(KeyList(rows[:limit], with_values, next_cursor))
+        response = ApiResponse(KeyList(rows[:limit], with_values, next_cursor))
         if next_cursor:
             response["X-Next-Cursor"] = next_cursor
         return response
@@ -203,7 +202,7 @@ class BucketViewSet(ApiViewSet):
         forget_bucket(bucket_id)
         if not updated:
             raise bucket_not_found()  # deleted meanwhile
-        return Response(Message(OK))
+        return ApiResponse(Message(OK))
 
     @extend_schema(
         summary="Delete a bucket, its keys and its tokens",
@@ -224,7 +223,7 @@ class BucketViewSet(ApiViewSet):
             # Keys and tokens go with it, by bulk DELETEs (Django fast-deletes: nothing is loaded).
             mine.delete()
         forget_bucket(bucket_id)
-        return Response(Message(OK))
+        return ApiResponse(Message(OK))
 
 
 def _default_ttl(fields: dict[str, str]) -> int:
@@ -277,7 +276,7 @@ class ItemViewSet(ApiViewSet):
         value = operations.get_value(bucket.id, key, timezone.now())
         if value is None:
             raise key_not_found()
-        return Response(Value(key, value))
+        return ApiResponse(Value(key, value))
 
     @extend_schema(
         methods=["POST"],
@@ -309,7 +308,7 @@ class ItemViewSet(ApiViewSet):
             raise self._bucket_gone(bucket.id) from None
         if not written:
             raise self._key_quota_reached()
-        return Response(Message(OK))
+        return ApiResponse(Message(OK))
 
     @extend_schema(
         summary="Increment (+N) or decrement (-N) a key",
@@ -334,7 +333,7 @@ class ItemViewSet(ApiViewSet):
             raise self._bucket_gone(bucket.id) from None
         if value is None:
             raise self._key_quota_reached()
-        return Response(Counter(key, value))
+        return ApiResponse(Counter(key, value))
 
     @extend_schema(summary="Delete a key", operation_id="delete_key", responses=_TEXT)
     def destroy(self, request, bucket_id, key):
@@ -342,7 +341,7 @@ class ItemViewSet(ApiViewSet):
         self.count_request(write=(bucket.id, key))
         if not operations.delete_key(bucket.id, key, timezone.now()):
             raise key_not_found()
-        return Response(Message(OK))
+        return ApiResponse(Message(OK))
 
     @staticmethod
     def _bucket_gone(bucket_id: str):
@@ -398,4 +397,4 @@ class TokenViewSet(ApiViewSet):
             )
         except IntegrityError:
             raise ItemViewSet._bucket_gone(bucket.id) from None  # deleted meanwhile
-        return Response(Message(token, json_name="token"))
+        return ApiResponse(Message(token, json_name="token"))

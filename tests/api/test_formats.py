@@ -270,3 +270,18 @@ def test_an_unsupported_format_with_bad_credentials_is_406_not_500(bucket, clien
     assert response.status_code == 406
     response = client.get(f"/v1/{bucket}/k", headers={**header, "Accept": "image/png"})
     assert response.status_code == 406
+
+
+@pytest.mark.parametrize(
+    "query, content_type",
+    [("", "text/plain; charset=utf-8"), ("?format=ndjson", "application/x-ndjson")],
+)
+def test_an_empty_answer_still_has_its_content_type(alice, bucket, query, content_type):
+    response = alice.client.get(f"/v1/{bucket}{query}")  # an empty bucket: an empty body
+    assert response.content == b""
+    assert response["Content-Type"] == content_type
+
+    alice.set(bucket, "empty", b"")
+    response = alice.client.get(f"/v1/{bucket}/empty")
+    assert response.content == b""
+    assert response["Content-Type"] == "text/plain; charset=utf-8"

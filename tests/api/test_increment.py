@@ -134,7 +134,7 @@ def test_a_value_that_is_not_an_integer_is_400_in_json(transactional_db, alice):
 def test_a_bad_body_is_400_and_nothing_is_created(alice, bucket, body):
     response = incr(alice, bucket, "n", body)
     assert response.status_code == 400
-    assert response.content == b"an increment body must be +N or -N, e.g. +1"
+    assert response.content == b"an increment body must be a whole number: +N, -N or N, e.g. +1"
     assert not Item.objects.filter(bucket_id=bucket).exists()
 
 
