@@ -5,7 +5,7 @@ from django_ratelimit.core import is_ratelimited
 from rest_framework import authentication
 
 from api.errors import Forbidden, TooManyRequests
-from api.principals import principal_for_api_key, principal_for_token
+from api.principals import Refused, principal_for_api_key, principal_for_token
 
 
 class ApiKeyOrTokenAuthentication(authentication.BaseAuthentication):
@@ -17,19 +17,26 @@ class ApiKeyOrTokenAuthentication(authentication.BaseAuthentication):
     def authenticate(self, request):
         meta = request._request.META
         secret = meta.get("HTTP_X_API_KEY")
-        if secret is not None:
-            principal = principal_for_api_key(secret.strip())
-            if principal is None:
-                _count_failure(request)
-                raise Forbidden("invalid API key: check X-Api-Key, or create a key in your account")
-            return principal, None
-        token = meta.get("HTTP_X_TOKEN")
-        if token is not None:
-            principal = principal_for_token(token.strip())
-            if principal is None:
-                _count_failure(request)
-                raise Forbidden("invalid or expired token: create a new one with POST /v1/tokens")
-            return principal, None
+        try:
+            if secret is not None:
+                principal = principal_for_api_key(secret.strip())
+                if principal is None:
+                    _count_failure(request)
+                    raise Forbidden(
+                        "invalid API key: check X-Api-Key, or create a key in your account"
+                    )
+                return principal, None
+            token = meta.get("HTTP_X_TOKEN")
+            if token is not None:
+                principal = principal_for_token(token.strip())
+                if principal is None:
+                    _count_failure(request)
+                    raise Forbidden(
+                        "invalid or expired token: create a new one with POST /v1/tokens"
+                    )
+                return principal, None
+        except Refused as refused:
+            raise Forbidden(str(refused)) from None
         return None
 
 

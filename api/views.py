@@ -1,21 +1,16 @@
 """The v1 API viewsets: authenticate, scope, validate, call one operation, render."""
 
-import secrets
-import string
 import time
-from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, viewsets
 
-from accounts.models import Account
-from api import inputs, limits, operations
-from api.errors import BadRequest, Forbidden, TooManyRequests, bucket_not_found, key_not_found
-from api.models import TOKEN_LENGTH, Bucket, Token, new_bucket_id
+from api import actions, inputs, limits, operations
+from api.errors import BadRequest, Forbidden, TooManyRequests, key_not_found
+from api.models import Bucket
 from api.permissions import (
     forget_bucket,
     owned_bucket,
@@ -23,11 +18,10 @@ from api.permissions import (
     require_token_access,
     token_list_prefix,
 )
-from api.principals import Principal, hash_token
+from api.principals import Principal
 from api.renderers import ApiResponse, Counter, KeyList, Message, Value
 
 OK = "OK"
-TOKEN_ALPHABET = string.ascii_lowercase + string.digits  # like the spec's example token
 PERMISSIONS = ("read", "write")
 
 _TTL_PARAM = OpenApiParameter("ttl", int, description="Seconds to live; 0 = never expire.")
@@ -55,10 +49,18 @@ class ApiViewSet(viewsets.ViewSet):
     def count_request(self, write: tuple[str, str] | None = None) -> None:
         principal = self.principal()
         self._counted = True
-        decision = limits.check(principal.api_key_id, principal.quotas.requests_per_hour, write)
-        self._decision = decision
+        decision = limits.check(
+            principal.api_key_id,
+            principal.quotas.requests_per_hour,
+            write,
+            blocks=tuple(name for name, _ in principal.blocks),
+        )
         if decision is None:
             return  # Redis unreachable: serve without limits
+        if decision.blocked_by is not None:
+            # Revoked or suspended a moment ago; this worker's cached lookup has not seen it yet.
+            raise Forbidden(principal.blocks[decision.blocked_by][1])
+        self._decision = decision
         if decision.over_hourly:
             raise TooManyRequests(
                 f"rate limit reached: {decision.limit} requests per hour for this API key; "
@@ -77,8 +79,8 @@ class ApiViewSet(viewsets.ViewSet):
         if not self._counted and isinstance(self._caller(), Principal):
             try:
                 self.count_request()
-            except TooManyRequests as over_the_hourly_limit:
-                exc = over_the_hourly_limit
+            except (TooManyRequests, Forbidden) as over_the_limit_or_blocked:
+                exc = over_the_limit_or_blocked
         return super().handle_exception(exc)
 
     def _caller(self) -> Principal | None:
@@ -98,13 +100,6 @@ class ApiViewSet(viewsets.ViewSet):
             response["X-RateLimit-Reset"] = str(decision.reset_at)
         return response
 
-    def check_storage_quota(self) -> None:
-        principal = self.principal()
-        if principal.stored_bytes >= principal.quotas.max_stored_bytes:
-            raise Forbidden(
-                f"storage quota reached: your account stores {principal.stored_bytes} of "
-                f"{principal.quotas.max_stored_bytes} bytes; delete keys to write again"
-            )
 
 
 class BucketViewSet(ApiViewSet):
@@ -122,19 +117,7 @@ class BucketViewSet(ApiViewSet):
         fields = inputs.form_fields(request)
         default_ttl = _default_ttl(fields)
         self.count_request()
-        max_buckets = principal.quotas.max_buckets
-        with transaction.atomic():
-            # Lock the account row so two racing creates cannot both take the last slot.
-            Account.objects.select_for_update().filter(user_id=principal.user_id).first()
-            if Bucket.objects.for_user(principal.user_id).count() >= max_buckets:
-                raise Forbidden(
-                    f"bucket quota reached: your plan allows {max_buckets} buckets; "
-                    "delete one to create another"
-                )
-            # 62**20 possible ids: a collision is not a case worth code.
-            bucket = Bucket.objects.create(
-                id=new_bucket_id(), owner_id=principal.user_id, default_ttl=default_ttl
-            )
+        bucket = actions.create_bucket(principal, default_ttl)
         return ApiResponse(Message(bucket.id, json_name="bucket"))
 
     @extend_schema(
@@ -194,14 +177,7 @@ class BucketViewSet(ApiViewSet):
         default_ttl = _default_ttl(inputs.form_fields(request))
         owned_bucket(principal, bucket_id)
         self.count_request()
-        updated = (
-            Bucket.objects.for_user(principal.user_id)
-            .filter(pk=bucket_id)
-            .update(default_ttl=default_ttl)
-        )
-        forget_bucket(bucket_id)
-        if not updated:
-            raise bucket_not_found()  # deleted meanwhile
+        actions.update_bucket(principal, bucket_id, default_ttl)
         return ApiResponse(Message(OK))
 
     @extend_schema(
@@ -214,15 +190,7 @@ class BucketViewSet(ApiViewSet):
         require_api_key(principal, "delete a bucket")
         owned_bucket(principal, bucket_id)
         self.count_request()
-        with transaction.atomic():
-            # Lock the bucket first: a key or token written meanwhile then waits for this delete
-            # and is refused by its foreign key (404), instead of breaking the delete (500).
-            mine = Bucket.objects.for_user(principal.user_id).filter(pk=bucket_id)
-            if not mine.select_for_update().exists():
-                raise bucket_not_found()  # deleted meanwhile
-            # Keys and tokens go with it, by bulk DELETEs (Django fast-deletes: nothing is loaded).
-            mine.delete()
-        forget_bucket(bucket_id)
+        actions.delete_bucket(principal, bucket_id)
         return ApiResponse(Message(OK))
 
 
@@ -248,17 +216,9 @@ class ItemViewSet(ApiViewSet):
 
     def _claim_write(self, bucket, key: str) -> bool:
         """The quota and rate checks of a set or increment; True if it may create the key."""
-        self.check_storage_quota()
+        actions.check_storage_quota(self.principal())
         self.count_request(write=(bucket.id, key))
-        # At the keys-per-bucket quota, existing keys may still be written, new ones not.
-        return bucket.key_count < self.principal().quotas.max_keys_per_bucket
-
-    def _key_quota_reached(self):
-        limit = self.principal().quotas.max_keys_per_bucket
-        return Forbidden(
-            f"key quota reached: this bucket holds {limit} keys, the most your plan allows; "
-            "existing keys can still be changed, or delete keys to add new ones"
-        )
+        return actions.may_create_keys(self.principal(), bucket)
 
     def _ttl(self, request, bucket) -> int:
         raw = request.query_params.get("ttl")
@@ -299,15 +259,7 @@ class ItemViewSet(ApiViewSet):
         ttl = self._ttl(request, bucket)
         value = inputs.read_value(request)
         create = self._claim_write(bucket, key)
-        now = timezone.now()
-        try:
-            written = operations.set_value(
-                bucket.id, key, value, operations.expiry(now, ttl), now, create=create
-            )
-        except operations.BucketGone:
-            raise self._bucket_gone(bucket.id) from None
-        if not written:
-            raise self._key_quota_reached()
+        actions.set_key(self.principal(), bucket, key, value, ttl, create=create)
         return ApiResponse(Message(OK))
 
     @extend_schema(
@@ -322,31 +274,15 @@ class ItemViewSet(ApiViewSet):
         ttl = self._ttl(request, bucket)
         delta = inputs.delta(inputs.read_value(request))
         create = self._claim_write(bucket, key)
-        now = timezone.now()
-        try:
-            value = operations.increment(
-                bucket.id, key, delta, operations.expiry(now, ttl), now, create=create
-            )
-        except operations.NotAnInteger as exc:
-            raise BadRequest(str(exc)) from None
-        except operations.BucketGone:
-            raise self._bucket_gone(bucket.id) from None
-        if value is None:
-            raise self._key_quota_reached()
+        value = actions.increment_key(self.principal(), bucket, key, delta, ttl, create=create)
         return ApiResponse(Counter(key, value))
 
     @extend_schema(summary="Delete a key", operation_id="delete_key", responses=_TEXT)
     def destroy(self, request, bucket_id, key):
         bucket = self._scope(bucket_id, key, write=True)
         self.count_request(write=(bucket.id, key))
-        if not operations.delete_key(bucket.id, key, timezone.now()):
-            raise key_not_found()
+        actions.delete_key(bucket, key)
         return ApiResponse(Message(OK))
-
-    @staticmethod
-    def _bucket_gone(bucket_id: str):
-        forget_bucket(bucket_id)
-        return bucket_not_found()
 
 
 class TokenViewSet(ApiViewSet):
@@ -384,17 +320,12 @@ class TokenViewSet(ApiViewSet):
         prefix = inputs.check_prefix(fields["prefix"])
         bucket = owned_bucket(principal, fields["bucket"])
         self.count_request()
-        token = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH))
-        try:
-            Token.objects.create(
-                hashed_token=hash_token(token),
-                bucket_id=bucket.id,
-                prefix=prefix,
-                can_read="read" in permissions,
-                can_write="write" in permissions,
-                expires_at=timezone.now() + timedelta(seconds=ttl),
-                created_by_id=principal.api_key_id,
-            )
-        except IntegrityError:
-            raise ItemViewSet._bucket_gone(bucket.id) from None  # deleted meanwhile
+        token = actions.create_token(
+            principal.api_key_id,
+            bucket.id,
+            prefix,
+            read="read" in permissions,
+            write="write" in permissions,
+            ttl=ttl,
+        )
         return ApiResponse(Message(token, json_name="token"))

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -46,7 +47,13 @@ if not SECRET_KEY:
     # The embedded default needs no setup; production sets SECRET_KEY (`check --deploy` warns:
     # thisdb.W001).
     SECRET_KEY = "insecure-embedded-default-set-SECRET_KEY-in-production"
-ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "*").split(",") if h.strip()]
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
+
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "*")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -55,24 +62,33 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "corsheaders",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
     "accounts",
     "api",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # Sessions, CSRF, login and messages serve the web pages; the /v1/ hot path skips them.
+    # Sessions, CSRF, login, messages and the page's security policy serve the web pages; the
+    # /v1/ hot path skips them (thisdb_site.middleware).
     "thisdb_site.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "thisdb_site.middleware.CsrfViewMiddleware",
     "thisdb_site.middleware.AuthenticationMiddleware",
+    # allauth insists on its own path here; it costs the API a context variable, nothing more.
+    "allauth.account.middleware.AccountMiddleware",
     "thisdb_site.middleware.MessageMiddleware",
+    "thisdb_site.middleware.CSPMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -92,6 +108,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "csp.context_processors.nonce",
             ],
         },
     },
@@ -146,6 +163,84 @@ STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns on every start if it is mis
 # WhiteNoise serves the admin's and the API docs' assets in every mode, from the apps' folders
 # (no collectstatic needed; run it in production for compressed, cached files).
 WHITENOISE_USE_FINDERS = True
+
+# --- The web platform: accounts (django-allauth), email, security ----------------------------
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",  # the admin's own checks
+    "allauth.account.auth_backends.AuthenticationBackend",  # log in by email
+]
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "dashboard:buckets"
+ACCOUNT_LOGOUT_REDIRECT_URL = "home"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"  # no API key before the address is proven
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_CONFIRM_EMAIL_ON_GET = False  # a link scanner must not confirm for the person
+ACCOUNT_CHANGE_EMAIL = True  # one address per account; a change is verified before it counts
+ACCOUNT_PREVENT_ENUMERATION = True  # signup and reset answer alike for known and unknown emails
+ACCOUNT_SESSION_REMEMBER = None  # the login form asks
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[ThisDB] "
+# A logged-in person may still open the login page: the admin sends non-staff there, and
+# redirecting them onwards would loop.
+ACCOUNT_AUTHENTICATED_LOGIN_REDIRECTS = False
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+# Login, signup and password reset are limited per address and per email by accounts.ratelimits
+# (a page that says when to try again); allauth's own limits stay on for the other actions.
+ACCOUNT_RATE_LIMITS = {"login": False, "login_failed": False, "signup": False,
+                       "reset_password": False}
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "ThisDB"
+
+# Email: printed on the console unless EMAIL_HOST names an SMTP server.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+    EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+    EMAIL_TIMEOUT = 10  # a slow mail server must not hold a web worker for long
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "ThisDB <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# Behind a TLS-terminating proxy (see the README): opt in to trusting its X-Forwarded-Proto, so
+# request.is_secure() is true and CSRF accepts the https Origin.
+if env_bool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # load balancers probe over plain HTTP
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = 14 * 86400  # two weeks, unless "remember me" is off (browser session)
+X_FRAME_OPTIONS = "DENY"
+# The admin's CSRF check is our wrapped middleware, which Django's security.W003 does not
+# recognise; thisdb.W003 checks the real thing (thisdb_site.checks).
+SILENCED_SYSTEM_CHECKS = ["security.W003"]
+
+# Content-Security-Policy on every page (django-csp): our own scripts and styles only, inline
+# script only with the request's nonce. The API's answers are not pages and carry none.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],  # the TOTP QR code is a data: URI
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 # --- The v1 API -------------------------------------------------------------------------------
 

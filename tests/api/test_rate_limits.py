@@ -321,8 +321,11 @@ def test_a_request_makes_one_redis_round_trip(settings, alice, bucket, method):
     changed = {name: after[name] - before.get(name, 0) for name in after}
     changed = {name: n for name, n in changed.items() if n and name != "cmdstat_info"}
     # One EVALSHA from the client; Redis also counts the commands the script ran inside it:
-    # the hour's INCR, and for a write the SET NX of the key's write slot.
-    inside = {"cmdstat_incr": 1} if method == "get" else {"cmdstat_incr": 1, "cmdstat_set": 1}
+    # one EXISTS of the revoked-key and suspended-account markers, the hour's INCR, and for a
+    # write the SET NX of the key's write slot.
+    inside = {"cmdstat_exists": 1, "cmdstat_incr": 1}
+    if method != "get":
+        inside["cmdstat_set"] = 1
     assert changed == {"cmdstat_evalsha": 1, **inside}
 
 
