@@ -147,6 +147,22 @@ class Account(models.Model):
     def is_suspended(self) -> bool:
         return not self.user.is_active
 
+    def suspend(self) -> None:
+        """Stop the account: it cannot log in, and its API keys and tokens are refused (403) on
+        every worker at once. Its data stays."""
+        from api import principals  # the API's cache of keys; accounts holds no API views
+
+        type(self.user).objects.filter(pk=self.user_id).update(is_active=False)
+        self.user.is_active = False
+        principals.forget_user(self.user_id, suspended=True)
+
+    def reactivate(self) -> None:
+        from api import principals
+
+        type(self.user).objects.filter(pk=self.user_id).update(is_active=True)
+        self.user.is_active = True
+        principals.forget_user(self.user_id, suspended=False)
+
     def quotas(self):
         from accounts.quotas import FIELDS, resolve
 
@@ -166,3 +182,12 @@ class UsageHour(models.Model):
 
     def __str__(self) -> str:
         return f"{self.api_key} {self.hour:%Y-%m-%d %H}h: {self.requests}"
+
+
+def delete_user(user) -> None:
+    """Delete a person and everything in their account: keys, buckets with their keys and tokens,
+    usage. Their API keys and tokens are refused at once on every worker."""
+    from api import principals
+
+    principals.forget_user(user.pk, suspended=True)
+    user.delete()

@@ -285,3 +285,19 @@ def block(name: str) -> None:
 
 def unblock(name: str) -> None:
     limiter().unblock(name)
+
+
+def current_counts(api_key_ids: list[int], now: float | None = None) -> dict[int, int]:
+    """Requests each key made in the current clock hour, live; {} if Redis cannot be asked."""
+    if not api_key_ids:
+        return {}
+    hour = hour_start(time.time() if now is None else now)
+    names = [counter_key(i, hour) for i in api_key_ids]
+    current = limiter()
+    if isinstance(current, MemoryLimiter):
+        counts = current.get_counts(names)
+    else:
+        counts = current._call(lambda keys, args: current.client.mget(keys), names, [])
+        if counts is None:
+            return {}
+    return {i: int(c or 0) for i, c in zip(api_key_ids, counts, strict=True)}

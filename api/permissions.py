@@ -69,9 +69,7 @@ def require_api_key(principal: Principal, action: str) -> None:
 
 def require_writer(principal: Principal, action: str) -> None:
     if principal.read_only:
-        raise Forbidden(
-            f"this API key is read-only and cannot {action}: use a key that may write"
-        )
+        raise Forbidden(f"this API key is read-only and cannot {action}: use a key that may write")
 
 
 def require_token_access(principal: Principal, key: str, *, write: bool) -> None:

@@ -272,3 +272,13 @@ def _touch_last_used(api_key_id: int) -> None:
             return
         _last_used_written[api_key_id] = now
     ApiKey.objects.filter(pk=api_key_id).update(last_used_at=timezone.now())
+
+
+def principal_for_user(user_id: int) -> Principal:
+    """A person on the web pages: their account's quotas, no API key (pages count no requests)."""
+    from accounts.models import Account
+
+    account = Account.objects.select_related("plan").filter(user_id=user_id).first()
+    if account is None:
+        return Principal(user_id, None, resolve([None] * 4, [None] * 4))
+    return Principal(user_id, None, account.quotas(), account.stored_bytes)

@@ -101,7 +101,6 @@ class ApiViewSet(viewsets.ViewSet):
         return response
 
 
-
 class BucketViewSet(ApiViewSet):
     """POST /v1/ creates a bucket; /v1/<bucket> lists, updates and deletes it."""
 

@@ -56,7 +56,7 @@ def env_list(name: str, default: str = "") -> list[str]:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "*")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "dashboard.apps.ThisDBAdminConfig",  # Django's admin with the staff overview
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -186,11 +186,14 @@ ACCOUNT_EMAIL_SUBJECT_PREFIX = "[ThisDB] "
 # A logged-in person may still open the login page: the admin sends non-staff there, and
 # redirecting them onwards would loop.
 ACCOUNT_AUTHENTICATED_LOGIN_REDIRECTS = False
-ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 # Login, signup and password reset are limited per address and per email by accounts.ratelimits
 # (a page that says when to try again); allauth's own limits stay on for the other actions.
-ACCOUNT_RATE_LIMITS = {"login": False, "login_failed": False, "signup": False,
-                       "reset_password": False}
+ACCOUNT_RATE_LIMITS = {
+    "login": False,
+    "login_failed": False,
+    "signup": False,
+    "reset_password": False,
+}
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "ThisDB"
 
@@ -207,6 +210,8 @@ if EMAIL_HOST:
 else:
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "ThisDB <noreply@localhost>")
+# Where people reach the platform, for links in emails sent outside a request (beat's).
+THISDB_BASE_URL = os.environ.get("THISDB_BASE_URL", "http://127.0.0.1:8000")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # Behind a TLS-terminating proxy (see the README): opt in to trusting its X-Forwarded-Proto, so
@@ -364,6 +369,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "api.tasks.refresh_stored_figures",
         "schedule": 60.0,
         "options": {"expires": 55},
+    },
+    # Revoke expired API keys (one UPDATE) and email owners a week before (one email per key,
+    # once); budget: a few ms plus the emails. The API refuses expired keys on its own already.
+    "expire-api-keys": {
+        "task": "accounts.tasks.expire_api_keys",
+        "schedule": 600.0,
+        "options": {"expires": 590},
     },
 }
 
