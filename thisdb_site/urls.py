@@ -20,6 +20,12 @@ urlpatterns = [
     path("docs/", dashboard_views.docs, name="docs"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script as a file: the pages' CSP allows no inline script.
-    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="api-docs"),
+    path(
+        "api/docs/",
+        SpectacularSwaggerSplitView.as_view(
+            url_name="schema", template_name="docs/swagger_ui.html"
+        ),
+        name="api-docs",
+    ),
     path("admin/", admin.site.urls),
 ]
