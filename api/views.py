@@ -159,7 +159,7 @@ class BucketViewSet(ApiViewSet):
             high=settings.THISDB_LIST_MAX_LIMIT,  # spec: default and max 1000
         )
         with_values = inputs.boolean(params.get("values"), "values")
-        prefix = inputs.check_prefix(params.get("prefix", ""))
+        prefix = inputs.check_prefix(inputs.query_field(request, "prefix"))
         after = inputs.decode_cursor(params["cursor"]) if params.get("cursor") else None
         bucket = owned_bucket(principal, bucket_id)
         prefix = token_list_prefix(principal, prefix)
@@ -241,6 +241,7 @@ class ItemViewSet(ApiViewSet):
 
     def _scope(self, bucket_id: str, key: str, *, write: bool):
         principal = self.principal()
+        inputs.require_utf8_path(self.request, key)
         inputs.check_key(key)
         bucket = owned_bucket(principal, bucket_id)
         require_token_access(principal, key, write=write)

@@ -207,7 +207,7 @@ SPECTACULAR_SETTINGS = {
 
 # CORS: the browser SDK calls /v1/ from any origin with its key or token in a header.
 CORS_ALLOW_ALL_ORIGINS = True
-CORS_URLS_REGEX = r"^/v1(/.*)?$"
+CORS_URLS_REGEX = r"^/v1(/|\Z)"  # not `.*$`: `.` stops at a newline, which a key may hold
 CORS_ALLOW_HEADERS = ["accept", "content-type", "x-api-key", "x-token"]
 CORS_EXPOSE_HEADERS = [
     "x-next-cursor",
