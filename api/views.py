@@ -229,11 +229,11 @@ class BucketViewSet(ApiViewSet):
 def _default_ttl(fields: dict[str, str]) -> int:
     # The JS and PHP SDKs' updateBucket take `ttl`: accept it as another name for default_ttl.
     # Absent, it is 604800 (the spec's default for both POST /v1/ and PATCH /v1/<bucket>).
-    if "default_ttl" in fields:
-        return inputs.ttl(fields["default_ttl"], "default_ttl")
-    if "ttl" in fields:
-        return inputs.ttl(fields["ttl"], "default_ttl")
-    return Bucket._meta.get_field("default_ttl").default
+    # Both are checked when both are sent; default_ttl wins.
+    given = [
+        inputs.ttl(fields[name], "default_ttl") for name in ("default_ttl", "ttl") if name in fields
+    ]
+    return given[0] if given else Bucket._meta.get_field("default_ttl").default
 
 
 class ItemViewSet(ApiViewSet):
