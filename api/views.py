@@ -8,12 +8,12 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, viewsets
 
 from accounts.models import Account
 from api import inputs, limits, operations
+from api import schema as openapi
 from api.errors import BadRequest, Forbidden, TooManyRequests, bucket_not_found, key_not_found
 from api.models import TOKEN_LENGTH, Bucket, Token, new_bucket_id
 from api.permissions import (
@@ -29,16 +29,6 @@ from api.renderers import ApiResponse, Counter, KeyList, Message, Value
 OK = "OK"
 TOKEN_ALPHABET = string.ascii_lowercase + string.digits  # like the spec's example token
 PERMISSIONS = ("read", "write")
-
-_TTL_PARAM = OpenApiParameter("ttl", int, description="Seconds to live; 0 = never expire.")
-_FORMAT_PARAM = OpenApiParameter("format", str, enum=["text", "json", "ndjson"])
-_TEXT = {(200, "text/plain"): OpenApiTypes.STR}
-_DEFAULT_TTL_FORM = {
-    "application/x-www-form-urlencoded": {
-        "type": "object",
-        "properties": {"default_ttl": {"type": "integer", "default": 604800}},
-    }
-}
 
 
 class ApiViewSet(viewsets.ViewSet):
@@ -113,8 +103,9 @@ class BucketViewSet(ApiViewSet):
     @extend_schema(
         summary="Create a bucket",
         operation_id="create_bucket",
-        responses=_TEXT,
-        request=_DEFAULT_TTL_FORM,
+        auth=openapi.API_KEY_ONLY,
+        request=openapi.DEFAULT_TTL_FORM,
+        responses=openapi.responses(openapi.BUCKET, 400, 403, 406, 411, 413, 429, 503),
     )
     def create(self, request):
         principal = self.principal()
@@ -140,14 +131,8 @@ class BucketViewSet(ApiViewSet):
     @extend_schema(
         summary="List the keys of a bucket",
         operation_id="list_keys",
-        parameters=[
-            OpenApiParameter("limit", int, description="1..1000, default 1000"),
-            OpenApiParameter("values", bool, description="Include each key's value"),
-            OpenApiParameter("prefix", str, description="Only keys starting with this"),
-            OpenApiParameter("cursor", str, description="X-Next-Cursor of the previous page"),
-            _FORMAT_PARAM,
-        ],
-        responses=_TEXT,
+        parameters=[openapi.BUCKET_ID, *openapi.LIST_PARAMETERS],
+        responses=openapi.responses(openapi.KEY_LIST, 400, 403, 404, 405, 406, 429, 503),
     )
     def retrieve(self, request, bucket_id):
         principal = self.principal()
@@ -185,8 +170,10 @@ class BucketViewSet(ApiViewSet):
     @extend_schema(
         summary="Update a bucket's default_ttl",
         operation_id="update_bucket",
-        responses=_TEXT,
-        request=_DEFAULT_TTL_FORM,
+        auth=openapi.API_KEY_ONLY,
+        parameters=[openapi.BUCKET_ID],
+        request=openapi.DEFAULT_TTL_FORM,
+        responses=openapi.responses(openapi.OK, 400, 403, 404, 405, 406, 411, 413, 429, 503),
     )
     def partial_update(self, request, bucket_id):
         principal = self.principal()
@@ -207,7 +194,9 @@ class BucketViewSet(ApiViewSet):
     @extend_schema(
         summary="Delete a bucket, its keys and its tokens",
         operation_id="delete_bucket",
-        responses=_TEXT,
+        auth=openapi.API_KEY_ONLY,
+        parameters=[openapi.BUCKET_ID],
+        responses=openapi.responses(openapi.OK, 403, 404, 405, 406, 429, 503),
     )
     def destroy(self, request, bucket_id):
         principal = self.principal()
@@ -268,8 +257,8 @@ class ItemViewSet(ApiViewSet):
     @extend_schema(
         summary="Get a key's value",
         operation_id="get_key",
-        parameters=[_FORMAT_PARAM],
-        responses=_TEXT,
+        parameters=[openapi.BUCKET_ID, openapi.KEY],
+        responses=openapi.responses(openapi.VALUE, 400, 403, 404, 406, 429, 503),
     )
     def retrieve(self, request, bucket_id, key):
         bucket = self._scope(bucket_id, key, write=False)
@@ -283,17 +272,17 @@ class ItemViewSet(ApiViewSet):
         methods=["POST"],
         summary="Set a key's value (the raw body)",
         operation_id="set_key",
-        parameters=[_TTL_PARAM],
-        request={"application/octet-stream": OpenApiTypes.BINARY},
-        responses=_TEXT,
+        parameters=[openapi.BUCKET_ID, openapi.KEY, openapi.TTL],
+        request=openapi.VALUE_BODY,
+        responses=openapi.responses(openapi.OK, 400, 403, 404, 406, 411, 413, 429, 503),
     )
     @extend_schema(
         methods=["PUT"],
         summary="Set a key's value: PUT is an alias of POST (kvdb.io clients use it)",
         operation_id="put_key",
-        parameters=[_TTL_PARAM],
-        request={"application/octet-stream": OpenApiTypes.BINARY},
-        responses=_TEXT,
+        parameters=[openapi.BUCKET_ID, openapi.KEY, openapi.TTL],
+        request=openapi.VALUE_BODY,
+        responses=openapi.responses(openapi.OK, 400, 403, 404, 406, 411, 413, 429, 503),
     )
     def update(self, request, bucket_id, key):
         bucket = self._scope(bucket_id, key, write=True)
@@ -314,9 +303,9 @@ class ItemViewSet(ApiViewSet):
     @extend_schema(
         summary="Increment (+N) or decrement (-N) a key",
         operation_id="increment_key",
-        parameters=[_TTL_PARAM],
-        request={"text/plain": OpenApiTypes.STR},
-        responses=_TEXT,
+        parameters=[openapi.BUCKET_ID, openapi.KEY, openapi.TTL],
+        request=openapi.INCREMENT_BODY,
+        responses=openapi.responses(openapi.COUNTER, 400, 403, 404, 406, 411, 413, 429, 503),
     )
     def partial_update(self, request, bucket_id, key):
         bucket = self._scope(bucket_id, key, write=True)
@@ -336,7 +325,12 @@ class ItemViewSet(ApiViewSet):
             raise self._key_quota_reached()
         return ApiResponse(Counter(key, value))
 
-    @extend_schema(summary="Delete a key", operation_id="delete_key", responses=_TEXT)
+    @extend_schema(
+        summary="Delete a key",
+        operation_id="delete_key",
+        parameters=[openapi.BUCKET_ID, openapi.KEY],
+        responses=openapi.responses(openapi.OK, 400, 403, 404, 406, 429, 503),
+    )
     def destroy(self, request, bucket_id, key):
         bucket = self._scope(bucket_id, key, write=True)
         self.count_request(write=(bucket.id, key))
@@ -356,19 +350,9 @@ class TokenViewSet(ApiViewSet):
     @extend_schema(
         summary="Create a token",
         operation_id="create_token",
-        responses=_TEXT,
-        request={
-            "application/x-www-form-urlencoded": {
-                "type": "object",
-                "required": ["bucket", "prefix", "permissions", "ttl"],
-                "properties": {
-                    "bucket": {"type": "string"},
-                    "prefix": {"type": "string"},
-                    "permissions": {"type": "string", "example": "read,write"},
-                    "ttl": {"type": "integer", "minimum": 1, "maximum": 86400},
-                },
-            }
-        },
+        auth=openapi.API_KEY_ONLY,
+        request=openapi.TOKEN_FORM,
+        responses=openapi.responses(openapi.TOKEN, 400, 403, 404, 406, 411, 413, 429, 503),
     )
     def create(self, request):
         principal = self.principal()
