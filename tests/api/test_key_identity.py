@@ -117,6 +117,13 @@ def test_an_odd_key_counts_with_patch(alice, bucket):
     assert listed(alice, bucket) == [{"key": "a\nb%", "value": "1"}]
 
 
+def test_a_key_with_a_newline_gets_cors_headers(alice, bucket):
+    alice.set(bucket, "a%0Ab", "v")
+    response = alice.client.get(f"/v1/{bucket}/a%0Ab", headers={"Origin": "https://app.example"})
+    assert response.status_code == 200
+    assert response["Access-Control-Allow-Origin"] in ("*", "https://app.example")
+
+
 def test_a_key_over_512_bytes_is_still_400(alice, bucket):
     response = alice.set(bucket, quote("\U0001f600" * 128 + "a"), "v")
     assert response.status_code == 400
