@@ -45,10 +45,13 @@ def _count_failure(request) -> None:
 
     Only failures are counted, so valid requests never pay for this round trip.
     """
+    django_request = request._request
     limited = is_ratelimited(
-        request._request,
+        django_request,
         group="api-auth-failures",
-        key="ip",
+        # A server on a Unix socket (or an ASGI one without "client") gives no address, which
+        # django-ratelimit's "ip" key cannot read (a 500): such clients share one count.
+        key="ip" if django_request.META.get("REMOTE_ADDR") else _no_address,
         rate=settings.THISDB_AUTH_FAILURES_RATE,
         increment=True,
     )
@@ -58,3 +61,7 @@ def _count_failure(request) -> None:
             "wait a minute, then check your credentials",
             retry_after=60,
         )
+
+
+def _no_address(group, request) -> str:
+    return "no-address"

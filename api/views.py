@@ -4,11 +4,11 @@ import time
 
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, viewsets
 
 from api import actions, inputs, limits, operations
+from api import schema as openapi
 from api.errors import BadRequest, Forbidden, TooManyRequests, key_not_found
 from api.models import Bucket
 from api.permissions import (
@@ -23,16 +23,6 @@ from api.renderers import ApiResponse, Counter, KeyList, Message, Value
 
 OK = "OK"
 PERMISSIONS = ("read", "write")
-
-_TTL_PARAM = OpenApiParameter("ttl", int, description="Seconds to live; 0 = never expire.")
-_FORMAT_PARAM = OpenApiParameter("format", str, enum=["text", "json", "ndjson"])
-_TEXT = {(200, "text/plain"): OpenApiTypes.STR}
-_DEFAULT_TTL_FORM = {
-    "application/x-www-form-urlencoded": {
-        "type": "object",
-        "properties": {"default_ttl": {"type": "integer", "default": 604800}},
-    }
-}
 
 
 class ApiViewSet(viewsets.ViewSet):
@@ -107,8 +97,9 @@ class BucketViewSet(ApiViewSet):
     @extend_schema(
         summary="Create a bucket",
         operation_id="create_bucket",
-        responses=_TEXT,
-        request=_DEFAULT_TTL_FORM,
+        auth=openapi.API_KEY_ONLY,
+        request=openapi.DEFAULT_TTL_FORM,
+        responses=openapi.responses(openapi.BUCKET, 400, 403, 406, 411, 413, 429, 503),
     )
     def create(self, request):
         principal = self.principal()
@@ -122,14 +113,8 @@ class BucketViewSet(ApiViewSet):
     @extend_schema(
         summary="List the keys of a bucket",
         operation_id="list_keys",
-        parameters=[
-            OpenApiParameter("limit", int, description="1..1000, default 1000"),
-            OpenApiParameter("values", bool, description="Include each key's value"),
-            OpenApiParameter("prefix", str, description="Only keys starting with this"),
-            OpenApiParameter("cursor", str, description="X-Next-Cursor of the previous page"),
-            _FORMAT_PARAM,
-        ],
-        responses=_TEXT,
+        parameters=[openapi.BUCKET_ID, *openapi.LIST_PARAMETERS],
+        responses=openapi.responses(openapi.KEY_LIST, 400, 403, 404, 405, 406, 429, 503),
     )
     def retrieve(self, request, bucket_id):
         principal = self.principal()
@@ -141,7 +126,7 @@ class BucketViewSet(ApiViewSet):
             high=settings.THISDB_LIST_MAX_LIMIT,  # spec: default and max 1000
         )
         with_values = inputs.boolean(params.get("values"), "values")
-        prefix = inputs.check_prefix(params.get("prefix", ""))
+        prefix = inputs.check_prefix(inputs.query_field(request, "prefix"))
         after = inputs.decode_cursor(params["cursor"]) if params.get("cursor") else None
         bucket = owned_bucket(principal, bucket_id)
         prefix = token_list_prefix(principal, prefix)
@@ -167,8 +152,10 @@ class BucketViewSet(ApiViewSet):
     @extend_schema(
         summary="Update a bucket's default_ttl",
         operation_id="update_bucket",
-        responses=_TEXT,
-        request=_DEFAULT_TTL_FORM,
+        auth=openapi.API_KEY_ONLY,
+        parameters=[openapi.BUCKET_ID],
+        request=openapi.DEFAULT_TTL_FORM,
+        responses=openapi.responses(openapi.OK, 400, 403, 404, 405, 406, 411, 413, 429, 503),
     )
     def partial_update(self, request, bucket_id):
         principal = self.principal()
@@ -182,7 +169,9 @@ class BucketViewSet(ApiViewSet):
     @extend_schema(
         summary="Delete a bucket, its keys and its tokens",
         operation_id="delete_bucket",
-        responses=_TEXT,
+        auth=openapi.API_KEY_ONLY,
+        parameters=[openapi.BUCKET_ID],
+        responses=openapi.responses(openapi.OK, 403, 404, 405, 406, 429, 503),
     )
     def destroy(self, request, bucket_id):
         principal = self.principal()
@@ -196,11 +185,11 @@ class BucketViewSet(ApiViewSet):
 def _default_ttl(fields: dict[str, str]) -> int:
     # The JS and PHP SDKs' updateBucket take `ttl`: accept it as another name for default_ttl.
     # Absent, it is 604800 (the spec's default for both POST /v1/ and PATCH /v1/<bucket>).
-    if "default_ttl" in fields:
-        return inputs.ttl(fields["default_ttl"], "default_ttl")
-    if "ttl" in fields:
-        return inputs.ttl(fields["ttl"], "default_ttl")
-    return Bucket._meta.get_field("default_ttl").default
+    # Both are checked when both are sent; default_ttl wins.
+    given = [
+        inputs.ttl(fields[name], "default_ttl") for name in ("default_ttl", "ttl") if name in fields
+    ]
+    return given[0] if given else Bucket._meta.get_field("default_ttl").default
 
 
 class ItemViewSet(ApiViewSet):
@@ -208,6 +197,7 @@ class ItemViewSet(ApiViewSet):
 
     def _scope(self, bucket_id: str, key: str, *, write: bool):
         principal = self.principal()
+        inputs.require_utf8_path(self.request, key)
         inputs.check_key(key)
         bucket = owned_bucket(principal, bucket_id)
         require_token_access(principal, key, write=write)
@@ -226,8 +216,8 @@ class ItemViewSet(ApiViewSet):
     @extend_schema(
         summary="Get a key's value",
         operation_id="get_key",
-        parameters=[_FORMAT_PARAM],
-        responses=_TEXT,
+        parameters=[openapi.BUCKET_ID, openapi.KEY],
+        responses=openapi.responses(openapi.VALUE, 400, 403, 404, 406, 429, 503),
     )
     def retrieve(self, request, bucket_id, key):
         bucket = self._scope(bucket_id, key, write=False)
@@ -241,17 +231,17 @@ class ItemViewSet(ApiViewSet):
         methods=["POST"],
         summary="Set a key's value (the raw body)",
         operation_id="set_key",
-        parameters=[_TTL_PARAM],
-        request={"application/octet-stream": OpenApiTypes.BINARY},
-        responses=_TEXT,
+        parameters=[openapi.BUCKET_ID, openapi.KEY, openapi.TTL],
+        request=openapi.VALUE_BODY,
+        responses=openapi.responses(openapi.OK, 400, 403, 404, 406, 411, 413, 429, 503),
     )
     @extend_schema(
         methods=["PUT"],
         summary="Set a key's value: PUT is an alias of POST (kvdb.io clients use it)",
         operation_id="put_key",
-        parameters=[_TTL_PARAM],
-        request={"application/octet-stream": OpenApiTypes.BINARY},
-        responses=_TEXT,
+        parameters=[openapi.BUCKET_ID, openapi.KEY, openapi.TTL],
+        request=openapi.VALUE_BODY,
+        responses=openapi.responses(openapi.OK, 400, 403, 404, 406, 411, 413, 429, 503),
     )
     def update(self, request, bucket_id, key):
         bucket = self._scope(bucket_id, key, write=True)
@@ -264,9 +254,9 @@ class ItemViewSet(ApiViewSet):
     @extend_schema(
         summary="Increment (+N) or decrement (-N) a key",
         operation_id="increment_key",
-        parameters=[_TTL_PARAM],
-        request={"text/plain": OpenApiTypes.STR},
-        responses=_TEXT,
+        parameters=[openapi.BUCKET_ID, openapi.KEY, openapi.TTL],
+        request=openapi.INCREMENT_BODY,
+        responses=openapi.responses(openapi.COUNTER, 400, 403, 404, 406, 411, 413, 429, 503),
     )
     def partial_update(self, request, bucket_id, key):
         bucket = self._scope(bucket_id, key, write=True)
@@ -276,7 +266,12 @@ class ItemViewSet(ApiViewSet):
         value = actions.increment_key(self.principal(), bucket, key, delta, ttl, create=create)
         return ApiResponse(Counter(key, value))
 
-    @extend_schema(summary="Delete a key", operation_id="delete_key", responses=_TEXT)
+    @extend_schema(
+        summary="Delete a key",
+        operation_id="delete_key",
+        parameters=[openapi.BUCKET_ID, openapi.KEY],
+        responses=openapi.responses(openapi.OK, 400, 403, 404, 406, 429, 503),
+    )
     def destroy(self, request, bucket_id, key):
         bucket = self._scope(bucket_id, key, write=True)
         self.count_request(write=(bucket.id, key))
@@ -290,19 +285,9 @@ class TokenViewSet(ApiViewSet):
     @extend_schema(
         summary="Create a token",
         operation_id="create_token",
-        responses=_TEXT,
-        request={
-            "application/x-www-form-urlencoded": {
-                "type": "object",
-                "required": ["bucket", "prefix", "permissions", "ttl"],
-                "properties": {
-                    "bucket": {"type": "string"},
-                    "prefix": {"type": "string"},
-                    "permissions": {"type": "string", "example": "read,write"},
-                    "ttl": {"type": "integer", "minimum": 1, "maximum": 86400},
-                },
-            }
-        },
+        auth=openapi.API_KEY_ONLY,
+        request=openapi.TOKEN_FORM,
+        responses=openapi.responses(openapi.TOKEN, 400, 403, 404, 406, 411, 413, 429, 503),
     )
     def create(self, request):
         principal = self.principal()

@@ -296,18 +296,26 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "ThisDB v1 API",
-    "DESCRIPTION": "Buckets, keys and tokens over HTTP. Authenticate with X-Api-Key or X-Token.",
+    "DESCRIPTION": (
+        "Buckets, keys and tokens over HTTP. Authenticate with X-Api-Key or X-Token (either); "
+        "creating, changing and deleting buckets and creating tokens take an API key. Answers "
+        "are text (the default), json or ndjson, by format= or Accept; success is always 200."
+    ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",  # assets served by the platform itself, no CDN
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "PREPROCESSING_HOOKS": ["api.schema.drop_route_twins"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",  # the default
+        "api.schema.postprocess",
+    ],
 }
 
 # CORS: the browser SDK calls /v1/ from any origin with its key or token in a header.
 CORS_ALLOW_ALL_ORIGINS = True
-CORS_URLS_REGEX = r"^/v1(/.*)?$"
+CORS_URLS_REGEX = r"^/v1(/|\Z)"  # not `.*$`: `.` stops at a newline, which a key may hold
 CORS_ALLOW_HEADERS = ["accept", "content-type", "x-api-key", "x-token"]
 CORS_EXPOSE_HEADERS = [
     "x-next-cursor",

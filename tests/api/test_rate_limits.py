@@ -293,6 +293,13 @@ def test_wrong_keys_from_one_address_are_refused_with_429(settings, bucket):
     assert statuses == [403, 403, 403, 429]
 
 
+@pytest.mark.parametrize("key", ["X-Api-Key", "X-Token"])
+def test_a_wrong_key_from_a_server_without_client_addresses_is_403(bucket, key):
+    # A server on a Unix socket gives no REMOTE_ADDR: still a 403, never a 500.
+    response = Client(REMOTE_ADDR="").get(f"/v1/{bucket}", headers={key: "wrong"})
+    assert response.status_code == 403
+
+
 def redis_calls(client) -> dict[str, int]:
     stats = client.info("commandstats")
     return {name: figures["calls"] for name, figures in stats.items()}
