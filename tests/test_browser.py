@@ -48,6 +48,24 @@ SCREENSHOTS = (
 )
 
 
+PHONE_PAGES = (
+    "/",
+    "/docs/",
+    "/buckets/",
+    "/buckets/{bucket}/",
+    "/buckets/{bucket}/key/?key=greeting",
+    "/buckets/{bucket}/key/",
+    "/buckets/{bucket}/delete/",
+    "/keys/",
+    "/usage/",
+    "/account/",
+    "/account/delete/",
+    "/accounts/email/",
+    "/accounts/password/change/",
+    "/accounts/2fa/",
+)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -289,6 +307,12 @@ def test_from_the_home_page_to_a_stored_value_then_staff_suspend_and_reactivate(
     visit.submit("Create API key")
     second = browser.find_element(By.ID, "secret").text
     assert api(base_url, "GET", f"/v1/{bucket}/greeting", second)[0] == 200
+    # Every page a person uses, at phone width: nothing wider than the screen.
+    visit.driver.set_window_size(*PHONE)
+    for path in PHONE_PAGES:
+        visit.open(path.format(bucket=bucket))
+    visit.driver.set_window_size(*DESKTOP)
+
     visit.submit("Log out")
 
     # Staff find the person, suspend and reactivate them.

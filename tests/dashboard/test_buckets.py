@@ -101,8 +101,31 @@ def test_another_accounts_bucket_is_a_404_and_nothing_changes(
     assert alice.client.get(f"/v1/{bucket}/k").status_code == 404
 
 
-@pytest.mark.parametrize("path", ["/buckets/", "/buckets/AAAAAAAAAAAAAAAAAAAA/", "/usage/"])
-def test_anonymous_people_are_sent_to_log_in(client, path):
-    response = client.get(path)
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("get", "/buckets/"),
+        ("post", "/buckets/"),
+        ("get", "/buckets/{b}/"),
+        ("post", "/buckets/{b}/settings/"),
+        ("get", "/buckets/{b}/delete/"),
+        ("post", "/buckets/{b}/delete/"),
+        ("get", "/buckets/{b}/key/?key=k"),
+        ("post", "/buckets/{b}/key/"),
+        ("post", "/buckets/{b}/key/delete/"),
+        ("post", "/buckets/{b}/key/increment/"),
+        ("get", "/buckets/{b}/key/download/?key=k"),
+        ("post", "/buckets/{b}/tokens/"),
+        ("post", "/buckets/{b}/tokens/1/revoke/"),
+        ("get", "/usage/"),
+    ],
+)
+def test_anonymous_people_are_sent_to_log_in_and_change_nothing(
+    client, alice, bucket, method, path
+):
+    alice.set(bucket, "k", "v")
+    response = getattr(client, method)(path.format(b=bucket), {"key": "k", "default_ttl": "1"})
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/?next=")
+    assert alice.client.get(f"/v1/{bucket}/k").content == b"v"
+    assert Bucket.objects.get(pk=bucket).default_ttl == 604800
