@@ -6,6 +6,7 @@ tables are emptied after each test). Each test makes its own user and API key (P
 rate-limit counters and caches of the server never carry over from one test to the next.
 """
 
+import io
 import os
 import signal
 import socket
@@ -14,11 +15,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import thisdb
 from django.db import connection
+from thisdb.cli.main import main
 
 from tests.conftest import RUN_PREFIX, Persona
 
@@ -106,3 +109,41 @@ def home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     return tmp_path
+
+
+@dataclass
+class Result:
+    """What a run of the `thisdb` tool gave."""
+
+    status: int
+    out: bytes
+    err: bytes
+
+    @property
+    def text(self) -> str:
+        return self.out.decode()
+
+    @property
+    def lines(self) -> list[str]:
+        return self.text.splitlines()
+
+
+def run_main(monkeypatch, args: list[str], stdin: bytes = b"") -> Result:
+    """The tool's main() in this process, with stdin, stdout and stderr swapped for buffers."""
+    out, err = io.BytesIO(), io.BytesIO()
+    with monkeypatch.context() as patch:
+        patch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin), encoding="utf-8"))
+        patch.setattr(sys, "stdout", io.TextIOWrapper(out, encoding="utf-8", write_through=True))
+        patch.setattr(sys, "stderr", io.TextIOWrapper(err, encoding="utf-8", write_through=True))
+        status = main(args)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return Result(status, out.getvalue(), err.getvalue())
+
+
+def script(*args: str, stdin: bytes = b"", env: dict | None = None) -> Result:
+    """The installed `thisdb` in its own process."""
+    done = subprocess.run(
+        [THISDB, *args], input=stdin, capture_output=True, env=env or os.environ, timeout=60
+    )
+    return Result(done.returncode, done.stdout, done.stderr)

@@ -60,10 +60,17 @@ def resolve_settings(api_key: str | None, token: str | None, base_url: str | Non
         )
     headers = {"User-Agent": USER_AGENT}
     if api_key:
-        headers["X-Api-Key"] = api_key
+        headers["X-Api-Key"] = _credential(api_key, "API key")
     else:
-        headers["X-Token"] = token or ""
+        headers["X-Token"] = _credential(token or "", "token")
     return Settings(normalize_base_url(url), headers)
+
+
+def _credential(value: str, what: str) -> str:
+    value = value.strip()
+    if not value.isascii() or not value.isprintable() or " " in value:
+        raise ConfigurationError(f"the {what} has characters no key or token has: check it")
+    return value
 
 
 def normalize_base_url(url: str) -> str:
@@ -388,6 +395,19 @@ class RetryPolicy:
         if wait is None:
             wait = 0.5 * 2**attempt
         return wait if wait <= self.max_wait else None
+
+
+def raw_call(
+    method: str,
+    path: str,
+    params: Mapping[str, str] | None,
+    content: bytes | None,
+    content_type: str | None,
+) -> Call[httpx.Response]:
+    """Any request below /v1; `path` starts with "/" and is sent as it is (encode it yourself)."""
+    if not path.startswith("/"):
+        raise ValueError(f'path must start with "/" (below /v1), not {path!r}')
+    return Call(method.upper(), path, raw, params=params, body=content, content_type=content_type)
 
 
 def build_request(

@@ -88,7 +88,7 @@ class AsyncClient(BaseClient):
         content_type: str | None = None,
     ) -> httpx.Response:
         """Send any request below /v1; see Client.request."""
-        call = Call(method, path, _core.raw, params=params, body=content, content_type=content_type)
+        call = _core.raw_call(method, path, params, content, content_type)
         return await self._run(call)
 
     async def create_bucket(self, default_ttl: int | None = None) -> str:

@@ -123,7 +123,7 @@ class Client(BaseClient):
     ) -> httpx.Response:
         """Send any request below /v1 (`path` as it goes on the wire, e.g. "/tokens") with the
         client's credentials; returns the response of a success, raises as the methods do."""
-        call = Call(method, path, _core.raw, params=params, body=content, content_type=content_type)
+        call = _core.raw_call(method, path, params, content, content_type)
         return self._run(call)
 
     # --- buckets ---------------------------------------------------------------------------

@@ -363,7 +363,10 @@ def get(state: State, bucket: str, key: str, output_file: Path | None) -> None:
     value = state.client().get(bucket, key)
     out = state.output
     if output_file is not None:
-        output_file.write_bytes(value)
+        try:
+            output_file.write_bytes(value)
+        except OSError as exc:
+            raise click.UsageError(f"cannot write {output_file}: {exc.strerror}") from None
         out.note(f"{len(value)} bytes written to {output_file}")
     elif out.json:
         out.data(value_record(key, value))

@@ -64,7 +64,10 @@ def progress(out: Output, description: str, total: int | None) -> Iterator[Calla
 def export_bucket(state: State, bucket: str, prefix: str, output_file: Path | None) -> None:
     client = state.client()
     out = state.output
-    stream: IO[bytes] = output_file.open("wb") if output_file else sys.stdout.buffer
+    try:
+        stream: IO[bytes] = output_file.open("wb") if output_file else sys.stdout.buffer
+    except OSError as exc:
+        raise click.UsageError(f"cannot write {output_file}: {exc.strerror}") from None
     count = 0
     try:
         with progress(out, f"exporting {bucket}", None) as advance:
