@@ -203,7 +203,8 @@ def test_token_create(cli, bucket):
 def test_api_errors_exit_1_with_the_servers_message(cli, bucket, server, monkeypatch):
     big = cli("set", bucket, "big", stdin=b"x" * (1024 * 1024 + 1))
     assert big.status == 1
-    assert b"413 Request Entity Too Large: the value is larger than the limit" in big.err
+    assert big.err.startswith(b"error: 413 ")  # the phrase differs between Python versions
+    assert b": the value is larger than the limit of 1048576 bytes" in big.err
     bad = cli("set", bucket, "k", "v", "--ttl", "999999999999")
     assert bad.status == 1 and b"400 Bad Request: ttl must be a whole number" in bad.err
     unknown = cli("--json", "get", "A" * 20, "k")
