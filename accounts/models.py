@@ -1,24 +1,44 @@
+from datetime import datetime, timedelta
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from accounts import keys
 
+EXPIRY_CHOICES = [(30, "30 days"), (90, "90 days"), (365, "365 days"), (0, "never")]
+
 
 class ApiKeyQuerySet(models.QuerySet):
-    def create_key(self, user, name: str = "") -> tuple["ApiKey", str]:
-        """Create a key for `user`; return it with its secret, which is shown this once only."""
+    def create_key(
+        self,
+        user,
+        name: str = "",
+        *,
+        expires_in_days: int = 0,
+        read_only: bool = False,
+    ) -> tuple["ApiKey", str]:
+        """Create a key for `user`; return it with its secret, which is shown this once only.
+
+        expires_in_days=0: the key never expires.
+        """
         secret = keys.new_secret()
+        now = timezone.now()
         api_key = self.create(
             user=user,
             name=name,
             prefix=keys.parse(secret),
             hashed_secret=keys.hash_secret(secret),
+            created_at=now,
+            expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
+            read_only=read_only,
         )
         return api_key, secret
 
-    def active(self):
-        return self.filter(revoked_at__isnull=True)
+    def active(self, now: datetime | None = None):
+        """Keys that work: not revoked, not expired."""
+        now = now or timezone.now()
+        return self.filter(revoked_at__isnull=True).exclude(expires_at__lte=now)
 
 
 class ApiKey(models.Model):
@@ -32,22 +52,51 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)  # written at most once a minute
     revoked_at = models.DateTimeField(null=True, blank=True)  # revocation is permanent
+    expires_at = models.DateTimeField(null=True, blank=True)  # null = never
+    # May read buckets and keys, never write, create tokens or create/delete buckets.
+    read_only = models.BooleanField(default=False)
+    # When its owner was told that it expires within a week (beat emails once).
+    expiry_warned_at = models.DateTimeField(null=True, blank=True)
 
     objects = ApiKeyQuerySet.as_manager()
 
     class Meta:
         verbose_name = "API key"
+        indexes = [
+            # Keys that can expire, for beat's expiry task.
+            models.Index(
+                fields=["expires_at"],
+                name="apikey_expires_at",
+                condition=models.Q(expires_at__isnull=False, revoked_at__isnull=True),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{keys.BRAND}{self.prefix}… ({self.name or 'unnamed'})"
 
     @property
+    def display_prefix(self) -> str:
+        return f"{keys.BRAND}{self.prefix}"
+
+    @property
     def is_revoked(self) -> bool:
         return self.revoked_at is not None
 
+    def is_expired(self, now: datetime | None = None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+    @property
+    def status(self) -> str:
+        if self.is_revoked:
+            return "revoked"
+        if self.is_expired():
+            return "expired"
+        return "active"
+
     def revoke(self) -> None:
-        """Refuse this key and its tokens from now on: at once in this process, within the auth
-        cache's lifetime (THISDB_AUTH_CACHE_SECONDS) in every other worker."""
+        """Refuse this key and its tokens from now on, on every worker at once (a marker in Redis
+        that each request's rate-limit round trip reads); without Redis, at once in this process
+        and within THISDB_AUTH_CACHE_SECONDS in the others."""
         if self.revoked_at is None:
             self.revoked_at = timezone.now()
             self.save(update_fields=["revoked_at"])
@@ -94,6 +143,26 @@ class Account(models.Model):
     def __str__(self) -> str:
         return f"account of {self.user}"
 
+    @property
+    def is_suspended(self) -> bool:
+        return not self.user.is_active
+
+    def suspend(self) -> None:
+        """Stop the account: it cannot log in, and its API keys and tokens are refused (403) on
+        every worker at once. Its data stays."""
+        from api import principals  # the API's cache of keys; accounts holds no API views
+
+        type(self.user).objects.filter(pk=self.user_id).update(is_active=False)
+        self.user.is_active = False
+        principals.forget_user(self.user_id, suspended=True)
+
+    def reactivate(self) -> None:
+        from api import principals
+
+        type(self.user).objects.filter(pk=self.user_id).update(is_active=True)
+        self.user.is_active = True
+        principals.forget_user(self.user_id, suspended=False)
+
     def quotas(self):
         from accounts.quotas import FIELDS, resolve
 
@@ -113,3 +182,12 @@ class UsageHour(models.Model):
 
     def __str__(self) -> str:
         return f"{self.api_key} {self.hour:%Y-%m-%d %H}h: {self.requests}"
+
+
+def delete_user(user) -> None:
+    """Delete a person and everything in their account: keys, buckets with their keys and tokens,
+    usage. Their API keys and tokens are refused at once on every worker."""
+    from api import principals
+
+    principals.forget_user(user.pk, suspended=True)
+    user.delete()

@@ -4,7 +4,7 @@ import base64
 import binascii
 import io
 import re
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_to_bytes
 
 from django.conf import settings
 from django.http.multipartparser import MultiPartParser, MultiPartParserError
@@ -27,24 +27,110 @@ def form_fields(request) -> dict[str, str]:
     is parsed as a form unless it is multipart. Query-string fields count too; the body wins.
     """
     django_request = request._request
-    fields = dict(request.query_params.items())
+    fields = query_fields(request)
     body = read_body(request, FORM_MAX_BYTES, "the form body")
     content_type = django_request.META.get("CONTENT_TYPE", "")
     try:
         if content_type.startswith("multipart/form-data"):
-            # Django parses multipart bodies of POSTs only, and only up to Content-Length.
+            # Django parses multipart bodies of POSTs only, and only up to Content-Length. It
+            # would turn bytes that are not UTF-8 into U+FFFD: read each field as Latin-1 (its
+            # bytes unchanged), then decode it strictly.
             meta = {**django_request.META, "CONTENT_LENGTH": str(len(body))}
             data, _files = MultiPartParser(
-                meta, io.BytesIO(body), django_request.upload_handlers, django_request.encoding
+                meta, io.BytesIO(body), django_request.upload_handlers, "iso-8859-1"
             ).parse()
-            fields.update(data.items())
+            fields.update((name, _utf8(value)) for name, value in data.items())
         else:
-            fields.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+            # errors="strict": an escape that is not UTF-8 (%FF) is refused, never read as U+FFFD.
+            text = body.decode("utf-8")
+            fields.update(parse_qsl(text, keep_blank_values=True, errors="strict"))
     except UnicodeDecodeError:
         raise BadRequest("the form body is not valid UTF-8") from None
     except MultiPartParserError:
         raise BadRequest("the multipart form body is malformed") from None
     return fields
+
+
+def query_fields(request) -> dict[str, str]:
+    """The query string's fields (the last value of a repeated one), as strict UTF-8."""
+    fields = dict(request.query_params.items())
+    if all(name.isascii() and value.isascii() for name, value in fields.items()):
+        return fields  # nothing Django could have decoded leniently
+    return _strict_query(request)
+
+
+def query_field(request, name: str) -> str:
+    """One query field as strict UTF-8, "" when absent."""
+    value = request.query_params.get(name, "")
+    return value if value.isascii() else _strict_query(request).get(name, "")
+
+
+def _strict_query(request) -> dict[str, str]:
+    """Django decodes a query string leniently: an escape that is not UTF-8 (%FF) becomes U+FFFD
+    and raw bytes that are not UTF-8 make it read the whole string as Latin-1. Read the raw
+    bytes again (as Latin-1, which keeps them unchanged) and decode each field strictly."""
+    django_request = request._request
+    scope = getattr(django_request, "scope", None)  # ASGI: the bytes as received
+    if scope is not None:
+        raw = scope.get("query_string", b"")
+        raw = raw.decode("iso-8859-1") if isinstance(raw, bytes) else raw
+    else:
+        raw = django_request.META.get("QUERY_STRING", "")  # WSGI: the bytes, as Latin-1
+    pairs = parse_qsl(raw, keep_blank_values=True, encoding="iso-8859-1")
+    try:
+        return {_utf8(name): _utf8(value) for name, value in pairs}
+    except UnicodeDecodeError:
+        raise BadRequest(
+            "the query string is not valid UTF-8: percent-encode the UTF-8 bytes of each field"
+        ) from None
+
+
+def _utf8(latin1: str) -> str:
+    return latin1.encode("iso-8859-1").decode("utf-8")
+
+
+# Set in the WSGI environ or ASGI scope of a request whose path bytes are not UTF-8.
+PATH_NOT_UTF8 = "thisdb.path_not_utf8"
+
+
+def mark_path_not_utf8(sender, environ=None, scope=None, **kwargs) -> None:
+    """A request_started receiver: note a path whose bytes are not UTF-8, while they are still
+    known. Django then builds path_info from them and percent-encodes again the bytes that are
+    not UTF-8 (repercent_broken_unicode, which also overwrites PATH_INFO), so /v1/B/a%C3%28 and
+    /v1/B/a%25C3( would both read as the key "a%C3("; an ASGI server reads them as U+FFFD.
+
+    An ASCII path is always UTF-8, so most requests cost one flag test (str.isascii is O(1)).
+    """
+    if environ is not None:
+        path = environ.get("PATH_INFO", "")  # WSGI: the percent-decoded bytes, as Latin-1
+        raw = None if path.isascii() else path.encode("iso-8859-1", "replace")
+        marks = environ
+    elif scope is not None and scope.get("raw_path") is not None:
+        # ASGI: "path" is decoded already; "raw_path" is the path as received.
+        raw = None if scope.get("path", "").isascii() else unquote_to_bytes(scope["raw_path"])
+        marks = scope
+    else:
+        return
+    if raw is not None:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            marks[PATH_NOT_UTF8] = True
+
+
+def require_utf8_path(request, key: str) -> None:
+    """Refuse a key whose path was not UTF-8 (see mark_path_not_utf8), so it is never stored
+    under another name. Only a key holding "%" (WSGI) or U+FFFD (ASGI) can come from such a
+    path, so other keys pay one substring search."""
+    if "%" not in key and "\ufffd" not in key:
+        return
+    django_request = request._request
+    marks = getattr(django_request, "scope", None) or django_request.META
+    if PATH_NOT_UTF8 in marks:
+        raise BadRequest(
+            "keys are UTF-8: this path holds bytes that are not valid UTF-8 "
+            "(percent-encode the UTF-8 bytes of the key)"
+        )
 
 
 def read_value(request) -> bytes:

@@ -30,9 +30,18 @@ WARN_EVERY_SECONDS = 60
 HOUR = 3600
 USAGE_KEPT_SECONDS = 86400  # counters outlive their hour by a day, for beat's rollup
 
-# KEYS: hour counter, set of the hour's API keys, write marker (only if ARGV[4] != '0')
-# ARGV: expire-at (epoch s), API key id, hourly limit, write window (ms, '0' = not a write)
+# KEYS: hour counter, set of the hour's API keys, then ARGV[5] block markers (a revoked key or
+#       token, a suspended account), then the write marker (only if ARGV[4] != '0')
+# ARGV: expire-at (epoch s), API key id, hourly limit, write window (ms, '0' = not a write),
+#       number of block markers
+# Returns {count, write wait ms}, or {-1, n} if block marker n exists (nothing is counted).
 _LUA = """
+local blocks = tonumber(ARGV[5])
+if blocks > 0 and redis.call('EXISTS', unpack(KEYS, 3, 2 + blocks)) > 0 then
+  for i = 1, blocks do
+    if redis.call('EXISTS', KEYS[2 + i]) == 1 then return {-1, i} end
+  end
+end
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then
   redis.call('EXPIREAT', KEYS[1], ARGV[1])
@@ -41,12 +50,20 @@ if count == 1 then
 end
 local wait = 0
 if count <= tonumber(ARGV[3]) and ARGV[4] ~= '0' then
-  if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[4]) then
-    wait = redis.call('PTTL', KEYS[3])
+  if not redis.call('SET', KEYS[3 + blocks], '1', 'NX', 'PX', ARGV[4]) then
+    wait = redis.call('PTTL', KEYS[3 + blocks])
     if wait < 1 then wait = 1 end
   end
 end
 return {count, wait}
+"""
+# The web pages' writes: only the one-write-per-second rule (pages count no requests).
+# KEYS: the write marker; ARGV: window (ms). Returns the wait in ms (0: the write may go).
+_WRITE_LUA = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end
+local wait = redis.call('PTTL', KEYS[1])
+if wait < 1 then wait = 1 end
+return wait
 """
 
 
@@ -56,6 +73,7 @@ class Decision:
     count: int  # this request included
     reset_at: int  # epoch seconds when the hour's counter starts again
     write_wait_ms: int = 0  # > 0: the key was written less than a window ago
+    blocked_by: int | None = None  # index into the request's block markers that exists
 
     @property
     def remaining(self) -> int:
@@ -91,6 +109,18 @@ def marker_key(bucket_id: str, key: str) -> str:
     return f"{settings.THISDB_REDIS_PREFIX}:w:{bucket_id}:{digest}"
 
 
+def block_key(kind: str, ident: int) -> str:
+    """The marker that refuses a revoked key ("key"), token ("token") or suspended account
+    ("user") on every worker before its cached lookup expires."""
+    return f"{settings.THISDB_REDIS_PREFIX}:blk:{kind}:{ident}"
+
+
+def block_seconds() -> int:
+    # A marker must outlive every cached lookup made before the change (THISDB_AUTH_CACHE_SECONDS);
+    # after that, the lookups come from the database, which refuses by itself.
+    return settings.THISDB_AUTH_CACHE_SECONDS + 5
+
+
 def write_window_ms() -> int:
     per_second = settings.THISDB_KEY_WRITES_PER_SECOND
     return 0 if per_second <= 0 else max(1, 1000 // per_second)  # 0: limit off
@@ -102,17 +132,32 @@ class RedisLimiter:
             url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
         )
         self.script = self.client.register_script(_LUA)
+        self.write_script = self.client.register_script(_WRITE_LUA)
         self.down_until = 0.0
         self.last_warning = 0.0
 
     def count(self, keys: list[str], args: list) -> tuple[int, int] | None:
         """Run the script; None if Redis cannot be reached (limits are then off)."""
+        result = self._call(self.script, keys, args)
+        return None if result is None else (int(result[0]), int(result[1]))
+
+    def claim_write(self, marker: str, window_ms: int) -> int | None:
+        """The wait in ms before `marker`'s key may be written (0: now); None if Redis is down."""
+        result = self._call(self.write_script, [marker], [window_ms])
+        return None if result is None else int(result)
+
+    def block(self, name: str, seconds: int) -> None:
+        self._call(lambda keys, args: self.client.set(name, "1", ex=seconds), [], [])
+
+    def unblock(self, name: str) -> None:
+        self._call(lambda keys, args: self.client.delete(name), [], [])
+
+    def _call(self, script, keys: list, args: list):
         now = time.monotonic()
         if now < self.down_until:
             return None
         try:
-            count, wait = self.script(keys=keys, args=args)
-            return int(count), int(wait)
+            return script(keys=keys, args=args)
         except redis.RedisError as exc:
             self.down_until = now + REDIS_RETRY_SECONDS
             if now - self.last_warning >= WARN_EVERY_SECONDS:
@@ -132,22 +177,40 @@ class MemoryLimiter:
         self.hour_keys: dict[str, set] = {}
 
     def count(self, keys: list[str], args: list) -> tuple[int, int]:
-        expire_at, api_key_id, limit, window_ms = args
+        expire_at, api_key_id, limit, window_ms, blocks = args
         now = time.time()
         with self.lock:
             if len(self.expiring) >= self.MAX_ENTRIES:
                 self.expiring = {k: v for k, v in self.expiring.items() if v[1] > now}
+            for i, name in enumerate(keys[2 : 2 + blocks], start=1):
+                if self._get(name, now):
+                    return -1, i
             count = self._get(keys[0], now) + 1
             self.expiring[keys[0]] = (count, expire_at)
             self.hour_keys.setdefault(keys[1], set()).add(api_key_id)
             wait = 0
             if count <= limit and window_ms:
-                held = self.expiring.get(keys[2])
-                if held is not None and held[1] > now:
-                    wait = max(1, int((held[1] - now) * 1000))
-                else:
-                    self.expiring[keys[2]] = (1, now + window_ms / 1000)
+                wait = self._claim(keys[2 + blocks], window_ms, now)
             return count, wait
+
+    def claim_write(self, marker: str, window_ms: int) -> int:
+        with self.lock:
+            return self._claim(marker, window_ms, time.time())
+
+    def _claim(self, marker: str, window_ms: int, now: float) -> int:
+        held = self.expiring.get(marker)
+        if held is not None and held[1] > now:
+            return max(1, int((held[1] - now) * 1000))
+        self.expiring[marker] = (1, now + window_ms / 1000)
+        return 0
+
+    def block(self, name: str, seconds: int) -> None:
+        with self.lock:
+            self.expiring[name] = (1, time.time() + seconds)
+
+    def unblock(self, name: str) -> None:
+        with self.lock:
+            self.expiring.pop(name, None)
 
     def _get(self, name: str, now: float) -> int:
         value, expires = self.expiring.get(name, (0, 0.0))
@@ -184,20 +247,57 @@ def check(
     requests_per_hour: int,
     write: tuple[str, str] | None = None,
     now: float | None = None,
+    blocks: tuple[str, ...] = (),
 ) -> Decision | None:
-    """Count one request of `api_key_id` (and claim a write of `write` = (bucket, key)).
+    """Count one request of `api_key_id` (and claim a write of `write` = (bucket, key)), unless
+    one of the `blocks` markers exists (then Decision.blocked_by says which, counting nothing).
 
     None means the limits could not be asked (Redis down): serve the request unlimited.
     """
     now = time.time() if now is None else now
     hour = hour_start(now)
     window_ms = write_window_ms() if write else 0
-    keys = [counter_key(api_key_id, hour), hour_keys_key(hour)]
+    keys = [counter_key(api_key_id, hour), hour_keys_key(hour), *blocks]
     if window_ms:
         keys.append(marker_key(*write))
-    args = [hour + HOUR + USAGE_KEPT_SECONDS, api_key_id, requests_per_hour, window_ms]
+    args = [hour + HOUR + USAGE_KEPT_SECONDS, api_key_id, requests_per_hour, window_ms, len(blocks)]
     result = limiter().count(keys, args)
     if result is None:
         return None
     count, wait = result
+    if count < 0:
+        return Decision(requests_per_hour, 0, hour + HOUR, blocked_by=wait - 1)
     return Decision(requests_per_hour, count, hour + HOUR, wait)
+
+
+def claim_write(bucket_id: str, key: str) -> int | None:
+    """A web page's write: only the one-write-per-second rule, the same marker as the API's.
+    Returns the wait in ms (0: write now), or None if Redis is down (no limit then)."""
+    window_ms = write_window_ms()
+    if not window_ms:
+        return 0
+    return limiter().claim_write(marker_key(bucket_id, key), window_ms)
+
+
+def block(name: str) -> None:
+    limiter().block(name, block_seconds())
+
+
+def unblock(name: str) -> None:
+    limiter().unblock(name)
+
+
+def current_counts(api_key_ids: list[int], now: float | None = None) -> dict[int, int]:
+    """Requests each key made in the current clock hour, live; {} if Redis cannot be asked."""
+    if not api_key_ids:
+        return {}
+    hour = hour_start(time.time() if now is None else now)
+    names = [counter_key(i, hour) for i in api_key_ids]
+    current = limiter()
+    if isinstance(current, MemoryLimiter):
+        counts = current.get_counts(names)
+    else:
+        counts = current._call(lambda keys, args: current.client.mget(keys), names, [])
+        if counts is None:
+            return {}
+    return {i: int(c or 0) for i, c in zip(api_key_ids, counts, strict=True)}

@@ -61,13 +61,22 @@ def owned_bucket(principal: Principal, bucket_id: str) -> BucketInfo:
 
 
 def require_api_key(principal: Principal, action: str) -> None:
+    """Bucket and token management: an API key that may write, never a token."""
     if principal.token is not None:
         raise Forbidden(f"a token cannot {action}: use your API key (X-Api-Key)")
+    require_writer(principal, action)
+
+
+def require_writer(principal: Principal, action: str) -> None:
+    if principal.read_only:
+        raise Forbidden(f"this API key is read-only and cannot {action}: use a key that may write")
 
 
 def require_token_access(principal: Principal, key: str, *, write: bool) -> None:
     token = principal.token
     if token is None:
+        if write:
+            require_writer(principal, "write keys")
         return
     if write and not token.can_write:
         raise Forbidden("this token has no write permission")

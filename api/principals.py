@@ -2,7 +2,9 @@
 
 The hot path's budget is one SQL statement per key operation, so a key's or token's lookup is
 cached in the worker for THISDB_AUTH_CACHE_SECONDS (10 s). Expiry is checked on every request,
-so an expired token is never honoured, even from the cache.
+so an expired key or token is never honoured, even from the cache. A revoked key or token and a
+suspended account are refused on every worker at once by markers in Redis that the request's one
+rate-limit round trip reads (Principal.blocks, api.limits).
 """
 
 import hashlib
@@ -19,6 +21,7 @@ from accounts import keys
 from accounts.models import ApiKey
 from accounts.quotas import FIELDS as QUOTA_FIELDS
 from accounts.quotas import Quotas, resolve
+from api import limits
 from api.models import TOKEN_RE, Token
 
 LAST_USED_EVERY_SECONDS = 60  # last_used_at is written at most once a minute per key and worker
@@ -36,15 +39,28 @@ class TokenScope:
         return key.startswith(self.prefix)
 
 
+SUSPENDED = "this account is suspended: contact the platform's staff"
+KEY_REVOKED = "this API key has been revoked: create a new one in your account"
+TOKEN_REVOKED = "this token has been revoked: create a new one with POST /v1/tokens"
+
+
+class Refused(Exception):
+    """Credentials that are genuine but may not be used (revoked, expired, suspended)."""
+
+
 @dataclass(frozen=True)
 class Principal:
     """The account a request acts for, and the token's limits if it came with a token."""
 
     user_id: int
-    api_key_id: int
+    api_key_id: int | None  # None for a person on the web pages
     quotas: Quotas
     stored_bytes: int = 0  # the account's, as beat last counted it
     token: TokenScope | None = None
+    read_only: bool = False  # the API key may only read
+    key_expires_at: datetime | None = None  # of the API key (the token's creator for a token)
+    # Redis markers that refuse this caller at once, each with the message to answer with.
+    blocks: tuple[tuple[str, str], ...] = ()
 
     is_authenticated = True  # read by DRF's IsAuthenticated
 
@@ -68,6 +84,16 @@ def _account_figures(row) -> tuple[Quotas, int]:
 class _CachedKey:
     hashed_secret: str
     principal: Principal
+    revoked_at: datetime | None
+    is_active: bool
+
+
+@dataclass(frozen=True)
+class _CachedToken:
+    principal: Principal
+    token_id: int
+    revoked_at: datetime | None  # of the API key that made it
+    is_active: bool  # its account
 
 
 _lock = threading.Lock()
@@ -84,10 +110,34 @@ def forget_all() -> None:
 
 
 def forget_api_key(prefix: str, api_key_id: int) -> None:
-    """Drop a key and the tokens it made from this worker's cache (on revocation)."""
+    """Refuse a revoked key and the tokens it made: dropped from this worker's cache, and on the
+    others by a Redis marker until their caches forget it too."""
+    limits.block(limits.block_key("key", api_key_id))
     with _lock:
         _api_keys.pop(prefix, None)
-        for hashed in [h for h, p in _tokens.items() if p.api_key_id == api_key_id]:
+        for hashed in [h for h, t in _tokens.items() if t.principal.api_key_id == api_key_id]:
+            _tokens.pop(hashed, None)
+
+
+def forget_token(hashed_token: str, token_id: int) -> None:
+    """Refuse a deleted token at once on every worker (see forget_api_key)."""
+    limits.block(limits.block_key("token", token_id))
+    with _lock:
+        _tokens.pop(hashed_token, None)
+
+
+def forget_user(user_id: int, *, suspended: bool) -> None:
+    """Drop a user's keys and tokens from this worker's cache; while `suspended`, a marker refuses
+    them on the other workers until their caches forget them too."""
+    name = limits.block_key("user", user_id)
+    if suspended:
+        limits.block(name)
+    else:
+        limits.unblock(name)
+    with _lock:
+        for prefix in [p for p, k in _api_keys.items() if k.principal.user_id == user_id]:
+            _api_keys.pop(prefix, None)
+        for hashed in [h for h, t in _tokens.items() if t.principal.user_id == user_id]:
             _tokens.pop(hashed, None)
 
 
@@ -95,7 +145,28 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _key_blocks(api_key_id: int, user_id: int) -> tuple[tuple[str, str], ...]:
+    return (
+        (limits.block_key("user", user_id), SUSPENDED),
+        (limits.block_key("key", api_key_id), KEY_REVOKED),
+    )
+
+
+def _check_key_state(revoked_at, is_active, expires_at, now) -> None:
+    """Refuse a genuine key that may not be used, saying why (the secret was right)."""
+    if not is_active:
+        raise Refused(SUSPENDED)
+    if revoked_at is not None:
+        raise Refused(KEY_REVOKED)
+    if expires_at is not None and expires_at <= now:
+        raise Refused(
+            f"this API key expired on {expires_at:%Y-%m-%d %H:%M} UTC: "
+            "create a new one in your account"
+        )
+
+
 def principal_for_api_key(secret: str) -> Principal | None:
+    """The caller of an API key; None if it is not a key of ours, Refused if it may not act."""
     prefix = keys.parse(secret)
     if prefix is None:
         return None  # malformed: refused before any query
@@ -103,36 +174,53 @@ def principal_for_api_key(secret: str) -> Principal | None:
         cached = _api_keys.get(prefix)
     if cached is None:
         row = (
-            ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True, user__is_active=True)
-            .values_list("hashed_secret", "user_id", "id", *_account_columns("user"))
+            ApiKey.objects.filter(prefix=prefix)
+            .values_list(
+                "hashed_secret",
+                "user_id",
+                "id",
+                "read_only",
+                "expires_at",
+                "revoked_at",
+                "user__is_active",
+                *_account_columns("user"),
+            )
             .first()
         )
         if row is None:
             return None
-        quotas, stored_bytes = _account_figures(row[3:])
-        principal = Principal(row[1], row[2], quotas, stored_bytes)
-        cached = _CachedKey(row[0], principal)
+        hashed, user_id, key_id, read_only, expires_at, revoked_at, is_active = row[:7]
+        quotas, stored_bytes = _account_figures(row[7:])
+        principal = Principal(
+            user_id,
+            key_id,
+            quotas,
+            stored_bytes,
+            read_only=read_only,
+            key_expires_at=expires_at,
+            blocks=_key_blocks(key_id, user_id),
+        )
+        cached = _CachedKey(hashed, principal, revoked_at, is_active)
         with _lock:
             _api_keys[prefix] = cached
     if not keys.matches(secret, cached.hashed_secret):
         return None
-    _touch_last_used(cached.principal.api_key_id)
-    return cached.principal
+    principal = cached.principal
+    _check_key_state(cached.revoked_at, cached.is_active, principal.key_expires_at, timezone.now())
+    _touch_last_used(principal.api_key_id)
+    return principal
 
 
 def principal_for_token(token: str) -> Principal | None:
+    """The caller of a token; None if it is no live token, Refused if its account may not act."""
     if not TOKEN_RE.fullmatch(token):
         return None  # malformed: refused before any query
     hashed = hash_token(token)
     with _lock:
-        principal = _tokens.get(hashed)
-    if principal is None:
+        cached = _tokens.get(hashed)
+    if cached is None:
         row = (
-            Token.objects.filter(
-                hashed_token=hashed,
-                created_by__revoked_at__isnull=True,
-                created_by__user__is_active=True,
-            )
+            Token.objects.filter(hashed_token=hashed)
             .values_list(
                 "bucket_id",
                 "prefix",
@@ -141,18 +229,38 @@ def principal_for_token(token: str) -> Principal | None:
                 "expires_at",
                 "created_by__user_id",
                 "created_by_id",
+                "id",
+                "created_by__expires_at",
+                "created_by__revoked_at",
+                "created_by__user__is_active",
                 *_account_columns("created_by__user"),
             )
             .first()
         )
         if row is None:
             return None
-        quotas, stored_bytes = _account_figures(row[7:])
-        principal = Principal(row[5], row[6], quotas, stored_bytes, token=TokenScope(*row[:5]))
+        user_id, key_id, token_id, key_expires_at, revoked_at, is_active = row[5:11]
+        quotas, stored_bytes = _account_figures(row[11:])
+        principal = Principal(
+            user_id,
+            key_id,
+            quotas,
+            stored_bytes,
+            token=TokenScope(*row[:5]),
+            key_expires_at=key_expires_at,
+            blocks=(
+                (limits.block_key("token", token_id), TOKEN_REVOKED),
+                *_key_blocks(key_id, user_id),
+            ),
+        )
+        cached = _CachedToken(principal, token_id, revoked_at, is_active)
         with _lock:
-            _tokens[hashed] = principal
-    if principal.token.expires_at <= timezone.now():
+            _tokens[hashed] = cached
+    principal = cached.principal
+    now = timezone.now()
+    if principal.token.expires_at <= now:
         return None  # expired tokens are refused even before the sweeper deletes them
+    _check_key_state(cached.revoked_at, cached.is_active, principal.key_expires_at, now)
     return principal
 
 
@@ -164,3 +272,13 @@ def _touch_last_used(api_key_id: int) -> None:
             return
         _last_used_written[api_key_id] = now
     ApiKey.objects.filter(pk=api_key_id).update(last_used_at=timezone.now())
+
+
+def principal_for_user(user_id: int) -> Principal:
+    """A person on the web pages: their account's quotas, no API key (pages count no requests)."""
+    from accounts.models import Account
+
+    account = Account.objects.select_related("plan").filter(user_id=user_id).first()
+    if account is None:
+        return Principal(user_id, None, resolve([None] * 4, [None] * 4))
+    return Principal(user_id, None, account.quotas(), account.stored_bytes)

@@ -1,6 +1,13 @@
-"""OpenAPI: how the v1 API authenticates, so the docs page can send X-Api-Key or X-Token."""
+"""OpenAPI: how the v1 API authenticates, what each operation takes and every answer it gives,
+in the three formats. The views pick their parameters, bodies and statuses from here."""
 
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+
+from api.models import BUCKET_ID_RE, TOKEN_RE
+
+TEXT, JSON, NDJSON = "text/plain", "application/json", "application/x-ndjson"
 
 
 class ApiKeyOrTokenScheme(OpenApiAuthenticationExtension):
@@ -9,9 +16,28 @@ class ApiKeyOrTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema):
         return [
-            {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
-            {"type": "apiKey", "in": "header", "name": "X-Token"},
+            {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-Api-Key",
+                "description": "Your API key: every operation takes it.",
+            },
+            {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-Token",
+                "description": "A token from POST /v1/tokens: one bucket, one key prefix, read "
+                "and/or write, until it expires.",
+            },
         ]
+
+    def get_security_requirement(self, auto_schema):
+        # Two requirement objects: either header alone authenticates (one object holding both
+        # would mean both at once).
+        return [{"ApiKey": []}, {"Token": []}]
+
+
+API_KEY_ONLY = [{"ApiKey": []}]  # buckets are created, changed and deleted, and tokens made, by key
 
 
 def drop_route_twins(endpoints):
@@ -22,3 +48,302 @@ def drop_route_twins(endpoints):
         for path, path_regex, method, view in endpoints
         if path != "/v1" and (path == "/v1/" or not path.endswith("/"))
     ]
+
+
+# Parameters
+
+
+SPEC_BUCKET = "zqjvK4C908tf3mAHlcOi"  # the examples are the spec's
+KEY_MAX_BYTES = settings.THISDB_KEY_MAX_BYTES
+_BUCKET_ID = {"type": "string", "pattern": f"^{BUCKET_ID_RE.pattern}$"}
+_TOKEN = {"type": "string", "pattern": f"^{TOKEN_RE.pattern}$"}
+
+
+BUCKET_ID = OpenApiParameter(
+    "bucket_id",
+    {**_BUCKET_ID, "example": SPEC_BUCKET},
+    OpenApiParameter.PATH,
+    description="A bucket id, as POST /v1/ returned it. Any other is a 404 (so is another "
+    "account's bucket).",
+)
+KEY = OpenApiParameter(
+    "key",
+    # maxLength counts characters; the limit is 512 bytes of UTF-8 (a 400 above it).
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": KEY_MAX_BYTES,
+        "pattern": "^[^\\x00]+$",
+        "example": "foo",
+    },
+    OpenApiParameter.PATH,
+    description=f"The key: 1 to {KEY_MAX_BYTES} bytes of UTF-8, any character but NUL, "
+    "percent-encoded. Escapes that are not UTF-8 are a 400; %2F is a '/', which a key may hold.",
+)
+TTL = OpenApiParameter(
+    "ttl",
+    {"type": "integer", "minimum": 0, "maximum": settings.THISDB_MAX_TTL, "example": 3600},
+    description="Seconds the key lives from this write; 0 = never expire. Default: the bucket's "
+    "default_ttl.",
+)
+_CURSOR = {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}  # base64url of the last key
+LIST_PARAMETERS = [
+    OpenApiParameter(
+        "limit",
+        {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": settings.THISDB_LIST_MAX_LIMIT,
+            "default": settings.THISDB_LIST_MAX_LIMIT,
+        },
+        description="Keys on this page.",
+    ),
+    OpenApiParameter(
+        "values", {"type": "boolean", "default": False}, description="Include each key's value."
+    ),
+    OpenApiParameter(
+        "prefix",
+        {"type": "string", "maxLength": KEY_MAX_BYTES, "pattern": "^[^\\x00]*$"},
+        description="Only keys starting with this (UTF-8). A token lists only inside its prefix.",
+    ),
+    OpenApiParameter(
+        "cursor",
+        _CURSOR,
+        description="X-Next-Cursor (next_cursor in JSON) of the previous page: the keys after it.",
+    ),
+]
+
+
+# Request bodies
+
+_DEFAULT_TTL = {"type": "integer", "minimum": 0, "maximum": settings.THISDB_MAX_TTL}
+DEFAULT_TTL_FORM = {
+    "application/x-www-form-urlencoded": {
+        "type": "object",
+        "properties": {
+            "default_ttl": {
+                **_DEFAULT_TTL,
+                "default": settings.THISDB_DEFAULT_TTL,
+                "example": 3600,
+                "description": "Seconds keys live after each write; 0 = never expire.",
+            },
+            "ttl": {**_DEFAULT_TTL, "description": "Another name for default_ttl (the SDKs')."},
+        },
+    }
+}
+TOKEN_FORM = {
+    "application/x-www-form-urlencoded": {
+        "type": "object",
+        "required": ["bucket", "prefix", "permissions", "ttl"],
+        "properties": {
+            "bucket": {**_BUCKET_ID, "example": SPEC_BUCKET},
+            "prefix": {
+                "type": "string",
+                "maxLength": KEY_MAX_BYTES,
+                "pattern": "^[^\\x00]*$",
+                "example": "user:joebloggs:",
+                "description": "The keys the token reaches: those starting with this (UTF-8; "
+                "empty = the whole bucket).",
+            },
+            "permissions": {
+                "type": "string",
+                "pattern": "^(read|write)(,(read|write))*$",
+                "example": "read,write",
+                "description": "read, write or read,write (case and spaces around each are "
+                "ignored).",
+            },
+            "ttl": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": settings.THISDB_TOKEN_MAX_TTL,
+                "example": 3600,
+                "description": "Seconds the token lives.",
+            },
+        },
+    }
+}
+VALUE_BODY = {
+    "application/octet-stream": {
+        "type": "string",
+        "format": "binary",
+        "example": "bar",
+        "description": "The value: the raw body, stored byte for byte whatever the Content-Type "
+        f"(at most {settings.THISDB_VALUE_MAX_BYTES} bytes; 413 above).",
+    }
+}
+INCREMENT_BODY = {
+    "text/plain": {
+        "type": "string",
+        "pattern": "^[+-]?[0-9]+$",
+        "example": "+1",
+        "description": "+N or -N (N alone counts as +N); the key and the result are 64-bit "
+        "integers.",
+    }
+}
+
+
+# Responses: each answer in text (the default), JSON and NDJSON (see README "JSON shapes")
+
+
+def _component(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _object(properties: dict, required: list[str]) -> dict:
+    return {"type": "object", "properties": properties, "required": required}
+
+
+_KEY = {"type": "string", "description": "The key."}
+_VALUE = {
+    "type": "string",
+    "description": "The stored bytes as text, or base64 when they are not UTF-8 (then "
+    '"encoding" says so).',
+}
+_ENCODING = {"type": "string", "enum": ["base64"]}
+COMPONENTS = {
+    "Error": _object({"error": {"type": "string", "description": "What to change."}}, ["error"]),
+    "Result": _object({"result": {"type": "string", "enum": ["OK"]}}, ["result"]),
+    "NewBucket": _object({"bucket": _BUCKET_ID}, ["bucket"]),
+    "NewToken": _object({"token": _TOKEN}, ["token"]),
+    "Value": _object({"key": _KEY, "value": _VALUE, "encoding": _ENCODING}, ["key", "value"]),
+    "Counter": _object(
+        {"key": _KEY, "value": {"type": "integer", "format": "int64"}}, ["key", "value"]
+    ),
+    "ListedKey": _object({"key": _KEY, "value": _VALUE, "encoding": _ENCODING}, ["key"]),
+    "KeyList": _object(
+        {
+            "items": {"type": "array", "items": _component("ListedKey")},
+            "next_cursor": {
+                "type": "string",
+                "nullable": True,
+                "description": "Pass it as cursor= for the next page; null on the last.",
+            },
+        },
+        ["items", "next_cursor"],
+    ),
+}
+
+
+class Answer:
+    """One kind of answer: its text body, its JSON component and its NDJSON lines."""
+
+    def __init__(self, text: dict, component: str, ndjson: str | None = None):
+        self.text, self.component = text, component
+        self.ndjson = ndjson or f"One line: the JSON object {component}."
+
+
+OK = Answer({"type": "string", "enum": ["OK"]}, "Result")
+BUCKET = Answer(_BUCKET_ID, "NewBucket")
+TOKEN = Answer(_TOKEN, "NewToken")
+VALUE = Answer(
+    {"type": "string", "format": "binary", "description": "The stored bytes, unchanged."}, "Value"
+)
+COUNTER = Answer({"type": "string", "pattern": "^-?[0-9]+$"}, "Counter")
+KEY_LIST = Answer(
+    {
+        "type": "string",
+        "description": "One key a line; key<TAB>value with values=true (ask for JSON when keys "
+        "or values hold newlines).",
+    },
+    "KeyList",
+    ndjson="One JSON object ListedKey a line.",
+)
+ERROR = Answer({"type": "string", "description": "What to change."}, "Error")
+
+STATUSES = {
+    200: "OK.",
+    400: "Bad request: the message says which input to change.",
+    403: "Missing or wrong X-Api-Key or X-Token, a token out of its bucket, prefix or "
+    "permissions, or a quota reached.",
+    404: "No such bucket (or it is another account's), or no such key.",
+    405: "Method not allowed here (GET, PATCH and DELETE of /v1/tokens, which is not a bucket).",
+    406: "format= or Accept names a format other than text, json or ndjson.",
+    411: "A chunked body on a server that cannot read chunks: send Content-Length.",
+    413: "The body is over the limit (a value: 1 MiB; a form: 64 KiB).",
+    429: "Over the API key's hourly limit, a second write to the key within a second, or too "
+    "many wrong keys from this address: retry after Retry-After seconds.",
+    503: "Temporarily unavailable: retry after Retry-After seconds.",
+}
+
+
+def responses(ok: Answer, *errors: int) -> dict:
+    """The responses of an operation: 200 with `ok`, and each error status, in every format."""
+    result = {}
+    for status, answer in [(200, ok), *((code, ERROR) for code in errors)]:
+        description = STATUSES[status]
+        for media_type, schema in (
+            (TEXT, answer.text),
+            (JSON, _component(answer.component)),
+            (NDJSON, {"type": "string", "description": answer.ndjson}),
+        ):
+            result[(status, media_type)] = OpenApiResponse(schema, description=description)
+    return result
+
+
+_INTEGER = {"type": "integer", "minimum": 0}
+HEADERS = {
+    "X-RateLimit-Limit": {
+        "schema": _INTEGER,
+        "description": "Requests this API key may make in the clock hour.",
+    },
+    "X-RateLimit-Remaining": {"schema": _INTEGER, "description": "Requests it has left."},
+    "X-RateLimit-Reset": {
+        "schema": _INTEGER,
+        "description": "When the hour ends and the count starts again (Unix time, seconds).",
+    },
+    "Retry-After": {
+        "schema": {"type": "integer", "minimum": 1},
+        "description": "Seconds to wait before trying again.",
+    },
+    "X-Next-Cursor": {
+        "schema": _CURSOR,
+        "description": "Present when more keys follow: pass it as cursor= for the next page.",
+    },
+}
+
+
+# Query parameters whose empty value (`?format=`) is taken as not sent.
+EMPTY_MEANS_ABSENT = {"format", "values", "cursor", "prefix"}
+# Operations that cannot do without a body (an empty one is a 400).
+BODY_REQUIRED = {"increment_key", "create_token"}
+_FORMAT = "text (the default), json or ndjson; wins over the Accept header."
+
+
+def postprocess(result, generator, request, public):
+    """Postprocessing hook: what drf-spectacular cannot say from the views.
+
+    The JSON shapes and the response headers as components. X-RateLimit-* come on every answer
+    to a request with a valid key or token (not when Redis is down, so never required);
+    Retry-After on every 429 (and on a 503 when the wait is known); X-Next-Cursor on a list
+    page when more keys follow. Empty query values, and the bodies that are required.
+    """
+    components = result.setdefault("components", {})
+    components.setdefault("schemas", {}).update(COMPONENTS)
+    components.setdefault("headers", {}).update(HEADERS)
+    for path, operations in result.get("paths", {}).items():
+        if not path.startswith("/v1/"):
+            continue
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "query" and parameter["name"] in EMPTY_MEANS_ABSENT:
+                    parameter["allowEmptyValue"] = True
+                if parameter["in"] == "query" and parameter["name"] == "format":
+                    parameter["description"] = _FORMAT
+            if operation.get("operationId") in BODY_REQUIRED:
+                operation["requestBody"]["required"] = True
+            for status, response in operation.get("responses", {}).items():
+                names = ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"]
+                if status in ("429", "503"):
+                    names.append("Retry-After")
+                if status == "200" and operation.get("operationId") == "list_keys":
+                    names.append("X-Next-Cursor")
+                response["headers"] = {
+                    name: {"$ref": f"#/components/headers/{name}"} for name in names
+                }
+                if status == "429":
+                    # A reference cannot say "required" here: spell the header out.
+                    response["headers"]["Retry-After"] = {
+                        **HEADERS["Retry-After"],
+                        "required": True,
+                    }
+    return result

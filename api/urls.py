@@ -1,9 +1,25 @@
 """Routes of the v1 API. /v1/tokens comes before /v1/<bucket>; each route also answers without
 (or with) its trailing slash, because a redirected POST would lose its body."""
 
-from django.urls import path
+from django.urls import path, register_converter
 
 from api.views import BucketViewSet, ItemViewSet, TokenViewSet
+
+
+class KeyConverter:
+    """The rest of the path, whatever it holds: Django's `path` converter is `.+`, which stops
+    at a newline, and a key may hold any character but NUL."""
+
+    regex = r"[\s\S]+"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(KeyConverter, "key")
 
 create_bucket = BucketViewSet.as_view({"post": "create"})
 bucket = BucketViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"})
@@ -25,5 +41,5 @@ urlpatterns = [
     path("v1/tokens/", tokens),
     path("v1/<str:bucket_id>", bucket, name="v1-bucket"),
     path("v1/<str:bucket_id>/", bucket),
-    path("v1/<str:bucket_id>/<path:key>", item, name="v1-item"),
+    path("v1/<str:bucket_id>/<key:key>", item, name="v1-item"),
 ]

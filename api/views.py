@@ -1,21 +1,16 @@
 """The v1 API viewsets: authenticate, scope, validate, call one operation, render."""
 
-import secrets
-import string
 import time
-from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.utils import timezone
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, viewsets
 
-from accounts.models import Account
-from api import inputs, limits, operations
-from api.errors import BadRequest, Forbidden, TooManyRequests, bucket_not_found, key_not_found
-from api.models import TOKEN_LENGTH, Bucket, Token, new_bucket_id
+from api import actions, inputs, limits, operations
+from api import schema as openapi
+from api.errors import BadRequest, Forbidden, TooManyRequests, key_not_found
+from api.models import Bucket
 from api.permissions import (
     forget_bucket,
     owned_bucket,
@@ -23,22 +18,11 @@ from api.permissions import (
     require_token_access,
     token_list_prefix,
 )
-from api.principals import Principal, hash_token
+from api.principals import Principal
 from api.renderers import ApiResponse, Counter, KeyList, Message, Value
 
 OK = "OK"
-TOKEN_ALPHABET = string.ascii_lowercase + string.digits  # like the spec's example token
 PERMISSIONS = ("read", "write")
-
-_TTL_PARAM = OpenApiParameter("ttl", int, description="Seconds to live; 0 = never expire.")
-_FORMAT_PARAM = OpenApiParameter("format", str, enum=["text", "json", "ndjson"])
-_TEXT = {(200, "text/plain"): OpenApiTypes.STR}
-_DEFAULT_TTL_FORM = {
-    "application/x-www-form-urlencoded": {
-        "type": "object",
-        "properties": {"default_ttl": {"type": "integer", "default": 604800}},
-    }
-}
 
 
 class ApiViewSet(viewsets.ViewSet):
@@ -55,10 +39,18 @@ class ApiViewSet(viewsets.ViewSet):
     def count_request(self, write: tuple[str, str] | None = None) -> None:
         principal = self.principal()
         self._counted = True
-        decision = limits.check(principal.api_key_id, principal.quotas.requests_per_hour, write)
-        self._decision = decision
+        decision = limits.check(
+            principal.api_key_id,
+            principal.quotas.requests_per_hour,
+            write,
+            blocks=tuple(name for name, _ in principal.blocks),
+        )
         if decision is None:
             return  # Redis unreachable: serve without limits
+        if decision.blocked_by is not None:
+            # Revoked or suspended a moment ago; this worker's cached lookup has not seen it yet.
+            raise Forbidden(principal.blocks[decision.blocked_by][1])
+        self._decision = decision
         if decision.over_hourly:
             raise TooManyRequests(
                 f"rate limit reached: {decision.limit} requests per hour for this API key; "
@@ -77,8 +69,8 @@ class ApiViewSet(viewsets.ViewSet):
         if not self._counted and isinstance(self._caller(), Principal):
             try:
                 self.count_request()
-            except TooManyRequests as over_the_hourly_limit:
-                exc = over_the_hourly_limit
+            except (TooManyRequests, Forbidden) as over_the_limit_or_blocked:
+                exc = over_the_limit_or_blocked
         return super().handle_exception(exc)
 
     def _caller(self) -> Principal | None:
@@ -98,14 +90,6 @@ class ApiViewSet(viewsets.ViewSet):
             response["X-RateLimit-Reset"] = str(decision.reset_at)
         return response
 
-    def check_storage_quota(self) -> None:
-        principal = self.principal()
-        if principal.stored_bytes >= principal.quotas.max_stored_bytes:
-            raise Forbidden(
-                f"storage quota reached: your account stores {principal.stored_bytes} of "
-                f"{principal.quotas.max_stored_bytes} bytes; delete keys to write again"
-            )
-
 
 class BucketViewSet(ApiViewSet):
     """POST /v1/ creates a bucket; /v1/<bucket> lists, updates and deletes it."""
@@ -113,8 +97,9 @@ class BucketViewSet(ApiViewSet):
     @extend_schema(
         summary="Create a bucket",
         operation_id="create_bucket",
-        responses=_TEXT,
-        request=_DEFAULT_TTL_FORM,
+        auth=openapi.API_KEY_ONLY,
+        request=openapi.DEFAULT_TTL_FORM,
+        responses=openapi.responses(openapi.BUCKET, 400, 403, 406, 411, 413, 429, 503),
     )
     def create(self, request):
         principal = self.principal()
@@ -122,32 +107,14 @@ class BucketViewSet(ApiViewSet):
         fields = inputs.form_fields(request)
         default_ttl = _default_ttl(fields)
         self.count_request()
-        max_buckets = principal.quotas.max_buckets
-        with transaction.atomic():
-            # Lock the account row so two racing creates cannot both take the last slot.
-            Account.objects.select_for_update().filter(user_id=principal.user_id).first()
-            if Bucket.objects.for_user(principal.user_id).count() >= max_buckets:
-                raise Forbidden(
-                    f"bucket quota reached: your plan allows {max_buckets} buckets; "
-                    "delete one to create another"
-                )
-            # 62**20 possible ids: a collision is not a case worth code.
-            bucket = Bucket.objects.create(
-                id=new_bucket_id(), owner_id=principal.user_id, default_ttl=default_ttl
-            )
+        bucket = actions.create_bucket(principal, default_ttl)
         return ApiResponse(Message(bucket.id, json_name="bucket"))
 
     @extend_schema(
         summary="List the keys of a bucket",
         operation_id="list_keys",
-        parameters=[
-            OpenApiParameter("limit", int, description="1..1000, default 1000"),
-            OpenApiParameter("values", bool, description="Include each key's value"),
-            OpenApiParameter("prefix", str, description="Only keys starting with this"),
-            OpenApiParameter("cursor", str, description="X-Next-Cursor of the previous page"),
-            _FORMAT_PARAM,
-        ],
-        responses=_TEXT,
+        parameters=[openapi.BUCKET_ID, *openapi.LIST_PARAMETERS],
+        responses=openapi.responses(openapi.KEY_LIST, 400, 403, 404, 405, 406, 429, 503),
     )
     def retrieve(self, request, bucket_id):
         principal = self.principal()
@@ -159,7 +126,7 @@ class BucketViewSet(ApiViewSet):
             high=settings.THISDB_LIST_MAX_LIMIT,  # spec: default and max 1000
         )
         with_values = inputs.boolean(params.get("values"), "values")
-        prefix = inputs.check_prefix(params.get("prefix", ""))
+        prefix = inputs.check_prefix(inputs.query_field(request, "prefix"))
         after = inputs.decode_cursor(params["cursor"]) if params.get("cursor") else None
         bucket = owned_bucket(principal, bucket_id)
         prefix = token_list_prefix(principal, prefix)
@@ -185,8 +152,10 @@ class BucketViewSet(ApiViewSet):
     @extend_schema(
         summary="Update a bucket's default_ttl",
         operation_id="update_bucket",
-        responses=_TEXT,
-        request=_DEFAULT_TTL_FORM,
+        auth=openapi.API_KEY_ONLY,
+        parameters=[openapi.BUCKET_ID],
+        request=openapi.DEFAULT_TTL_FORM,
+        responses=openapi.responses(openapi.OK, 400, 403, 404, 405, 406, 411, 413, 429, 503),
     )
     def partial_update(self, request, bucket_id):
         principal = self.principal()
@@ -194,46 +163,33 @@ class BucketViewSet(ApiViewSet):
         default_ttl = _default_ttl(inputs.form_fields(request))
         owned_bucket(principal, bucket_id)
         self.count_request()
-        updated = (
-            Bucket.objects.for_user(principal.user_id)
-            .filter(pk=bucket_id)
-            .update(default_ttl=default_ttl)
-        )
-        forget_bucket(bucket_id)
-        if not updated:
-            raise bucket_not_found()  # deleted meanwhile
+        actions.update_bucket(principal, bucket_id, default_ttl)
         return ApiResponse(Message(OK))
 
     @extend_schema(
         summary="Delete a bucket, its keys and its tokens",
         operation_id="delete_bucket",
-        responses=_TEXT,
+        auth=openapi.API_KEY_ONLY,
+        parameters=[openapi.BUCKET_ID],
+        responses=openapi.responses(openapi.OK, 403, 404, 405, 406, 429, 503),
     )
     def destroy(self, request, bucket_id):
         principal = self.principal()
         require_api_key(principal, "delete a bucket")
         owned_bucket(principal, bucket_id)
         self.count_request()
-        with transaction.atomic():
-            # Lock the bucket first: a key or token written meanwhile then waits for this delete
-            # and is refused by its foreign key (404), instead of breaking the delete (500).
-            mine = Bucket.objects.for_user(principal.user_id).filter(pk=bucket_id)
-            if not mine.select_for_update().exists():
-                raise bucket_not_found()  # deleted meanwhile
-            # Keys and tokens go with it, by bulk DELETEs (Django fast-deletes: nothing is loaded).
-            mine.delete()
-        forget_bucket(bucket_id)
+        actions.delete_bucket(principal, bucket_id)
         return ApiResponse(Message(OK))
 
 
 def _default_ttl(fields: dict[str, str]) -> int:
     # The JS and PHP SDKs' updateBucket take `ttl`: accept it as another name for default_ttl.
     # Absent, it is 604800 (the spec's default for both POST /v1/ and PATCH /v1/<bucket>).
-    if "default_ttl" in fields:
-        return inputs.ttl(fields["default_ttl"], "default_ttl")
-    if "ttl" in fields:
-        return inputs.ttl(fields["ttl"], "default_ttl")
-    return Bucket._meta.get_field("default_ttl").default
+    # Both are checked when both are sent; default_ttl wins.
+    given = [
+        inputs.ttl(fields[name], "default_ttl") for name in ("default_ttl", "ttl") if name in fields
+    ]
+    return given[0] if given else Bucket._meta.get_field("default_ttl").default
 
 
 class ItemViewSet(ApiViewSet):
@@ -241,6 +197,7 @@ class ItemViewSet(ApiViewSet):
 
     def _scope(self, bucket_id: str, key: str, *, write: bool):
         principal = self.principal()
+        inputs.require_utf8_path(self.request, key)
         inputs.check_key(key)
         bucket = owned_bucket(principal, bucket_id)
         require_token_access(principal, key, write=write)
@@ -248,17 +205,9 @@ class ItemViewSet(ApiViewSet):
 
     def _claim_write(self, bucket, key: str) -> bool:
         """The quota and rate checks of a set or increment; True if it may create the key."""
-        self.check_storage_quota()
+        actions.check_storage_quota(self.principal())
         self.count_request(write=(bucket.id, key))
-        # At the keys-per-bucket quota, existing keys may still be written, new ones not.
-        return bucket.key_count < self.principal().quotas.max_keys_per_bucket
-
-    def _key_quota_reached(self):
-        limit = self.principal().quotas.max_keys_per_bucket
-        return Forbidden(
-            f"key quota reached: this bucket holds {limit} keys, the most your plan allows; "
-            "existing keys can still be changed, or delete keys to add new ones"
-        )
+        return actions.may_create_keys(self.principal(), bucket)
 
     def _ttl(self, request, bucket) -> int:
         raw = request.query_params.get("ttl")
@@ -267,8 +216,8 @@ class ItemViewSet(ApiViewSet):
     @extend_schema(
         summary="Get a key's value",
         operation_id="get_key",
-        parameters=[_FORMAT_PARAM],
-        responses=_TEXT,
+        parameters=[openapi.BUCKET_ID, openapi.KEY],
+        responses=openapi.responses(openapi.VALUE, 400, 403, 404, 406, 429, 503),
     )
     def retrieve(self, request, bucket_id, key):
         bucket = self._scope(bucket_id, key, write=False)
@@ -282,71 +231,52 @@ class ItemViewSet(ApiViewSet):
         methods=["POST"],
         summary="Set a key's value (the raw body)",
         operation_id="set_key",
-        parameters=[_TTL_PARAM],
-        request={"application/octet-stream": OpenApiTypes.BINARY},
-        responses=_TEXT,
+        parameters=[openapi.BUCKET_ID, openapi.KEY, openapi.TTL],
+        request=openapi.VALUE_BODY,
+        responses=openapi.responses(openapi.OK, 400, 403, 404, 406, 411, 413, 429, 503),
     )
     @extend_schema(
         methods=["PUT"],
         summary="Set a key's value: PUT is an alias of POST (kvdb.io clients use it)",
         operation_id="put_key",
-        parameters=[_TTL_PARAM],
-        request={"application/octet-stream": OpenApiTypes.BINARY},
-        responses=_TEXT,
+        parameters=[openapi.BUCKET_ID, openapi.KEY, openapi.TTL],
+        request=openapi.VALUE_BODY,
+        responses=openapi.responses(openapi.OK, 400, 403, 404, 406, 411, 413, 429, 503),
     )
     def update(self, request, bucket_id, key):
         bucket = self._scope(bucket_id, key, write=True)
         ttl = self._ttl(request, bucket)
         value = inputs.read_value(request)
         create = self._claim_write(bucket, key)
-        now = timezone.now()
-        try:
-            written = operations.set_value(
-                bucket.id, key, value, operations.expiry(now, ttl), now, create=create
-            )
-        except operations.BucketGone:
-            raise self._bucket_gone(bucket.id) from None
-        if not written:
-            raise self._key_quota_reached()
+        actions.set_key(self.principal(), bucket, key, value, ttl, create=create)
         return ApiResponse(Message(OK))
 
     @extend_schema(
         summary="Increment (+N) or decrement (-N) a key",
         operation_id="increment_key",
-        parameters=[_TTL_PARAM],
-        request={"text/plain": OpenApiTypes.STR},
-        responses=_TEXT,
+        parameters=[openapi.BUCKET_ID, openapi.KEY, openapi.TTL],
+        request=openapi.INCREMENT_BODY,
+        responses=openapi.responses(openapi.COUNTER, 400, 403, 404, 406, 411, 413, 429, 503),
     )
     def partial_update(self, request, bucket_id, key):
         bucket = self._scope(bucket_id, key, write=True)
         ttl = self._ttl(request, bucket)
         delta = inputs.delta(inputs.read_value(request))
         create = self._claim_write(bucket, key)
-        now = timezone.now()
-        try:
-            value = operations.increment(
-                bucket.id, key, delta, operations.expiry(now, ttl), now, create=create
-            )
-        except operations.NotAnInteger as exc:
-            raise BadRequest(str(exc)) from None
-        except operations.BucketGone:
-            raise self._bucket_gone(bucket.id) from None
-        if value is None:
-            raise self._key_quota_reached()
+        value = actions.increment_key(self.principal(), bucket, key, delta, ttl, create=create)
         return ApiResponse(Counter(key, value))
 
-    @extend_schema(summary="Delete a key", operation_id="delete_key", responses=_TEXT)
+    @extend_schema(
+        summary="Delete a key",
+        operation_id="delete_key",
+        parameters=[openapi.BUCKET_ID, openapi.KEY],
+        responses=openapi.responses(openapi.OK, 400, 403, 404, 406, 429, 503),
+    )
     def destroy(self, request, bucket_id, key):
         bucket = self._scope(bucket_id, key, write=True)
         self.count_request(write=(bucket.id, key))
-        if not operations.delete_key(bucket.id, key, timezone.now()):
-            raise key_not_found()
+        actions.delete_key(bucket, key)
         return ApiResponse(Message(OK))
-
-    @staticmethod
-    def _bucket_gone(bucket_id: str):
-        forget_bucket(bucket_id)
-        return bucket_not_found()
 
 
 class TokenViewSet(ApiViewSet):
@@ -355,19 +285,9 @@ class TokenViewSet(ApiViewSet):
     @extend_schema(
         summary="Create a token",
         operation_id="create_token",
-        responses=_TEXT,
-        request={
-            "application/x-www-form-urlencoded": {
-                "type": "object",
-                "required": ["bucket", "prefix", "permissions", "ttl"],
-                "properties": {
-                    "bucket": {"type": "string"},
-                    "prefix": {"type": "string"},
-                    "permissions": {"type": "string", "example": "read,write"},
-                    "ttl": {"type": "integer", "minimum": 1, "maximum": 86400},
-                },
-            }
-        },
+        auth=openapi.API_KEY_ONLY,
+        request=openapi.TOKEN_FORM,
+        responses=openapi.responses(openapi.TOKEN, 400, 403, 404, 406, 411, 413, 429, 503),
     )
     def create(self, request):
         principal = self.principal()
@@ -384,17 +304,12 @@ class TokenViewSet(ApiViewSet):
         prefix = inputs.check_prefix(fields["prefix"])
         bucket = owned_bucket(principal, fields["bucket"])
         self.count_request()
-        token = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH))
-        try:
-            Token.objects.create(
-                hashed_token=hash_token(token),
-                bucket_id=bucket.id,
-                prefix=prefix,
-                can_read="read" in permissions,
-                can_write="write" in permissions,
-                expires_at=timezone.now() + timedelta(seconds=ttl),
-                created_by_id=principal.api_key_id,
-            )
-        except IntegrityError:
-            raise ItemViewSet._bucket_gone(bucket.id) from None  # deleted meanwhile
+        token = actions.create_token(
+            principal.api_key_id,
+            bucket.id,
+            prefix,
+            read="read" in permissions,
+            write="write" in permissions,
+            ttl=ttl,
+        )
         return ApiResponse(Message(token, json_name="token"))

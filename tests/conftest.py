@@ -8,8 +8,10 @@ import uuid
 
 import pytest
 import redis
+from allauth.account.models import EmailAddress
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.core.cache import caches
 from django.test import Client
 
 from accounts.models import ApiKey
@@ -22,6 +24,12 @@ RUN_PREFIX = f"thisdb-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 @pytest.fixture(scope="session", autouse=True)
 def _redis_prefix():
     django_settings.THISDB_REDIS_PREFIX = RUN_PREFIX
+    # The Django cache (web rate limits, allauth's cooldowns) under the run's prefix too, so
+    # runs never see each other's counters and clearing it touches nothing else in Redis.
+    caches["default"].key_prefix = RUN_PREFIX
+    # Every persona has a password: hashing it the production way (PBKDF2, about 0.3 s) would
+    # make the suite crawl. Servers the tests start keep the real hasher.
+    django_settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     yield
     if django_settings.REDIS_URL:
         client = redis.Redis.from_url(django_settings.REDIS_URL)
@@ -39,19 +47,37 @@ def _fresh_state(settings):
     principals.forget_all()
     permissions.forget_all()
     limits.reset()
+    clear_cache()
     yield
     principals.forget_all()
     permissions.forget_all()
     limits.reset()
 
 
+PASSWORD = "correct horse battery staple 9"
+
+
+def clear_cache() -> None:
+    """Empty this run's part of the Django cache (the web pages' rate limits live there)."""
+    cache = caches["default"]
+    if hasattr(cache, "delete_pattern"):
+        cache.delete_pattern("*")  # django-redis: only keys under this run's prefix
+    else:
+        cache.clear()
+
+
 class Persona:
-    """A user with an API key and a client that sends it."""
+    """A user with an API key and a client that sends it, and a browser (a test client logged in
+    to the web pages as them)."""
 
     def __init__(self, username: str):
-        self.user = get_user_model().objects.create_user(username)
+        self.email = f"{username}@example.com"
+        self.user = get_user_model().objects.create_user(username, self.email, PASSWORD)
+        EmailAddress.objects.create(user=self.user, email=self.email, verified=True, primary=True)
         self.api_key, self.key = ApiKey.objects.create_key(self.user, name="test")
         self.client = Client(headers={"X-Api-Key": self.key})
+        self.browser = Client()
+        self.browser.force_login(self.user)
 
     def new_bucket(self, default_ttl: int | None = None) -> str:
         body = "" if default_ttl is None else f"default_ttl={default_ttl}"
@@ -86,6 +112,15 @@ def alice(db):
 @pytest.fixture
 def bob(db):
     return Persona("bob")
+
+
+@pytest.fixture
+def staff(db):
+    """A staff member (superuser) of the platform, logged in to the admin."""
+    person = Persona("staff")
+    person.user.is_staff = person.user.is_superuser = True
+    person.user.save()
+    return person
 
 
 @pytest.fixture

@@ -1,11 +1,45 @@
-"""The Celery app: the worker runs the tasks that beat schedules (see CELERY_BEAT_SCHEDULE)."""
+"""The Celery app: the worker runs the tasks that beat schedules (see CELERY_BEAT_SCHEDULE).
 
+Beat records when it sends each task and the worker when it finishes one (dashboard's
+TaskHeartbeat), so the staff overview shows whether both are alive.
+"""
+
+import logging
 import os
 
 from celery import Celery
+from celery.signals import before_task_publish, task_postrun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "thisdb_site.settings")
 
 app = Celery("thisdb")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+log = logging.getLogger(__name__)
+
+
+def _record(task: str, event: str) -> None:
+    # A heartbeat must never break the task it records: log and go on.
+    try:
+        import django
+        from django.apps import apps
+
+        if not apps.ready:
+            django.setup()  # beat does not set Django up by itself
+        from dashboard.models import beat
+
+        beat(task, event)
+    except Exception:
+        log.exception("could not record that %s was %s", task, event)
+
+
+@before_task_publish.connect
+def _sent(sender=None, **kwargs):
+    _record(sender, "sent")
+
+
+@task_postrun.connect
+def _finished(task=None, **kwargs):
+    if task is not None:
+        _record(task.name, "finished")

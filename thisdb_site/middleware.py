@@ -1,9 +1,10 @@
 """Web-page middleware that steps aside for the /v1/ API.
 
 The API authenticates by header on every request and never uses sessions, CSRF cookies, the
-logged-in user or flash messages, so its hot path does not pay for them.
+logged-in user, flash messages or a page's security policy, so its hot path does not pay for them.
 """
 
+from csp import middleware as csp_middleware
 from django.contrib.auth import middleware as auth_middleware
 from django.contrib.messages import middleware as messages_middleware
 from django.contrib.sessions import middleware as sessions_middleware
@@ -37,3 +38,4 @@ SessionMiddleware = skip_for_api(sessions_middleware.SessionMiddleware)
 CsrfViewMiddleware = skip_for_api(csrf.CsrfViewMiddleware)
 AuthenticationMiddleware = skip_for_api(auth_middleware.AuthenticationMiddleware)
 MessageMiddleware = skip_for_api(messages_middleware.MessageMiddleware)
+CSPMiddleware = skip_for_api(csp_middleware.CSPMiddleware)

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -46,33 +47,48 @@ if not SECRET_KEY:
     # The embedded default needs no setup; production sets SECRET_KEY (`check --deploy` warns:
     # thisdb.W001).
     SECRET_KEY = "insecure-embedded-default-set-SECRET_KEY-in-production"
-ALLOWED_HOSTS = [h.strip() for h in os.environ.get("ALLOWED_HOSTS", "*").split(",") if h.strip()]
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
+
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "*")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "dashboard.apps.ThisDBAdminConfig",  # Django's admin with the staff overview
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "corsheaders",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
     "accounts",
     "api",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # Sessions, CSRF, login and messages serve the web pages; the /v1/ hot path skips them.
+    # Sessions, CSRF, login, messages and the page's security policy serve the web pages; the
+    # /v1/ hot path skips them (thisdb_site.middleware).
     "thisdb_site.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "thisdb_site.middleware.CsrfViewMiddleware",
     "thisdb_site.middleware.AuthenticationMiddleware",
+    # allauth insists on its own path here; it costs the API a context variable, nothing more.
+    "allauth.account.middleware.AccountMiddleware",
     "thisdb_site.middleware.MessageMiddleware",
+    "thisdb_site.middleware.CSPMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -92,6 +108,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "csp.context_processors.nonce",
             ],
         },
     },
@@ -147,6 +164,89 @@ STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns on every start if it is mis
 # (no collectstatic needed; run it in production for compressed, cached files).
 WHITENOISE_USE_FINDERS = True
 
+# --- The web platform: accounts (django-allauth), email, security ----------------------------
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",  # the admin's own checks
+    "allauth.account.auth_backends.AuthenticationBackend",  # log in by email
+]
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "dashboard:buckets"
+ACCOUNT_LOGOUT_REDIRECT_URL = "home"
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"  # no API key before the address is proven
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_CONFIRM_EMAIL_ON_GET = False  # a link scanner must not confirm for the person
+ACCOUNT_CHANGE_EMAIL = True  # one address per account; a change is verified before it counts
+ACCOUNT_PREVENT_ENUMERATION = True  # signup and reset answer alike for known and unknown emails
+ACCOUNT_SESSION_REMEMBER = None  # the login form asks
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[ThisDB] "
+# A logged-in person may still open the login page: the admin sends non-staff there, and
+# redirecting them onwards would loop.
+ACCOUNT_AUTHENTICATED_LOGIN_REDIRECTS = False
+# Login, signup and password reset are limited per address and per email by accounts.ratelimits
+# (a page that says when to try again); allauth's own limits stay on for the other actions.
+ACCOUNT_RATE_LIMITS = {
+    "login": False,
+    "login_failed": False,
+    "signup": False,
+    "reset_password": False,
+}
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "ThisDB"
+
+# Email: printed on the console unless EMAIL_HOST names an SMTP server.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+if EMAIL_HOST:
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+    EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+    EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+    EMAIL_TIMEOUT = 10  # a slow mail server must not hold a web worker for long
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "ThisDB <noreply@localhost>")
+# Where people reach the platform, for links in emails sent outside a request (beat's).
+THISDB_BASE_URL = os.environ.get("THISDB_BASE_URL", "http://127.0.0.1:8000")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# Behind a TLS-terminating proxy (see the README): opt in to trusting its X-Forwarded-Proto, so
+# request.is_secure() is true and CSRF accepts the https Origin.
+if env_bool("SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]  # load balancers probe over plain HTTP
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_AGE = 14 * 86400  # two weeks, unless "remember me" is off (browser session)
+X_FRAME_OPTIONS = "DENY"
+# The admin's CSRF check is our wrapped middleware, which Django's security.W003 does not
+# recognise; thisdb.W003 checks the real thing (thisdb_site.checks).
+SILENCED_SYSTEM_CHECKS = ["security.W003"]
+
+# Content-Security-Policy on every page (django-csp): our own scripts and styles only, inline
+# script only with the request's nonce. The API's answers are not pages and carry none.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "img-src": [SELF, "data:"],  # the TOTP QR code is a data: URI
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
 # --- The v1 API -------------------------------------------------------------------------------
 
 # Limits of the public API. Each is documented in the README's "Limits" table.
@@ -196,18 +296,26 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "ThisDB v1 API",
-    "DESCRIPTION": "Buckets, keys and tokens over HTTP. Authenticate with X-Api-Key or X-Token.",
+    "DESCRIPTION": (
+        "Buckets, keys and tokens over HTTP. Authenticate with X-Api-Key or X-Token (either); "
+        "creating, changing and deleting buckets and creating tokens take an API key. Answers "
+        "are text (the default), json or ndjson, by format= or Accept; success is always 200."
+    ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",  # assets served by the platform itself, no CDN
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "PREPROCESSING_HOOKS": ["api.schema.drop_route_twins"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",  # the default
+        "api.schema.postprocess",
+    ],
 }
 
 # CORS: the browser SDK calls /v1/ from any origin with its key or token in a header.
 CORS_ALLOW_ALL_ORIGINS = True
-CORS_URLS_REGEX = r"^/v1(/.*)?$"
+CORS_URLS_REGEX = r"^/v1(/|\Z)"  # not `.*$`: `.` stops at a newline, which a key may hold
 CORS_ALLOW_HEADERS = ["accept", "content-type", "x-api-key", "x-token"]
 CORS_EXPOSE_HEADERS = [
     "x-next-cursor",
@@ -269,6 +377,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "api.tasks.refresh_stored_figures",
         "schedule": 60.0,
         "options": {"expires": 55},
+    },
+    # Revoke expired API keys (one UPDATE) and email owners a week before (one email per key,
+    # once); budget: a few ms plus the emails. The API refuses expired keys on its own already.
+    "expire-api-keys": {
+        "task": "accounts.tasks.expire_api_keys",
+        "schedule": 600.0,
+        "options": {"expires": 590},
     },
 }
 

@@ -1,12 +1,31 @@
+from allauth.account import views as allauth_views
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import TemplateView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from accounts.ratelimits import limited
+from dashboard import views as dashboard_views
 
 urlpatterns = [
     path("", include("api.urls")),
-    path("", TemplateView.as_view(template_name="home.html"), name="home"),
+    path("", dashboard_views.home, name="home"),
+    # The forms people guess at, limited per address and per email (accounts.ratelimits); the
+    # same paths as allauth's own, matched first.
+    path("accounts/login/", limited("login", allauth_views.login)),
+    path("accounts/signup/", limited("signup", allauth_views.signup)),
+    path("accounts/password/reset/", limited("reset", allauth_views.password_reset)),
+    path("accounts/", include("allauth.urls")),
+    path("", include("accounts.urls")),
+    path("", include("dashboard.urls")),
+    path("docs/", dashboard_views.docs, name="docs"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # The split view serves its start-up script as a file: the pages' CSP allows no inline script.
+    path(
+        "api/docs/",
+        SpectacularSwaggerSplitView.as_view(
+            url_name="schema", template_name="docs/swagger_ui.html"
+        ),
+        name="api-docs",
+    ),
     path("admin/", admin.site.urls),
 ]

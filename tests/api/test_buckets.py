@@ -128,6 +128,12 @@ def test_default_ttl_wins_over_ttl(alice, bucket):
     assert Bucket.objects.get(pk=bucket).default_ttl == 20
 
 
+def test_a_bad_ttl_beside_default_ttl_is_400(alice, bucket):
+    response = patch(alice, bucket, "default_ttl=20&ttl=315360001")
+    assert response.status_code == 400
+    assert Bucket.objects.get(pk=bucket).default_ttl == SPEC_DEFAULT_TTL
+
+
 def test_update_reads_a_form_sent_as_text_plain(alice, bucket):
     response = patch(alice, bucket, "default_ttl=42", content_type="text/plain;charset=UTF-8")
     assert response.status_code == 200, response.content

@@ -1,12 +1,6 @@
 """Chunked request bodies under WSGI servers: stored whole by gunicorn, or refused, never lost."""
 
 import http.client
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 from django.db import connection
@@ -15,13 +9,6 @@ from api.models import Bucket, Item
 from tests.conftest import Persona
 
 pytestmark = pytest.mark.django_db(transaction=True)
-PROJECT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def chunked_post(
@@ -36,44 +23,6 @@ def chunked_post(
         return response.status, response.read()
     finally:
         conn.close()
-
-
-@pytest.fixture
-def gunicorn_port():
-    """gunicorn serving the platform on the test database (the test's rows are committed)."""
-    port = free_port()
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "THISDB_KEY_WRITES_PER_SECOND": "0",
-    }
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("gunicorn")),
-            "thisdb_site.wsgi",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "1",
-        ],
-        cwd=PROJECT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield port
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def test_gunicorn_stores_a_chunked_body_whole(gunicorn_port):

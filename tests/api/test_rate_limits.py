@@ -293,6 +293,13 @@ def test_wrong_keys_from_one_address_are_refused_with_429(settings, bucket):
     assert statuses == [403, 403, 403, 429]
 
 
+@pytest.mark.parametrize("key", ["X-Api-Key", "X-Token"])
+def test_a_wrong_key_from_a_server_without_client_addresses_is_403(bucket, key):
+    # A server on a Unix socket gives no REMOTE_ADDR: still a 403, never a 500.
+    response = Client(REMOTE_ADDR="").get(f"/v1/{bucket}", headers={key: "wrong"})
+    assert response.status_code == 403
+
+
 def redis_calls(client) -> dict[str, int]:
     stats = client.info("commandstats")
     return {name: figures["calls"] for name, figures in stats.items()}
@@ -321,8 +328,11 @@ def test_a_request_makes_one_redis_round_trip(settings, alice, bucket, method):
     changed = {name: after[name] - before.get(name, 0) for name in after}
     changed = {name: n for name, n in changed.items() if n and name != "cmdstat_info"}
     # One EVALSHA from the client; Redis also counts the commands the script ran inside it:
-    # the hour's INCR, and for a write the SET NX of the key's write slot.
-    inside = {"cmdstat_incr": 1} if method == "get" else {"cmdstat_incr": 1, "cmdstat_set": 1}
+    # one EXISTS of the revoked-key and suspended-account markers, the hour's INCR, and for a
+    # write the SET NX of the key's write slot.
+    inside = {"cmdstat_exists": 1, "cmdstat_incr": 1}
+    if method != "get":
+        inside["cmdstat_set"] = 1
     assert changed == {"cmdstat_evalsha": 1, **inside}
 
 

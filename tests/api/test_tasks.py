@@ -128,4 +128,5 @@ def test_beat_schedules_every_task():
         "api.tasks.sweep_expired_tokens",
         "api.tasks.roll_up_usage",
         "api.tasks.refresh_stored_figures",
+        "accounts.tasks.expire_api_keys",
     }

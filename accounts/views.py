@@ -1,0 +1,70 @@
+"""The account pages: API keys (created, shown once, revoked), account settings, deletion."""
+
+from django.contrib import messages
+from django.contrib.auth import logout
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods
+
+from accounts.forms import ApiKeyForm, DeleteAccountForm
+from accounts.models import ApiKey, delete_user
+
+
+def _keys_page(request, form, new_key=None, new_secret=None, status=200):
+    keys = ApiKey.objects.filter(user=request.user).order_by("revoked_at", "-created_at")
+    context = {"nav": "keys", "keys": keys, "form": form, "new_key": new_key, "secret": new_secret}
+    return render(request, "accounts/keys.html", context, status=status)
+
+
+@never_cache  # the secret is in this page once: no cache may keep it
+@login_required
+@require_http_methods(["GET", "POST"])
+def keys(request):
+    if request.method == "GET":
+        return _keys_page(request, ApiKeyForm())
+    form = ApiKeyForm(request.POST)
+    if not form.is_valid():
+        return _keys_page(request, form, status=400)
+    api_key, secret = ApiKey.objects.create_key(
+        request.user,
+        name=form.cleaned_data["name"],
+        expires_in_days=form.cleaned_data["expires_in_days"],
+        read_only=form.cleaned_data["read_only"],
+    )
+    # Rendered, not redirected: the secret is never stored, so this answer is its only showing.
+    return _keys_page(request, ApiKeyForm(), new_key=api_key, new_secret=secret)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def revoke_key(request, key_id: int):
+    api_key = get_object_or_404(ApiKey, pk=key_id, user=request.user)
+    if request.method == "POST":
+        api_key.revoke()
+        messages.success(
+            request, f"Revoked {api_key.display_prefix}… ({api_key.name}). It no longer works."
+        )
+        return redirect("accounts:keys")
+    return render(request, "accounts/revoke_key.html", {"nav": "keys", "key": api_key})
+
+
+@login_required
+def settings_page(request):
+    account = getattr(request.user, "account", None)
+    return render(request, "accounts/settings.html", {"nav": "account", "account": account})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def delete_account(request):
+    form = DeleteAccountForm(request.user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = request.user
+        logout(request)
+        delete_user(user)
+        messages.success(request, "Your account and everything in it have been deleted.")
+        return redirect("home")
+    status = 400 if request.method == "POST" else 200
+    context = {"nav": "account", "form": form, "buckets": request.user.buckets.count()}
+    return render(request, "accounts/delete.html", context, status=status)

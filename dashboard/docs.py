@@ -1,0 +1,209 @@
+"""The API reference of the docs page: every endpoint with a curl, a Python and a JavaScript
+example, its parameters and its answers. Examples carry the reader's base URL and bucket id;
+never a secret (the key is read from the environment, as it should be in real code)."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    anchor: str
+    title: str
+    method: str
+    path: str
+    summary: str
+    params: list[tuple[str, str]] = field(default_factory=list)  # (name, meaning)
+    answers: list[tuple[str, str]] = field(default_factory=list)  # (status, when)
+    curl: str = ""
+    python: str = ""
+    js: str = ""
+    token_ok: bool = False  # may be called with X-Token instead of X-Api-Key
+
+
+PY_HEAD = 'import os, httpx\nheaders = {"X-Api-Key": os.environ["THISDB_API_KEY"]}\n'
+JS_HEAD = "const headers = { 'X-Api-Key': process.env.THISDB_API_KEY }\n"
+
+
+def endpoints(base: str, bucket: str) -> list[Endpoint]:
+    v1 = f"{base}/v1"
+    return [
+        Endpoint(
+            "create-bucket",
+            "Create a bucket",
+            "POST",
+            "/v1/",
+            "Creates a bucket and answers its 20-character id.",
+            params=[
+                (
+                    "default_ttl",
+                    "optional form field: seconds keys live after their last write "
+                    "(default 604800, a week; 0 = never expire)",
+                ),
+            ],
+            answers=[
+                ("200", "the bucket id"),
+                ("403", "wrong key, read-only key, a token, or the bucket quota reached"),
+            ],
+            curl=f"curl -d 'default_ttl=3600' -H \"X-Api-Key: $THISDB_API_KEY\" {v1}/",
+            python=PY_HEAD + f'bucket = httpx.post("{v1}/", data={{"default_ttl": 3600}}, '
+            "headers=headers).text",
+            js=JS_HEAD + f"const bucket = await (await fetch('{v1}/', {{ method: 'POST', headers, "
+            "body: new URLSearchParams({ default_ttl: '3600' }) })).text()",
+        ),
+        Endpoint(
+            "list",
+            "List the keys of a bucket",
+            "GET",
+            "/v1/<bucket>",
+            "Keys in byte order, one a line (text), or as JSON / NDJSON. A full page carries "
+            "X-Next-Cursor: pass it back as cursor= for the next page, over any bucket size.",
+            params=[
+                ("limit", "1 to 1000 keys a page (default 1000)"),
+                ("values", "true to include each key's value"),
+                ("prefix", "only keys starting with this"),
+                ("cursor", "the X-Next-Cursor of the previous page"),
+                ("format", "text (default), json or ndjson"),
+            ],
+            answers=[("200", "the keys"), ("400", "a bad parameter"), ("404", "no such bucket")],
+            token_ok=True,
+            curl=f"curl -H \"X-Api-Key: $THISDB_API_KEY\" '{v1}/{bucket}?prefix=user:&format=json'",
+            python=PY_HEAD + f'url, params = "{v1}/{bucket}", {{"format": "json"}}\n'
+            "while True:\n"
+            "    page = httpx.get(url, params=params, headers=headers).json()\n"
+            '    for item in page["items"]:\n'
+            '        print(item["key"])\n'
+            '    if not page["next_cursor"]:\n'
+            "        break\n"
+            '    params["cursor"] = page["next_cursor"]',
+            js=JS_HEAD + f"const page = await (await fetch('{v1}/{bucket}?format=json', "
+            "{ headers })).json()\n"
+            "console.log(page.items.map((item) => item.key), page.next_cursor)",
+        ),
+        Endpoint(
+            "update-bucket",
+            "Change a bucket's default TTL",
+            "PATCH",
+            "/v1/<bucket>",
+            "Sets the TTL that keys written from now on get when the write names none.",
+            params=[("default_ttl", "form field: seconds, 0 = never (604800 when absent)")],
+            answers=[
+                ("200", "OK"),
+                ("400", "not a whole number in range"),
+                ("404", "no such bucket"),
+            ],
+            curl=f"curl -X PATCH -d 'default_ttl=0' -H \"X-Api-Key: $THISDB_API_KEY\" "
+            f"{v1}/{bucket}",
+            python=PY_HEAD + f'httpx.patch("{v1}/{bucket}", data={{"default_ttl": 0}}, '
+            "headers=headers)",
+            js=JS_HEAD + f"await fetch('{v1}/{bucket}', {{ method: 'PATCH', headers, "
+            "body: 'default_ttl=0' })",
+        ),
+        Endpoint(
+            "delete-bucket",
+            "Delete a bucket",
+            "DELETE",
+            "/v1/<bucket>",
+            "Deletes the bucket with all its keys and tokens.",
+            answers=[("200", "OK"), ("404", "no such bucket")],
+            curl=f'curl -X DELETE -H "X-Api-Key: $THISDB_API_KEY" {v1}/{bucket}',
+            python=PY_HEAD + f'httpx.delete("{v1}/{bucket}", headers=headers)',
+            js=JS_HEAD + f"await fetch('{v1}/{bucket}', {{ method: 'DELETE', headers }})",
+        ),
+        Endpoint(
+            "get",
+            "Get a key",
+            "GET",
+            "/v1/<bucket>/<key>",
+            'Answers the stored bytes unchanged (text), or {"key", "value"} in JSON, with '
+            '"encoding": "base64" when the bytes are not UTF-8.',
+            params=[("format", "text (default), json or ndjson")],
+            answers=[("200", "the value"), ("404", "no such key, or it expired")],
+            token_ok=True,
+            curl=f'curl -H "X-Api-Key: $THISDB_API_KEY" {v1}/{bucket}/foo',
+            python=PY_HEAD + f'value = httpx.get("{v1}/{bucket}/foo", headers=headers).content',
+            js=JS_HEAD + f"const value = await (await fetch('{v1}/{bucket}/foo', "
+            "{ headers })).text()",
+        ),
+        Endpoint(
+            "set",
+            "Set a key",
+            "POST",
+            "/v1/<bucket>/<key>",
+            "The request body is the value, byte for byte, whatever its Content-Type (PUT "
+            "works too). Every write restarts the key's TTL. Percent-encode the key in the URL.",
+            params=[("ttl", "query parameter: seconds to live, 0 = never (default: the bucket's)")],
+            answers=[
+                ("200", "OK"),
+                ("413", "the value is over 1 MiB"),
+                ("429", "the key was written less than a second ago (Retry-After)"),
+            ],
+            token_ok=True,
+            curl=f"curl -d 'bar' -H \"X-Api-Key: $THISDB_API_KEY\" '{v1}/{bucket}/foo?ttl=3600'",
+            python=PY_HEAD + f'httpx.post("{v1}/{bucket}/foo", params={{"ttl": 3600}}, '
+            'content=b"bar", headers=headers)',
+            js=JS_HEAD + f"await fetch('{v1}/{bucket}/foo?ttl=3600', {{ method: 'POST', "
+            "headers, body: 'bar' })",
+        ),
+        Endpoint(
+            "increment",
+            "Increment a key",
+            "PATCH",
+            "/v1/<bucket>/<key>",
+            "Adds +N or -N (64-bit) in one atomic statement and answers the new value: "
+            "concurrent increments never lose an update. An absent key counts from 0.",
+            params=[("body", "+N, -N or N"), ("ttl", "as for set")],
+            answers=[
+                ("200", "the new value"),
+                (
+                    "400",
+                    "the body or the stored value is not "
+                    "a whole number, or the result would pass 64 bits",
+                ),
+            ],
+            token_ok=True,
+            curl=f"curl -X PATCH -d '+1' -H \"X-Api-Key: $THISDB_API_KEY\" {v1}/{bucket}/visits",
+            python=PY_HEAD + f'count = int(httpx.patch("{v1}/{bucket}/visits", content=b"+1", '
+            "headers=headers).text)",
+            js=JS_HEAD + f"const count = Number(await (await fetch('{v1}/{bucket}/visits', "
+            "{ method: 'PATCH', headers, body: '+1' })).text())",
+        ),
+        Endpoint(
+            "delete",
+            "Delete a key",
+            "DELETE",
+            "/v1/<bucket>/<key>",
+            "Deletes one key.",
+            answers=[("200", "OK"), ("404", "no such key")],
+            token_ok=True,
+            curl=f'curl -X DELETE -H "X-Api-Key: $THISDB_API_KEY" {v1}/{bucket}/foo',
+            python=PY_HEAD + f'httpx.delete("{v1}/{bucket}/foo", headers=headers)',
+            js=JS_HEAD + f"await fetch('{v1}/{bucket}/foo', {{ method: 'DELETE', headers }})",
+        ),
+        Endpoint(
+            "tokens",
+            "Create a token",
+            "POST",
+            "/v1/tokens",
+            "A token reads and/or writes the keys of one bucket that start with a prefix, for "
+            "up to a day. Give it to a browser instead of your API key.",
+            params=[
+                ("bucket", "the bucket id"),
+                ("prefix", "a key name, or the start of the keys it may reach ('' = all)"),
+                ("permissions", "read, write or read,write"),
+                ("ttl", "seconds it lives, 1 to 86400"),
+            ],
+            answers=[
+                ("200", "the token"),
+                ("400", "a missing or bad field"),
+                ("404", "no such bucket"),
+            ],
+            curl=f'curl -H "X-Api-Key: $THISDB_API_KEY" -d \'bucket={bucket}&prefix=user:42:'
+            f"&permissions=read,write&ttl=3600' {v1}/tokens",
+            python=PY_HEAD + f'token = httpx.post("{v1}/tokens", headers=headers, data={{'
+            f'"bucket": "{bucket}", "prefix": "user:42:", "permissions": "read,write", '
+            '"ttl": 3600}).text',
+            js=JS_HEAD + f"const token = await (await fetch('{v1}/tokens', {{ method: 'POST', "
+            f"headers, body: 'bucket={bucket}&prefix=user:42:&permissions=read,write&ttl=3600' "
+            "})).text()",
+        ),
+    ]

@@ -1,0 +1,103 @@
+"""Forms of the bucket pages. Each field is checked by the same rules as the API (api.inputs), so
+a page and a request refuse the same input with the same words."""
+
+from django import forms
+from django.conf import settings
+
+from accounts.models import ApiKey
+from api import inputs
+from api.errors import ApiError
+
+
+def _api_rule(check, value):
+    try:
+        return check(value)
+    except ApiError as error:
+        raise forms.ValidationError(str(error.detail)) from None
+
+
+class TtlField(forms.IntegerField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", 0)
+        kwargs.setdefault("max_value", settings.THISDB_MAX_TTL)
+        super().__init__(**kwargs)
+
+
+class BucketForm(forms.Form):
+    default_ttl = TtlField(
+        label="Default TTL (seconds)",
+        initial=settings.THISDB_DEFAULT_TTL,
+        help_text="Keys not written for this long expire. 604800 is a week; 0 means never.",
+    )
+
+
+class KeyForm(forms.Form):
+    key = forms.CharField(strip=False, max_length=settings.THISDB_KEY_MAX_BYTES)
+    value = forms.CharField(
+        strip=False,
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+        help_text="Stored as UTF-8 text, byte for byte.",
+    )
+    ttl = TtlField(
+        label="TTL (seconds)",
+        required=False,
+        help_text="Blank: the bucket's default TTL. 0: never expires.",
+    )
+
+    def clean_key(self):
+        return _api_rule(inputs.check_key, self.cleaned_data["key"])
+
+    def clean_value(self):
+        value = self.cleaned_data["value"].encode()
+        if len(value) > settings.THISDB_VALUE_MAX_BYTES:
+            raise forms.ValidationError(
+                f"the value is larger than the limit of {settings.THISDB_VALUE_MAX_BYTES} bytes"
+            )
+        return value
+
+
+class IncrementForm(forms.Form):
+    key = forms.CharField(strip=False, widget=forms.HiddenInput)
+    by = forms.IntegerField(initial=1, min_value=-(2**63), max_value=2**63 - 1)
+
+    def clean_key(self):
+        return _api_rule(inputs.check_key, self.cleaned_data["key"])
+
+
+class TokenForm(forms.Form):
+    prefix = forms.CharField(
+        strip=False,
+        required=False,
+        max_length=settings.THISDB_KEY_MAX_BYTES,
+        help_text="The token reaches keys starting with this (a whole key name for one key; "
+        "blank for the whole bucket).",
+    )
+    read = forms.BooleanField(required=False, initial=True)
+    write = forms.BooleanField(required=False)
+    ttl = forms.IntegerField(
+        label="Lifetime (seconds)",
+        min_value=1,
+        max_value=settings.THISDB_TOKEN_MAX_TTL,  # spec: at most a day
+        initial=3600,
+    )
+    api_key = forms.ModelChoiceField(
+        queryset=ApiKey.objects.none(),
+        label="Counts against API key",
+        help_text="The token's requests count against this key's hourly limit, and it stops "
+        "working when the key is revoked.",
+    )
+
+    def __init__(self, user, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Tokens act for a key that may write: a read-only key cannot create tokens.
+        self.fields["api_key"].queryset = ApiKey.objects.active().filter(user=user, read_only=False)
+
+    def clean_prefix(self):
+        return _api_rule(inputs.check_prefix, self.cleaned_data["prefix"])
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("read") and not cleaned.get("write"):
+            raise forms.ValidationError("Give the token read, write or both.")
+        return cleaned

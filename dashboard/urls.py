@@ -1,0 +1,24 @@
+from django.urls import path
+
+from dashboard import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("buckets/", views.buckets, name="buckets"),
+    path("buckets/<str:bucket_id>/", views.bucket, name="bucket"),
+    path("buckets/<str:bucket_id>/settings/", views.bucket_settings, name="bucket-settings"),
+    path("buckets/<str:bucket_id>/delete/", views.delete_bucket, name="delete-bucket"),
+    # Keys travel in the query string (?key=): a key may hold '/', '?' or any other character.
+    path("buckets/<str:bucket_id>/key/", views.edit_key, name="key"),
+    path("buckets/<str:bucket_id>/key/delete/", views.delete_key, name="delete-key"),
+    path("buckets/<str:bucket_id>/key/increment/", views.increment_key, name="increment-key"),
+    path("buckets/<str:bucket_id>/key/download/", views.download_key, name="download-key"),
+    path("buckets/<str:bucket_id>/tokens/", views.create_token, name="create-token"),
+    path(
+        "buckets/<str:bucket_id>/tokens/<int:token_id>/revoke/",
+        views.revoke_token,
+        name="revoke-token",
+    ),
+    path("usage/", views.usage_page, name="usage"),
+]

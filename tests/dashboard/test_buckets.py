@@ -1,0 +1,108 @@
+"""The buckets pages: list, create, change the default TTL, delete with a confirmation."""
+
+import pytest
+
+from api.models import Bucket, Item
+
+
+def test_the_list_shows_my_buckets_with_their_figures(alice, bob, bucket):
+    Bucket.objects.filter(pk=bucket).update(key_count=1234, stored_bytes=2048, default_ttl=60)
+    bobs = bob.new_bucket()
+    content = alice.browser.get("/buckets/").content
+    assert bucket.encode() in content
+    assert b"1,234" in content and b"2.0\xc2\xa0KB" in content and b"60 s" in content
+    assert bobs.encode() not in content
+
+
+def test_create_a_bucket(alice):
+    response = alice.browser.post("/buckets/", {"default_ttl": "0"})
+    assert response.status_code == 302
+    created = Bucket.objects.get(owner=alice.user)
+    assert response["Location"] == f"/buckets/{created.id}/"
+    assert created.default_ttl == 0
+    # It is the API's bucket: the API key sees it.
+    assert alice.client.get(f"/v1/{created.id}").status_code == 200
+
+
+@pytest.mark.parametrize("ttl", ["-1", "abc", "", "315360001"])
+def test_a_bad_default_ttl_is_a_form_error_and_creates_nothing(alice, ttl):
+    response = alice.browser.post("/buckets/", {"default_ttl": ttl})
+    assert response.status_code == 400
+    assert b"errorlist" in response.content
+    assert not Bucket.objects.filter(owner=alice.user).exists()
+
+
+def test_the_bucket_quota_is_the_apis(alice, settings):
+    settings.THISDB_MAX_BUCKETS = 1
+    assert alice.browser.post("/buckets/", {"default_ttl": "60"}).status_code == 302
+    response = alice.browser.post("/buckets/", {"default_ttl": "60"})
+    assert response.status_code == 400
+    assert b"bucket quota reached" in response.content
+    assert Bucket.objects.filter(owner=alice.user).count() == 1
+
+
+def test_change_the_default_ttl(alice, bucket):
+    assert alice.client.get(f"/v1/{bucket}").status_code == 200  # cached by the API
+    response = alice.browser.post(f"/buckets/{bucket}/settings/", {"default_ttl": "30"})
+    assert response.status_code == 302
+    assert Bucket.objects.get(pk=bucket).default_ttl == 30
+    alice.set(bucket, "k", "v")  # the API's next write uses it at once (this worker)
+    item = Item.objects.get(bucket_id=bucket, key="k")
+    assert 25 <= (item.expires_at - item.updated_at).total_seconds() <= 30
+
+
+def test_a_bad_ttl_change_changes_nothing(alice, bucket):
+    alice.browser.post(f"/buckets/{bucket}/settings/", {"default_ttl": "soon"})
+    assert Bucket.objects.get(pk=bucket).default_ttl == 604800
+
+
+def test_delete_asks_naming_the_bucket_and_its_keys(alice, bucket):
+    for key in ("a", "b", "c"):
+        alice.set(bucket, key, "v")
+    page = alice.browser.get(f"/buckets/{bucket}/delete/")
+    assert page.status_code == 200
+    assert bucket.encode() in page.content
+    assert b"3 keys" in page.content
+    assert Bucket.objects.filter(pk=bucket).exists()
+
+    response = alice.browser.post(f"/buckets/{bucket}/delete/")
+    assert response.status_code == 302
+    assert not Bucket.objects.filter(pk=bucket).exists()
+    assert not Item.objects.filter(bucket_id=bucket).exists()
+    assert alice.client.get(f"/v1/{bucket}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "method, path, data",
+    [
+        ("get", "/buckets/{b}/", None),
+        ("post", "/buckets/{b}/settings/", {"default_ttl": "1"}),
+        ("get", "/buckets/{b}/delete/", None),
+        ("post", "/buckets/{b}/delete/", {}),
+        ("get", "/buckets/{b}/key/?key=secret", None),
+        ("post", "/buckets/{b}/key/", {"key": "k", "value": "bob was here"}),
+        ("post", "/buckets/{b}/key/delete/", {"key": "secret"}),
+        ("post", "/buckets/{b}/key/increment/", {"key": "n", "by": "1"}),
+        ("get", "/buckets/{b}/key/download/?key=secret", None),
+        ("post", "/buckets/{b}/tokens/", {"prefix": "", "read": "on", "ttl": "60"}),
+    ],
+)
+def test_another_accounts_bucket_is_a_404_and_nothing_changes(
+    alice, bob, bucket, method, path, data
+):
+    alice.set(bucket, "secret", "alice's value")
+    alice.set(bucket, "n", "1")
+    response = getattr(bob.browser, method)(path.format(b=bucket), data)
+    assert response.status_code == 404
+    assert b"alice's value" not in response.content
+    assert Bucket.objects.get(pk=bucket).default_ttl == 604800
+    assert alice.client.get(f"/v1/{bucket}/secret").content == b"alice's value"
+    assert alice.client.get(f"/v1/{bucket}/n").content == b"1"
+    assert alice.client.get(f"/v1/{bucket}/k").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/buckets/", "/buckets/AAAAAAAAAAAAAAAAAAAA/", "/usage/"])
+def test_anonymous_people_are_sent_to_log_in(client, path):
+    response = client.get(path)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=")
