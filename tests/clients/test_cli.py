@@ -237,6 +237,7 @@ def test_export_then_import_gives_identical_contents(home, server, carol):
         "lines": b"a\nb\r\n\tc",
         "a/b?c#d e%": "é ✓".encode(),
         "..": b"\xff",
+        "multi\nline key": b"x",
     }
     Item.objects.bulk_create(Item(bucket_id=source, key=k, value=v) for k, v in contents.items())
     dump = home / "dump.ndjson"
@@ -251,7 +252,7 @@ def test_export_then_import_gives_identical_contents(home, server, carol):
         )
 
     assert imported.returncode == 0, imported.stderr
-    assert imported.stdout == f"imported 105 keys into {target}\n".encode()
+    assert imported.stdout == f"imported 106 keys into {target}\n".encode()
     assert stored(target) == contents
     records = [json.loads(line) for line in dump.read_bytes().splitlines()]
     everything = base64.b64encode(bytes(range(256))).decode()
