@@ -9,7 +9,7 @@ ADDR ?= 127.0.0.1:8000
 TEST_DATABASE_URL ?= postgres://root@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install run web worker beat test check format migrations bench
+.PHONY: install run web worker beat test check format migrations bench screenshots
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -40,6 +40,11 @@ beat: $(STAMP)
 test: $(STAMP)
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(PY) -m pytest $(ARGS)
+
+# The end-to-end browser test, keeping its screenshots of the main pages for the README.
+screenshots: $(STAMP)
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+		THISDB_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/test_browser.py $(ARGS)
 
 check: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -91,7 +91,9 @@ class TokenForm(forms.Form):
     def __init__(self, user, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Tokens act for a key that may write: a read-only key cannot create tokens.
-        self.fields["api_key"].queryset = ApiKey.objects.active().filter(user=user, read_only=False)
+        keys = ApiKey.objects.active().filter(user=user, read_only=False).order_by("-created_at")
+        self.fields["api_key"].queryset = keys
+        self.fields["api_key"].empty_label = None  # the newest key is chosen unless changed
 
     def clean_prefix(self):
         return _api_rule(inputs.check_prefix, self.cleaned_data["prefix"])

@@ -105,14 +105,13 @@ def test_expired_keys_are_not_shown(alice, bucket):
 
 
 def test_add_a_key_with_a_ttl_and_read_it_over_the_api(alice, bucket):
+    key = "a/b?c#d e\n"
     response = alice.browser.post(
-        f"/buckets/{bucket}/key/", {"key": "a/b?c#d e", "value": "héllo", "ttl": "60"}
+        f"/buckets/{bucket}/key/", {"key": key, "value": "héllo", "ttl": "60"}
     )
     assert response.status_code == 302
-    assert alice.client.get(f"/v1/{bucket}/{quote('a/b?c#d e', safe='')}").content == (
-        "héllo".encode()
-    )
-    item = Item.objects.get(bucket_id=bucket, key="a/b?c#d e")
+    assert alice.client.get(f"/v1/{bucket}/{quote(key, safe='')}").content == "héllo".encode()
+    item = Item.objects.get(bucket_id=bucket, key=key)
     assert 55 <= (item.expires_at - item.updated_at).total_seconds() <= 60
 
 
