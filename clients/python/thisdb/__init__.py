@@ -1,0 +1,47 @@
+"""ThisDB: a Python client (sync and async) for servers of the ThisDB v1 API."""
+
+from thisdb._version import __version__
+from thisdb.async_client import AsyncClient
+from thisdb.client import Client
+from thisdb.errors import (
+    ApiError,
+    BadRequest,
+    ConfigurationError,
+    Forbidden,
+    LengthRequired,
+    MethodNotAllowed,
+    NetworkError,
+    NotAcceptable,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    ServerError,
+    ThisDBError,
+    Unavailable,
+    UnexpectedResponse,
+)
+from thisdb.models import Item, KeyPage, RateLimit
+
+__all__ = [
+    "ApiError",
+    "AsyncClient",
+    "BadRequest",
+    "Client",
+    "ConfigurationError",
+    "Forbidden",
+    "Item",
+    "KeyPage",
+    "LengthRequired",
+    "MethodNotAllowed",
+    "NetworkError",
+    "NotAcceptable",
+    "NotFound",
+    "PayloadTooLarge",
+    "RateLimit",
+    "RateLimited",
+    "ServerError",
+    "ThisDBError",
+    "Unavailable",
+    "UnexpectedResponse",
+    "__version__",
+]

@@ -1,0 +1,433 @@
+"""What the sync and the async client share: configuration, the shape of each call (method, path,
+query, body, how to read the answer), error mapping and the retry rule. The two clients differ
+only in how they send a request and wait."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote, urlencode
+
+import httpx
+
+from thisdb._version import __version__
+from thisdb.errors import (
+    ConfigurationError,
+    RateLimited,
+    Unavailable,
+    UnexpectedResponse,
+    error_class,
+)
+from thisdb.models import Item, KeyPage, RateLimit
+
+T = TypeVar("T")
+
+ENV_URL, ENV_API_KEY, ENV_TOKEN = "THISDB_URL", "THISDB_API_KEY", "THISDB_TOKEN"
+DEFAULT_TIMEOUT = 10.0
+USER_AGENT = f"thisdb-python/{__version__}"
+Value = bytes | bytearray | memoryview | str
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str  # always ends in /v1
+    headers: dict[str, str]
+
+
+def resolve_settings(api_key: str | None, token: str | None, base_url: str | None) -> Settings:
+    """Arguments first, then THISDB_URL / THISDB_API_KEY / THISDB_TOKEN."""
+    if api_key is not None and token is not None:
+        raise ConfigurationError("pass api_key or token, not both")
+    url = base_url if base_url is not None else os.environ.get(ENV_URL, "")
+    if not url:
+        raise ConfigurationError(
+            f"no server: pass base_url= (e.g. 'http://127.0.0.1:8000') or set {ENV_URL}"
+        )
+    if api_key is None and token is None:
+        api_key = os.environ.get(ENV_API_KEY) or None
+        token = None if api_key else os.environ.get(ENV_TOKEN) or None
+    if not api_key and not token:
+        raise ConfigurationError(
+            f"no credentials: pass api_key= or token=, or set {ENV_API_KEY} or {ENV_TOKEN}"
+        )
+    headers = {"User-Agent": USER_AGENT}
+    if api_key:
+        headers["X-Api-Key"] = _credential(api_key, "API key")
+    else:
+        headers["X-Token"] = _credential(token or "", "token")
+    return Settings(normalize_base_url(url), headers)
+
+
+def _credential(value: str, what: str) -> str:
+    value = value.strip()
+    if not value.isascii() or not value.isprintable() or " " in value:
+        raise ConfigurationError(f"the {what} has characters no key or token has: check it")
+    return value
+
+
+def normalize_base_url(url: str) -> str:
+    """`http://host`, `http://host/` and `http://host/v1[/]` all mean `http://host/v1`; a path
+    before /v1 (a server mounted under a prefix) is kept."""
+    try:
+        parsed = httpx.URL(url.strip())
+    except httpx.InvalidURL as exc:
+        raise ConfigurationError(f"invalid server URL {url!r}: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigurationError(f"invalid server URL {url!r}: use http://host[:port] or https://")
+    if parsed.query or parsed.fragment:
+        raise ConfigurationError(f"invalid server URL {url!r}: no query or fragment, please")
+    path = parsed.raw_path.decode("ascii").split("?")[0].rstrip("/")
+    if not path.endswith("/v1"):
+        path += "/v1"
+    return str(parsed.copy_with(raw_path=path.encode("ascii")))
+
+
+_DOTS = re.compile(r"\.{1,2}")
+
+
+def segment(text: str, what: str) -> str:
+    """One path segment, percent-encoded: every byte but A-Z a-z 0-9 - . _ ~ ('/' included).
+
+    A segment of only "." or ".." would be removed by URL normalization (in httpx and in
+    proxies), so its dots are encoded too.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"{what} must be a str, not {type(text).__name__}")
+    if not text:
+        raise ValueError(f"{what} cannot be empty")
+    if _DOTS.fullmatch(text):
+        return "%2E" * len(text)
+    return quote(text, safe="")
+
+
+def to_bytes(value: Value) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    raise TypeError(f"a value must be bytes or str, not {type(value).__name__}")
+
+
+def _whole(value: int, name: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    return str(value)
+
+
+def permissions_text(permissions: str | Iterable[str]) -> str:
+    if isinstance(permissions, str):
+        return permissions
+    return ",".join(permissions)
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One API call: what to send and how to read a successful answer."""
+
+    method: str
+    path: str  # below /v1, already encoded: "/", "/<bucket>", "/<bucket>/<key>", "/tokens"
+    parse: Callable[[httpx.Response], T]
+    params: Mapping[str, str] | None = None
+    body: bytes | None = None
+    content_type: str | None = None
+
+
+def _form(fields: Mapping[str, str]) -> bytes:
+    return urlencode(fields).encode("ascii")
+
+
+FORM = "application/x-www-form-urlencoded"
+OCTETS = "application/octet-stream"
+
+
+# --- the calls, named after the official SDKs ----------------------------------------------
+
+
+def create_bucket(default_ttl: int | None) -> Call[str]:
+    fields = {} if default_ttl is None else {"default_ttl": _whole(default_ttl, "default_ttl")}
+    return Call("POST", "/", _text_word, body=_form(fields), content_type=FORM)
+
+
+def update_bucket(bucket: str, default_ttl: int) -> Call[None]:
+    fields = {"default_ttl": _whole(default_ttl, "default_ttl")}
+    path = "/" + segment(bucket, "bucket")
+    return Call("PATCH", path, _ok, body=_form(fields), content_type=FORM)
+
+
+def delete_bucket(bucket: str) -> Call[None]:
+    return Call("DELETE", "/" + segment(bucket, "bucket"), _ok)
+
+
+def list_keys(
+    bucket: str,
+    prefix: str | None,
+    limit: int | None,
+    values: bool,
+    cursor: str | None,
+) -> Call[KeyPage]:
+    params = {"format": "json"}
+    if prefix:
+        params["prefix"] = prefix
+    if limit is not None:
+        params["limit"] = _whole(limit, "limit")
+    if values:
+        params["values"] = "true"
+    if cursor:
+        params["cursor"] = cursor
+    return Call("GET", "/" + segment(bucket, "bucket"), _key_page, params=params)
+
+
+def get(bucket: str, key: str) -> Call[bytes]:
+    # The text format answers with the stored bytes as they are (no base64, no JSON to parse),
+    # which is exact and the cheapest for large values.
+    return Call("GET", _item_path(bucket, key), _content)
+
+
+def set(bucket: str, key: str, value: Value, ttl: int | None) -> Call[None]:
+    params = None if ttl is None else {"ttl": _whole(ttl, "ttl")}
+    return Call(
+        "POST",
+        _item_path(bucket, key),
+        _ok,
+        params=params,
+        body=to_bytes(value),
+        content_type=OCTETS,
+    )
+
+
+def increment(bucket: str, key: str, by: int, ttl: int | None) -> Call[int]:
+    params = None if ttl is None else {"ttl": _whole(ttl, "ttl")}
+    delta = f"{int(_whole(by, 'by')):+d}".encode("ascii")
+    return Call(
+        "PATCH",
+        _item_path(bucket, key),
+        _integer,
+        params=params,
+        body=delta,
+        content_type="text/plain",
+    )
+
+
+def delete(bucket: str, key: str) -> Call[None]:
+    return Call("DELETE", _item_path(bucket, key), _ok)
+
+
+def create_token(bucket: str, prefix: str, permissions: str | Iterable[str], ttl: int) -> Call[str]:
+    fields = {
+        "bucket": bucket,
+        "prefix": prefix,
+        "permissions": permissions_text(permissions),
+        "ttl": _whole(ttl, "ttl"),
+    }
+    return Call("POST", "/tokens", _text_word, body=_form(fields), content_type=FORM)
+
+
+def _item_path(bucket: str, key: str) -> str:
+    return f"/{segment(bucket, 'bucket')}/{segment(key, 'key')}"
+
+
+# --- reading answers -------------------------------------------------------------------------
+
+
+def raw(response: httpx.Response) -> httpx.Response:
+    return response
+
+
+def _ok(response: httpx.Response) -> None:
+    return None  # 200 is success; the body ("OK") carries nothing more
+
+
+def _content(response: httpx.Response) -> bytes:
+    return response.content
+
+
+def _text_word(response: httpx.Response) -> str:
+    text = response.text.strip()
+    if not text or any(c.isspace() for c in text):
+        raise UnexpectedResponse(f"expected an id, got {_excerpt(response)!r}", response)
+    return text
+
+
+def _integer(response: httpx.Response) -> int:
+    text = response.text.strip()
+    try:
+        return int(text)
+    except ValueError:
+        raise UnexpectedResponse(
+            f"expected a number, got {_excerpt(response)!r}", response
+        ) from None
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except (ValueError, UnicodeDecodeError):
+        raise UnexpectedResponse(f"expected JSON, got {_excerpt(response)!r}", response) from None
+
+
+def decode_value(entry: Mapping[str, Any]) -> bytes:
+    """The bytes of a JSON value: text, or base64 when it says "encoding": "base64"."""
+    value = entry.get("value")
+    if not isinstance(value, str):
+        raise ValueError("a value must be a JSON string")
+    if entry.get("encoding") == "base64":
+        try:
+            return base64.b64decode(value, validate=True)
+        except binascii.Error:
+            raise ValueError("invalid base64 value") from None
+    return value.encode("utf-8")
+
+
+def encode_value(value: bytes) -> dict[str, str]:
+    """A value in JSON the way the API writes it: text if UTF-8, else base64 and says so."""
+    try:
+        return {"value": value.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"value": base64.b64encode(value).decode("ascii"), "encoding": "base64"}
+
+
+def _key_page(response: httpx.Response) -> KeyPage:
+    data = _json(response)
+    if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+        raise UnexpectedResponse("expected a JSON object with items", response)
+    items = []
+    for entry in data["items"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+            raise UnexpectedResponse("a listed item has no key", response)
+        try:
+            value = decode_value(entry) if "value" in entry else None
+        except ValueError as exc:
+            raise UnexpectedResponse(f"key {entry['key']!r}: {exc}", response) from None
+        ttl = entry.get("ttl")
+        items.append(Item(entry["key"], value, ttl if isinstance(ttl, int) else None))
+    cursor = data.get("next_cursor") or response.headers.get("X-Next-Cursor") or None
+    return KeyPage(items, cursor if isinstance(cursor, str) else None)
+
+
+def _excerpt(response: httpx.Response, size: int = 200) -> str:
+    text = response.content[:size].decode("utf-8", "replace").strip()
+    return text + ("..." if len(response.content) > size else "")
+
+
+def error_message(response: httpx.Response) -> str:
+    """The server's message: {"error": ...} in JSON, else the text, else the reason phrase."""
+    content_type = response.headers.get("Content-Type", "")
+    if "json" in content_type:
+        try:
+            data = response.json()
+        except (ValueError, UnicodeDecodeError):
+            data = None
+        message = data.get("error") if isinstance(data, dict) else None
+        if isinstance(message, str):
+            return message
+    if content_type.startswith("text/html"):
+        return response.reason_phrase or "error"  # a proxy's or framework's page: not for people
+    return _excerpt(response) or response.reason_phrase or "error"
+
+
+def retry_after(response: httpx.Response, now: float | None = None) -> float | None:
+    """Retry-After in seconds (whole seconds or an HTTP date), None if absent or unreadable."""
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def check(response: httpx.Response) -> httpx.Response:
+    """The response if it is a success, else the exception for its status."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return response
+    if status < 400:
+        where = response.headers.get("Location", "elsewhere")
+        raise UnexpectedResponse(
+            f"the server answered {status} (to {where}): check the base URL", response
+        )
+    cls = error_class(status)
+    message = error_message(response)
+    if cls is RateLimited:
+        raise RateLimited(status, message, response, retry_after(response))
+    if cls is Unavailable:
+        raise Unavailable(status, message, response, retry_after(response))
+    raise cls(status, message, response)
+
+
+def rate_limit(response: httpx.Response) -> RateLimit | None:
+    headers = response.headers
+    try:
+        return RateLimit(
+            int(headers["X-RateLimit-Limit"]),
+            int(headers["X-RateLimit-Remaining"]),
+            int(headers["X-RateLimit-Reset"]),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry 429 and 503 up to `retries` times, waiting what Retry-After asks (or 0.5 s, 1 s,
+    2 s, ... when it does not say), but never longer than `max_wait` for one wait: a longer
+    wait (the hourly limit) is raised at once. Nothing else is retried."""
+
+    retries: int = 0
+    max_wait: float = 60.0
+
+    def delay(self, response: httpx.Response, attempt: int) -> float | None:
+        if attempt >= self.retries or response.status_code not in (429, 503):
+            return None
+        wait = retry_after(response)
+        if wait is None:
+            wait = 0.5 * 2**attempt
+        return wait if wait <= self.max_wait else None
+
+
+def raw_call(
+    method: str,
+    path: str,
+    params: Mapping[str, str] | None,
+    content: bytes | None,
+    content_type: str | None,
+) -> Call[httpx.Response]:
+    """Any request below /v1; `path` starts with "/" and is sent as it is (encode it yourself)."""
+    if not path.startswith("/"):
+        raise ValueError(f'path must start with "/" (below /v1), not {path!r}')
+    return Call(method.upper(), path, raw, params=params, body=content, content_type=content_type)
+
+
+def build_request(
+    http: httpx.Client | httpx.AsyncClient, base: str, call: Call[Any]
+) -> httpx.Request:
+    headers = {"Content-Type": call.content_type} if call.content_type else None
+    return http.build_request(
+        call.method,
+        base + call.path,
+        params=dict(call.params) if call.params else None,
+        content=call.body,
+        headers=headers,
+    )
+
+
+def make_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
+    if isinstance(timeout, httpx.Timeout):
+        return timeout
+    return httpx.Timeout(DEFAULT_TIMEOUT if timeout is None else timeout)
+
+
+def dumps_json(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -1,0 +1,162 @@
+"""The asynchronous client: the same methods as Client, awaited (asyncio or trio)."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import AsyncIterator, Iterable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import anyio
+import httpx
+
+from thisdb import _core
+from thisdb._core import Call, Value
+from thisdb.client import BaseClient, _describe
+from thisdb.errors import NetworkError
+from thisdb.models import Item, KeyPage
+
+T = TypeVar("T")
+
+
+class AsyncClient(BaseClient):
+    """A ThisDB v1 API client for asyncio or trio; see Client for the arguments.
+
+    >>> async with thisdb.AsyncClient(api_key="tdb_...", base_url="http://127.0.0.1:8000") as db:
+    ...     bucket = await db.create_bucket()
+    ...     await db.set(bucket, "greeting", b"hello")
+    ...     async for item in db.iter_keys(bucket, values=True):
+    ...         print(item.key, item.value)
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        token: str | None = None,
+        base_url: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        retries: int = 0,
+        max_retry_wait: float = 60.0,
+        verify: bool | ssl.SSLContext = True,
+    ):
+        super().__init__(api_key, token, base_url, retries, max_retry_wait)
+        self._http = httpx.AsyncClient(
+            headers=self._settings.headers,
+            timeout=_core.make_timeout(timeout),
+            verify=verify,
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._http.aclose()
+
+    async def _run(self, call: Call[T]) -> T:
+        request = _core.build_request(self._http, self.base_url, call)
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.send(request)
+            except httpx.RequestError as exc:
+                raise NetworkError(f"{call.method} {request.url}: {_describe(exc)}") from exc
+            wait = self._retry.delay(response, attempt)
+            if wait is None:
+                return self._answered(call, response)
+            self.rate_limit = _core.rate_limit(response)
+            await anyio.sleep(wait)
+            attempt += 1
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        content_type: str | None = None,
+    ) -> httpx.Response:
+        """Send any request below /v1; see Client.request."""
+        call = _core.raw_call(method, path, params, content, content_type)
+        return await self._run(call)
+
+    async def create_bucket(self, default_ttl: int | None = None) -> str:
+        """Create a bucket and return its id; see Client.create_bucket."""
+        return await self._run(_core.create_bucket(default_ttl))
+
+    async def update_bucket(self, bucket: str, default_ttl: int) -> None:
+        """Set a bucket's default ttl (seconds, 0 = never expire)."""
+        await self._run(_core.update_bucket(bucket, default_ttl))
+
+    async def delete_bucket(self, bucket: str) -> None:
+        """Delete a bucket with all its keys and tokens."""
+        await self._run(_core.delete_bucket(bucket))
+
+    async def list_keys(
+        self,
+        bucket: str,
+        prefix: str | None = None,
+        limit: int | None = None,
+        values: bool = False,
+        cursor: str | None = None,
+    ) -> KeyPage:
+        """One page of keys; see Client.list_keys."""
+        return await self._run(_core.list_keys(bucket, prefix, limit, values, cursor))
+
+    async def iter_keys(
+        self,
+        bucket: str,
+        prefix: str | None = None,
+        values: bool = False,
+        page_size: int | None = None,
+    ) -> AsyncIterator[Item]:
+        """Every key of a bucket (or under `prefix`), following the cursor page after page."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_keys(bucket, prefix, page_size, values, cursor)
+            for item in page.items:
+                yield item
+            if not page.next_cursor or not page.items:
+                return
+            cursor = page.next_cursor
+
+    async def get(self, bucket: str, key: str) -> bytes:
+        """A key's value, byte for byte; NotFound if it does not exist or has expired."""
+        return await self._run(_core.get(bucket, key))
+
+    async def get_json(self, bucket: str, key: str) -> Any:
+        """A key's value decoded as JSON."""
+        return json.loads(await self.get(bucket, key))
+
+    async def set(self, bucket: str, key: str, value: Value, ttl: int | None = None) -> None:
+        """Store `value` under `key`; see Client.set."""
+        await self._run(_core.set(bucket, key, value, ttl))
+
+    async def set_json(self, bucket: str, key: str, obj: Any, ttl: int | None = None) -> None:
+        """Store `obj` as compact UTF-8 JSON."""
+        await self.set(bucket, key, _core.dumps_json(obj), ttl)
+
+    async def increment(self, bucket: str, key: str, by: int = 1, ttl: int | None = None) -> int:
+        """Add `by` to a key atomically and return the new value; see Client.increment."""
+        return await self._run(_core.increment(bucket, key, by, ttl))
+
+    async def delete(self, bucket: str, key: str) -> None:
+        """Delete a key; NotFound if it does not exist."""
+        await self._run(_core.delete(bucket, key))
+
+    async def create_token(
+        self, bucket: str, prefix: str, permissions: str | Iterable[str], ttl: int
+    ) -> str:
+        """A token for the keys of `bucket` under `prefix`; see Client.create_token."""
+        return await self._run(_core.create_token(bucket, prefix, permissions, ttl))

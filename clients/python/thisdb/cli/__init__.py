@@ -1,0 +1,1 @@
+"""The `thisdb` command-line tool (see main.py)."""

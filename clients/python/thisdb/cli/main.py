@@ -1,0 +1,610 @@
+"""`thisdb`: the command-line tool.
+
+Exit statuses: 0 ok, 1 the API refused (or answered oddly), 2 usage error (bad arguments, no
+server or credentials configured, a bad profile file or import file), 3 network error,
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import string
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from thisdb import __version__
+from thisdb.cli.config import ConfigFile
+from thisdb.cli.output import (
+    API_ERROR,
+    INTERRUPTED,
+    OK,
+    USAGE_ERROR,
+    Output,
+    shown_value,
+    value_record,
+)
+from thisdb.client import Client
+from thisdb.errors import ConfigurationError, NotFound, ThisDBError, UnexpectedResponse
+from thisdb.models import Item
+
+ENV_PROFILE = "THISDB_PROFILE"
+
+
+@dataclass
+class State:
+    """What the commands of one run (or one shell session) share."""
+
+    output: Output = field(default_factory=Output)
+    url: str | None = None
+    api_key: str | None = None
+    token: str | None = None
+    profile: str = "default"
+    config: ConfigFile | None = None
+    timeout: float = 10.0
+    retries: int = 0
+    interactive: bool = False  # shell or -c: stdin carries commands, never values
+    bucket: str | None = None  # the shell's current bucket (`use BUCKET`)
+    ready: bool = False
+    _client: Client | None = None
+
+    def client(self) -> Client:
+        if self._client is None:
+            if not self.url:
+                raise click.UsageError(
+                    "no server: pass --url, set THISDB_URL, or run `thisdb login`"
+                )
+            if not self.api_key and not self.token:
+                raise click.UsageError(
+                    "no credentials: pass --api-key or --token, set THISDB_API_KEY or "
+                    "THISDB_TOKEN, or run `thisdb login`"
+                )
+            try:
+                self._client = Client(
+                    self.api_key or None,
+                    token=None if self.api_key else self.token,
+                    base_url=self.url,
+                    timeout=self.timeout,
+                    retries=self.retries,
+                )
+            except ConfigurationError as exc:
+                raise click.UsageError(str(exc)) from None
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @property
+    def config_file(self) -> ConfigFile:
+        if self.config is None:
+            self.config = ConfigFile.load()
+        return self.config
+
+    def profile_exists(self) -> bool:
+        return self.config_file.profile(self.profile) is not None
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+class NonEmpty(click.ParamType):  # type: ignore[type-arg]
+    name = "text"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        if not isinstance(value, str) or not value:
+            self.fail("cannot be empty", param, ctx)
+        return value
+
+
+BUCKET = click.argument("bucket", type=NonEmpty(), metavar="BUCKET")
+KEY = click.argument("key", type=NonEmpty(), metavar="KEY")
+TTL = click.option(
+    "--ttl",
+    type=click.IntRange(min=0),
+    help="Seconds the key lives unless written again; 0 = never [default: the bucket's].",
+)
+
+
+@click.group(
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit status: 0 ok, 1 API error, 2 usage error, 3 network error.",
+)
+@click.option("--url", metavar="URL", help="The server, e.g. http://host:8000 [env THISDB_URL].")
+@click.option("--api-key", metavar="KEY", help="Your API key [env THISDB_API_KEY].")
+@click.option("--token", metavar="TOKEN", help="A token instead of an API key [env THISDB_TOKEN].")
+@click.option(
+    "--profile", "-p", metavar="NAME", help="A profile of the config file [env THISDB_PROFILE]."
+)
+@click.option("--json", "json_mode", is_flag=True, help="Print JSON (one document a line).")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the server.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Retry answers 429 and 503 this many times, waiting what Retry-After asks (at most 60 s).",
+)
+@click.option("-c", "commands", is_flag=True, help="Run commands from stdin, one a line.")
+@click.version_option(__version__, "--version", prog_name="thisdb")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    url: str | None,
+    api_key: str | None,
+    token: str | None,
+    profile: str | None,
+    json_mode: bool,
+    timeout: float,
+    retries: int,
+    commands: bool,
+) -> None:
+    """A client of ThisDB (any server of the ThisDB v1 API): buckets, keys, tokens, export and
+    import, and an interactive shell.
+
+    Settings come from the options, else the environment, else the profile file
+    (~/.config/thisdb/config.toml, written by `thisdb login`)."""
+    state = ctx.ensure_object(State)
+    if state.ready:
+        return  # a line of the shell: the session's settings stay
+    state.output.json = json_mode
+    state.timeout, state.retries = timeout, retries
+    _configure(state, url, api_key, token, profile)
+    state.ready = True
+    if commands:
+        if ctx.invoked_subcommand:
+            raise click.UsageError("-c reads the commands from stdin: give no command")
+        from thisdb.cli.shell import run_lines
+
+        ctx.exit(run_lines(state, sys.stdin))
+    if ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+def _configure(
+    state: State, url: str | None, api_key: str | None, token: str | None, profile: str | None
+) -> None:
+    env = os.environ
+    config = state.config_file
+    chosen = profile or env.get(ENV_PROFILE)
+    state.profile = chosen or config.default_profile
+    settings = config.profile(state.profile)
+    if settings is None and chosen:
+        raise click.UsageError(
+            f"no profile {state.profile!r} in {config.path}: "
+            f"create it with `thisdb login --profile {state.profile}`"
+        )
+    settings = settings or {}
+    state.url = url or env.get("THISDB_URL") or _text(settings.get("url"))
+    if api_key and token:
+        raise click.UsageError("give --api-key or --token, not both")
+    if api_key or token:
+        state.api_key, state.token = api_key, token
+    elif env.get("THISDB_API_KEY") or env.get("THISDB_TOKEN"):
+        state.api_key = env.get("THISDB_API_KEY") or None
+        state.token = None if state.api_key else env.get("THISDB_TOKEN")
+    else:
+        state.api_key = _text(settings.get("api_key"))
+        state.token = None if state.api_key else _text(settings.get("token"))
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+# --- login -------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--url", metavar="URL", help="The server, e.g. https://thisdb.example.com.")
+@click.option("--api-key", metavar="KEY", help="Your API key (asked for if not given).")
+@click.option(
+    "--profile", "-p", "name", metavar="NAME", help="Profile to write [default: the current one]."
+)
+@click.option("--default", "make_default", is_flag=True, help="Make it the default profile.")
+@pass_state
+def login(
+    state: State, url: str | None, api_key: str | None, name: str | None, make_default: bool
+) -> None:
+    """Check an API key against a server and save both in a profile."""
+    if state.interactive:
+        raise click.UsageError("login is not available in the shell: run `thisdb login`")
+    terminal = sys.stdin.isatty()
+    url = url or state.url
+    if not url:
+        if not terminal:
+            raise click.UsageError("give --url")
+        url = click.prompt("Server URL", default="http://127.0.0.1:8000")
+    api_key = api_key or state.api_key
+    if not api_key:
+        if not terminal:
+            raise click.UsageError("give --api-key")
+        api_key = click.prompt("API key", hide_input=True)
+    try:
+        with Client(api_key, base_url=url, timeout=state.timeout) as client:
+            _check_api_key(client)
+            base_url = client.base_url
+    except ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+    name = name or state.profile
+    config = state.config_file
+    config.save_profile(name, url, api_key, make_default)
+    state.output.result(
+        f"logged in to {base_url}: profile {name!r} saved in {config.path}",
+        {"profile": name, "url": base_url, "config": str(config.path)},
+    )
+
+
+def _check_api_key(client: Client) -> None:
+    """There is no "who am I" endpoint: ask for a bucket that cannot exist. A valid key gets the
+    API's own 404 (in JSON, as asked); a wrong one a 403, which is raised."""
+    alphabet = string.ascii_letters + string.digits
+    probe = "".join(secrets.choice(alphabet) for _ in range(20))
+    not_the_api = f"{client.base_url} does not answer like a ThisDB v1 API: check the URL"
+    try:
+        client.list_keys(probe, limit=1)
+    except NotFound as exc:
+        response = exc.response
+        if response is None or "json" not in response.headers.get("Content-Type", ""):
+            raise UnexpectedResponse(not_the_api) from None
+    except UnexpectedResponse as exc:
+        raise UnexpectedResponse(f"{not_the_api} ({exc})") from None
+
+
+# --- buckets -----------------------------------------------------------------------------------
+
+
+@cli.group()
+def bucket() -> None:
+    """Create, list, update and delete buckets."""
+
+
+@bucket.command("create")
+@click.option(
+    "--default-ttl",
+    type=click.IntRange(min=0),
+    help="Seconds keys live unless written again; 0 = never [server default: 604800].",
+)
+@pass_state
+def bucket_create(state: State, default_ttl: int | None) -> None:
+    """Create a bucket and print its id (remembered in the profile for `bucket list`)."""
+    bucket_id = state.client().create_bucket(default_ttl)
+    state.config_file.remember_bucket(state.profile, bucket_id)
+    state.output.result(bucket_id, {"bucket": bucket_id})
+
+
+@bucket.command("list")
+@pass_state
+def bucket_list(state: State) -> None:
+    """The buckets created with this tool under the current profile.
+
+    The v1 API has no way to list an account's buckets, so this lists what the profile
+    remembers (buckets made elsewhere are not in it)."""
+    config = state.config_file
+    buckets = config.buckets(state.profile)
+    if state.output.json:
+        state.output.data({"profile": state.profile, "buckets": buckets})
+        return
+    for bucket_id in buckets:
+        state.output.line(bucket_id)
+    if state.profile_exists():
+        state.output.note(
+            f"the v1 API cannot list buckets: these are the {len(buckets)} bucket(s) created with "
+            f"this tool under profile {state.profile!r} ({config.path})"
+        )
+    else:
+        state.output.note(
+            "the v1 API cannot list buckets, and no profile remembers any: "
+            "run `thisdb login` to make one"
+        )
+
+
+@bucket.command("update")
+@BUCKET
+@click.option(
+    "--default-ttl",
+    type=click.IntRange(min=0),
+    required=True,
+    help="Seconds keys live unless written again; 0 = never.",
+)
+@pass_state
+def bucket_update(state: State, bucket: str, default_ttl: int) -> None:
+    """Set a bucket's default ttl."""
+    state.client().update_bucket(bucket, default_ttl)
+    state.output.result("OK", {"result": "OK"})
+
+
+@bucket.command("delete")
+@BUCKET
+@pass_state
+def bucket_delete(state: State, bucket: str) -> None:
+    """Delete a bucket with all its keys and tokens."""
+    try:
+        state.client().delete_bucket(bucket)
+    except NotFound:
+        state.config_file.forget_bucket(state.profile, bucket)
+        raise
+    state.config_file.forget_bucket(state.profile, bucket)
+    if state.bucket == bucket:
+        state.bucket = None
+    state.output.result("OK", {"result": "OK"})
+
+
+# --- keys --------------------------------------------------------------------------------------
+
+
+@cli.command()
+@BUCKET
+@KEY
+@click.option(
+    "--output",
+    "-o",
+    "output_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the value to this file.",
+)
+@pass_state
+def get(state: State, bucket: str, key: str, output_file: Path | None) -> None:
+    """Print a key's value (byte for byte when stdout is not a terminal)."""
+    value = state.client().get(bucket, key)
+    out = state.output
+    if output_file is not None:
+        try:
+            output_file.write_bytes(value)
+        except OSError as exc:
+            raise click.UsageError(f"cannot write {output_file}: {exc.strerror}") from None
+        out.note(f"{len(value)} bytes written to {output_file}")
+    elif out.json:
+        out.data(value_record(key, value))
+    elif out.stdout_is_terminal:
+        try:
+            out.line(value.decode("utf-8"))
+        except UnicodeDecodeError:
+            out.note(f"binary value of {len(value)} bytes: use --output FILE, --json, or a pipe")
+    elif state.interactive:
+        out.raw(value if value.endswith(b"\n") else value + b"\n")  # one result a line
+    else:
+        out.raw(value)
+
+
+@cli.command("set")
+@BUCKET
+@KEY
+@click.argument("value", required=False)
+@click.option(
+    "--file", "-f", "value_file", metavar="FILE", help="Read the value from FILE ('-' for stdin)."
+)
+@TTL
+@pass_state
+def set_(
+    state: State,
+    bucket: str,
+    key: str,
+    value: str | None,
+    value_file: str | None,
+    ttl: int | None,
+) -> None:
+    """Set a key to VALUE, to the contents of --file, or to what stdin carries."""
+    if value is not None and value_file is not None:
+        raise click.UsageError("give VALUE or --file, not both")
+    if value is not None:
+        # Arguments the terminal sent in another encoding come back as the same bytes.
+        content = value.encode("utf-8", "surrogateescape")
+    elif value_file is not None and value_file != "-":
+        try:
+            content = Path(value_file).read_bytes()
+        except OSError as exc:
+            raise click.UsageError(f"cannot read {value_file}: {exc.strerror}") from None
+    elif state.interactive:
+        raise click.UsageError("give the value: set KEY VALUE, or --file FILE")
+    elif value_file is None and sys.stdin.isatty():
+        raise click.UsageError("give a VALUE, --file FILE, or pipe the value to stdin")
+    else:
+        content = sys.stdin.buffer.read()
+    state.client().set(bucket, key, content, ttl)
+    state.output.result("OK", {"result": "OK"})
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@BUCKET
+@KEY
+@click.argument("by", required=False, default="1", metavar="[BY]")
+@TTL
+@pass_state
+def incr(state: State, bucket: str, key: str, by: str, ttl: int | None) -> None:
+    """Add BY (default 1; -N to subtract) to a key holding an integer; print the new value."""
+    try:
+        amount = int(by)
+    except ValueError:
+        raise click.UsageError(f"BY must be a whole number like 1, +5 or -2, not {by!r}") from None
+    value = state.client().increment(bucket, key, amount, ttl)
+    state.output.result(str(value), {"key": key, "value": value})
+
+
+@cli.command("del")
+@BUCKET
+@KEY
+@pass_state
+def delete(state: State, bucket: str, key: str) -> None:
+    """Delete a key."""
+    state.client().delete(bucket, key)
+    state.output.result("OK", {"result": "OK"})
+
+
+@cli.command()
+@BUCKET
+@click.option("--prefix", default="", help="Only keys starting with this.")
+@click.option("--values", is_flag=True, help="With each key's value.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many keys [default: all].")
+@pass_state
+def keys(state: State, bucket: str, prefix: str, values: bool, limit: int | None) -> None:
+    """List a bucket's keys in byte order, all pages (with --json: one object a line)."""
+    page_size = min(limit, 1000) if limit else None
+    items: Iterator[Item] = state.client().iter_keys(bucket, prefix or None, values, page_size)
+    if limit:
+        items = islice(items, limit)
+    out = state.output
+    if out.json:
+        for item in items:
+            out.data(
+                value_record(item.key, item.value)
+                if values and item.value is not None
+                else {"key": item.key}
+            )
+    elif not values:
+        for item in items:
+            out.line(item.key)
+    elif out.stdout_is_terminal:
+        out.table(["key", "value"], [[i.key, shown_value(i.value or b"")] for i in items])
+    else:
+        for item in items:
+            out.line(f"{item.key}\t{shown_value(item.value or b'')}")
+
+
+# --- tokens ------------------------------------------------------------------------------------
+
+
+@cli.group()
+def token() -> None:
+    """Create tokens: access to some keys of a bucket, for a while, without the API key."""
+
+
+@token.command("create")
+@BUCKET
+@click.option(
+    "--prefix",
+    default="",
+    show_default=True,
+    help="Keys starting with this ('' = the whole bucket; a full key = that key).",
+)
+@click.option(
+    "--permissions",
+    default="read",
+    show_default=True,
+    type=click.Choice(["read", "write", "read,write"]),
+)
+@click.option(
+    "--ttl",
+    type=click.IntRange(1, 86400),
+    default=3600,
+    show_default=True,
+    help="Seconds the token lives (at most 86400).",
+)
+@pass_state
+def token_create(state: State, bucket: str, prefix: str, permissions: str, ttl: int) -> None:
+    """Create a token and print it."""
+    value = state.client().create_token(bucket, prefix, permissions, ttl)
+    state.output.result(value, {"token": value})
+
+
+# --- export, import, shell ---------------------------------------------------------------------
+
+
+@cli.command("export")
+@BUCKET
+@click.option("--prefix", default="", help="Only keys starting with this.")
+@click.option(
+    "--output",
+    "-o",
+    "output_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of stdout.",
+)
+@pass_state
+def export_(state: State, bucket: str, prefix: str, output_file: Path | None) -> None:
+    """Write a bucket's keys and values as NDJSON (one {"key","value"[,"encoding"]} a line)."""
+    from thisdb.cli.transfer import export_bucket
+
+    if output_file is None and state.interactive and state.output.stdout_is_terminal:
+        raise click.UsageError("give --output FILE in the shell")
+    export_bucket(state, bucket, prefix, output_file)
+
+
+@cli.command("import")
+@BUCKET
+@click.option("--file", "-f", "input_file", metavar="FILE", help="Read from FILE instead of stdin.")
+@TTL
+@click.option(
+    "--max-wait",
+    type=click.FloatRange(min=0),
+    default=5.0,
+    show_default=True,
+    help="Wait out a 429 (a key written twice within a second, or the hourly limit) "
+    "if the server asks for at most this many seconds; else stop and say where.",
+)
+@pass_state
+def import_(
+    state: State, bucket: str, input_file: str | None, ttl: int | None, max_wait: float
+) -> None:
+    """Write the keys of an NDJSON export into a bucket (--ttl for records without one)."""
+    from thisdb.cli.transfer import import_bucket
+
+    if input_file in (None, "-") and state.interactive:
+        raise click.UsageError("give --file FILE in the shell")
+    import_bucket(state, bucket, input_file, ttl, max_wait)
+
+
+@cli.command()
+@click.pass_context
+def shell(ctx: click.Context) -> None:
+    """An interactive shell: history, tab completion, `use BUCKET`."""
+    from thisdb.cli.shell import run_shell
+
+    state = ctx.find_object(State)
+    assert state is not None
+    if state.interactive:
+        raise click.UsageError("already in the shell")
+    ctx.exit(run_shell(state))
+
+
+# --- running -----------------------------------------------------------------------------------
+
+
+def invoke(state: State, args: list[str] | None) -> int:
+    """Run one command line and return its exit status; errors are printed, never raised."""
+    try:
+        result = cli.main(args=args, prog_name="thisdb", standalone_mode=False, obj=state)
+    except click.UsageError as exc:
+        if state.output.json:
+            return state.output.error(exc)
+        exc.show()
+        return USAGE_ERROR
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.Abort:
+        return INTERRUPTED
+    except ThisDBError as exc:
+        return state.output.error(exc)
+    return result if isinstance(result, int) else OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    state = State()
+    try:
+        return invoke(state, argv)
+    except BrokenPipeError:
+        # The reader went away (`thisdb keys B | head`): stop quietly.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return API_ERROR
+    finally:
+        state.close()
+
+
+def run() -> NoReturn:
+    sys.exit(main())

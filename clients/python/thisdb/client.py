@@ -1,0 +1,214 @@
+"""The synchronous client."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from thisdb import _core
+from thisdb._core import Call, Value
+from thisdb.errors import NetworkError
+from thisdb.models import Item, KeyPage, RateLimit
+
+T = TypeVar("T")
+
+
+class BaseClient:
+    """What both clients hold: where the server is, the credentials, the retry rule, and the
+    rate-limit figures of the last answer."""
+
+    def __init__(
+        self,
+        api_key: str | None,
+        token: str | None,
+        base_url: str | None,
+        retries: int,
+        max_retry_wait: float,
+    ):
+        self._settings = _core.resolve_settings(api_key, token, base_url)
+        self._retry = _core.RetryPolicy(retries, max_retry_wait)
+        self.rate_limit: RateLimit | None = None
+        """X-RateLimit-* of the last answer (None before any, or if it carried none)."""
+
+    @property
+    def base_url(self) -> str:
+        """The API's root, ending in /v1."""
+        return self._settings.base_url
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.base_url}>"
+
+    def _answered(self, call: Call[T], response: httpx.Response) -> T:
+        self.rate_limit = _core.rate_limit(response)
+        return call.parse(_core.check(response))
+
+
+class Client(BaseClient):
+    """A ThisDB v1 API client over one pool of keep-alive connections.
+
+    >>> with thisdb.Client(api_key="tdb_...", base_url="http://127.0.0.1:8000") as db:
+    ...     bucket = db.create_bucket()
+    ...     db.set(bucket, "greeting", b"hello")
+    ...     db.get(bucket, "greeting")
+    b'hello'
+
+    `api_key` or `token` (else THISDB_API_KEY or THISDB_TOKEN) and `base_url` (else
+    THISDB_URL): `http://host`, `http://host/` and `http://host/v1` all work. `retries` > 0
+    retries answers 429 and 503 after the wait Retry-After asks for, when that wait is at most
+    `max_retry_wait` seconds.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        token: str | None = None,
+        base_url: str | None = None,
+        timeout: float | httpx.Timeout | None = None,
+        retries: int = 0,
+        max_retry_wait: float = 60.0,
+        verify: bool | ssl.SSLContext = True,
+    ):
+        super().__init__(api_key, token, base_url, retries, max_retry_wait)
+        self._http = httpx.Client(
+            headers=self._settings.headers,
+            timeout=_core.make_timeout(timeout),
+            verify=verify,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._http.close()
+
+    def _run(self, call: Call[T]) -> T:
+        request = _core.build_request(self._http, self.base_url, call)
+        attempt = 0
+        while True:
+            try:
+                response = self._http.send(request)
+            except httpx.RequestError as exc:
+                raise NetworkError(f"{call.method} {request.url}: {_describe(exc)}") from exc
+            wait = self._retry.delay(response, attempt)
+            if wait is None:
+                return self._answered(call, response)
+            self.rate_limit = _core.rate_limit(response)
+            time.sleep(wait)
+            attempt += 1
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        content_type: str | None = None,
+    ) -> httpx.Response:
+        """Send any request below /v1 (`path` as it goes on the wire, e.g. "/tokens") with the
+        client's credentials; returns the response of a success, raises as the methods do."""
+        call = _core.raw_call(method, path, params, content, content_type)
+        return self._run(call)
+
+    # --- buckets ---------------------------------------------------------------------------
+
+    def create_bucket(self, default_ttl: int | None = None) -> str:
+        """Create a bucket and return its id. `default_ttl` in seconds, 0 = keys never expire
+        (the server's default is 604800, 7 days)."""
+        return self._run(_core.create_bucket(default_ttl))
+
+    def update_bucket(self, bucket: str, default_ttl: int) -> None:
+        """Set a bucket's default ttl (seconds, 0 = never expire)."""
+        self._run(_core.update_bucket(bucket, default_ttl))
+
+    def delete_bucket(self, bucket: str) -> None:
+        """Delete a bucket with all its keys and tokens."""
+        self._run(_core.delete_bucket(bucket))
+
+    def list_keys(
+        self,
+        bucket: str,
+        prefix: str | None = None,
+        limit: int | None = None,
+        values: bool = False,
+        cursor: str | None = None,
+    ) -> KeyPage:
+        """One page of keys (at most `limit`, the server's maximum is 1000) in byte order, with
+        their values if `values`; pass the page's `next_cursor` as `cursor` for the next."""
+        return self._run(_core.list_keys(bucket, prefix, limit, values, cursor))
+
+    def iter_keys(
+        self,
+        bucket: str,
+        prefix: str | None = None,
+        values: bool = False,
+        page_size: int | None = None,
+    ) -> Iterator[Item]:
+        """Every key of a bucket (or under `prefix`), following the cursor page after page."""
+        cursor: str | None = None
+        while True:
+            page = self.list_keys(bucket, prefix, page_size, values, cursor)
+            yield from page.items
+            if not page.next_cursor or not page.items:
+                return
+            cursor = page.next_cursor
+
+    # --- keys --------------------------------------------------------------------------------
+
+    def get(self, bucket: str, key: str) -> bytes:
+        """A key's value, byte for byte; NotFound if it does not exist or has expired."""
+        return self._run(_core.get(bucket, key))
+
+    def get_json(self, bucket: str, key: str) -> Any:
+        """A key's value decoded as JSON."""
+        return json.loads(self.get(bucket, key))
+
+    def set(self, bucket: str, key: str, value: Value, ttl: int | None = None) -> None:
+        """Store `value` (bytes, or str as UTF-8) under `key`; `ttl` in seconds (0 = never
+        expire, None = the bucket's default)."""
+        self._run(_core.set(bucket, key, value, ttl))
+
+    def set_json(self, bucket: str, key: str, obj: Any, ttl: int | None = None) -> None:
+        """Store `obj` as compact UTF-8 JSON."""
+        self.set(bucket, key, _core.dumps_json(obj), ttl)
+
+    def increment(self, bucket: str, key: str, by: int = 1, ttl: int | None = None) -> int:
+        """Add `by` (negative to decrement) to a key holding an integer, atomically; an absent
+        key counts from 0. Returns the new value."""
+        return self._run(_core.increment(bucket, key, by, ttl))
+
+    def delete(self, bucket: str, key: str) -> None:
+        """Delete a key; NotFound if it does not exist."""
+        self._run(_core.delete(bucket, key))
+
+    # --- tokens ------------------------------------------------------------------------------
+
+    def create_token(
+        self, bucket: str, prefix: str, permissions: str | Iterable[str], ttl: int
+    ) -> str:
+        """A token giving `permissions` ("read", "write" or both) on the keys of `bucket`
+        starting with `prefix` ("" for all), for `ttl` seconds (at most 86400)."""
+        return self._run(_core.create_token(bucket, prefix, permissions, ttl))
+
+
+def _describe(exc: httpx.RequestError) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({text})"
+    return text

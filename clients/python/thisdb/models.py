@@ -1,0 +1,52 @@
+"""The values the client returns: a listed item, a page of a listing, the rate-limit figures."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+@dataclass(frozen=True)
+class Item:
+    """One key of a listing. `value` is None when the listing was made without values.
+
+    `ttl` is the key's remaining time to live in seconds (0: never expires) when the server
+    reports it; servers of the v1 API as published do not, and then it is None.
+    """
+
+    key: str
+    value: bytes | None = None
+    ttl: int | None = None
+
+
+@dataclass(frozen=True)
+class KeyPage:
+    """One page of a bucket's keys; pass `next_cursor` back for the next page (None: the last)."""
+
+    items: list[Item] = field(default_factory=list)
+    next_cursor: str | None = None
+
+    def __iter__(self) -> Iterator[Item]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def keys(self) -> list[str]:
+        return [item.key for item in self.items]
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """The X-RateLimit-* figures of an answer: the hourly limit of the API key, the requests
+    left this hour, and when the count starts again (Unix time, seconds)."""
+
+    limit: int
+    remaining: int
+    reset: int
+
+    @property
+    def reset_at(self) -> datetime:
+        return datetime.fromtimestamp(self.reset, tz=UTC)

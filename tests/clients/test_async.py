@@ -1,0 +1,128 @@
+"""thisdb.AsyncClient against the platform over HTTP: the same methods, awaited."""
+
+import asyncio
+import time
+
+import pytest
+import thisdb
+
+from api.models import Bucket, Item, Token
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_every_method(server, carol):
+    async def scenario():
+        async with thisdb.AsyncClient(carol.key, base_url=server + "/v1/") as db:
+            bucket = await db.create_bucket(default_ttl=0)
+            await db.update_bucket(bucket, 120)
+            await db.set(bucket, "bin", bytes(range(256)))
+            await db.set(bucket, "a/b?c", "text", ttl=0)
+            await db.set_json(bucket, "doc", {"x": [1, 2]})
+            got = (
+                await db.get(bucket, "bin"),
+                await db.get(bucket, "a/b?c"),
+                await db.get_json(bucket, "doc"),
+            )
+            counted = [await db.increment(bucket, "n"), await db.increment(bucket, "n", by=-3)]
+            page = await db.list_keys(bucket, limit=2, values=True)
+            listed = [item.key async for item in db.iter_keys(bucket, page_size=1)]
+            token = await db.create_token(bucket, "a/", "read", 60)
+            await db.delete(bucket, "doc")
+            limits = db.rate_limit
+            other = await db.create_bucket()
+            await db.delete_bucket(other)
+            return bucket, got, counted, page, listed, token, limits, other
+
+    bucket, got, counted, page, listed, token, limits, other = run(scenario())
+
+    assert got == (bytes(range(256)), b"text", {"x": [1, 2]})
+    assert counted == [1, -2]
+    assert [(i.key, i.value) for i in page] == [("a/b?c", b"text"), ("bin", bytes(range(256)))]
+    assert page.next_cursor
+    assert listed == ["a/b?c", "bin", "doc", "n"]
+    assert Token.objects.get(bucket_id=bucket).prefix == "a/"
+    assert len(token) == 40
+    assert Bucket.objects.get(pk=bucket).default_ttl == 120
+    assert sorted(Item.objects.filter(bucket_id=bucket).values_list("key", flat=True)) == [
+        "a/b?c",
+        "bin",
+        "n",
+    ]
+    assert limits.limit == 1000 and limits.remaining == 1000 - 17  # 17 requests so far
+    assert not Bucket.objects.filter(pk=other).exists()
+
+
+def test_concurrent_requests_share_the_client(server, carol):
+    async def scenario():
+        async with thisdb.AsyncClient(carol.key, base_url=server) as db:
+            bucket = await db.create_bucket()
+            await asyncio.gather(*(db.set(bucket, f"k{n:02d}", str(n)) for n in range(40)))
+            counts = await asyncio.gather(*(db.increment(bucket, "hits") for _ in range(20)))
+            return bucket, sorted(counts)
+
+    bucket, counts = run(scenario())
+    assert counts == list(range(1, 21))
+    assert Item.objects.filter(bucket_id=bucket).count() == 41
+
+
+def test_iter_keys_over_more_than_2000_keys(server, carol):
+    bucket = Bucket.objects.create(owner=carol.user).pk
+    keys = [f"key/{n:05d}" for n in range(2100)]
+    Item.objects.bulk_create(
+        Item(bucket_id=bucket, key=k, value=b"\xff" + k.encode()) for k in keys
+    )
+
+    async def scenario():
+        async with thisdb.AsyncClient(carol.key, base_url=server) as db:
+            return [
+                (i.key, i.value) async for i in db.iter_keys(bucket, prefix="key/", values=True)
+            ]
+
+    assert run(scenario()) == [(k, b"\xff" + k.encode()) for k in keys]
+
+
+def test_errors_are_the_same_exceptions(server, strict_server, carol):
+    async def scenario():
+        async with thisdb.AsyncClient(carol.key, base_url=server) as db:
+            bucket = await db.create_bucket()
+            with pytest.raises(thisdb.NotFound, match="key not found"):
+                await db.get(bucket, "missing")
+            with pytest.raises(thisdb.BadRequest, match="ttl must be"):
+                await db.set(bucket, "k", b"v", ttl=-5)
+            with pytest.raises(thisdb.PayloadTooLarge):
+                await db.set(bucket, "k", b"x" * (1024 * 1024 + 1))
+            with pytest.raises(thisdb.NotAcceptable):
+                await db.request("GET", f"/{bucket}", params={"format": "csv"})
+        async with thisdb.AsyncClient("tdb_nope", base_url=server) as db:
+            with pytest.raises(thisdb.Forbidden, match="invalid API key"):
+                await db.create_bucket()
+        async with thisdb.AsyncClient(carol.key, base_url=strict_server) as db:
+            bucket = await db.create_bucket()
+            await db.set(bucket, "k", b"1")
+            with pytest.raises(thisdb.RateLimited) as caught:
+                await db.set(bucket, "k", b"2")
+            assert caught.value.retry_after == 1
+        async with thisdb.AsyncClient(carol.key, base_url="http://127.0.0.1:9") as db:
+            with pytest.raises(thisdb.NetworkError):
+                await db.create_bucket()
+
+    run(scenario())
+
+
+def test_retries_wait_as_retry_after_asks(strict_server, carol):
+    async def scenario():
+        async with thisdb.AsyncClient(carol.key, base_url=strict_server, retries=1) as db:
+            bucket = await db.create_bucket()
+            await db.set(bucket, "k", b"1")
+            started = time.monotonic()
+            await db.set(bucket, "k", b"2")
+            return bucket, time.monotonic() - started
+
+    bucket, waited = run(scenario())
+    assert waited >= 0.9
+    assert bytes(Item.objects.get(bucket_id=bucket, key="k").value) == b"2"

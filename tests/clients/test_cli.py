@@ -1,0 +1,348 @@
+"""The `thisdb` tool against the platform over HTTP: each command, the profile file, output
+for people and --json, exit statuses, export and import, and `thisdb -c`.
+
+Most tests run the tool's main() in this process (its stdin, stdout and stderr swapped for
+buffers); the ones about processes, pipes and heredocs run the installed `thisdb` script."""
+
+import base64
+import json
+import os
+import stat
+import subprocess
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import Account
+from api.models import Bucket, Item, Token
+from tests.clients.conftest import THISDB, run_main, script
+from tests.conftest import Persona
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def cli(home, server, carol, monkeypatch):
+    """Run `thisdb ARGS...` with THISDB_URL and THISDB_API_KEY of carol set."""
+    monkeypatch.setenv("THISDB_URL", server)
+    monkeypatch.setenv("THISDB_API_KEY", carol.key)
+    return lambda *args, stdin=b"": run_main(monkeypatch, list(args), stdin)
+
+
+@pytest.fixture
+def bucket(cli) -> str:
+    result = cli("bucket", "create")
+    assert result.status == 0, result.err
+    return result.text.strip()
+
+
+def stored(bucket: str) -> dict[str, bytes]:
+    return {i.key: bytes(i.value) for i in Item.objects.filter(bucket_id=bucket)}
+
+
+# Profiles and buckets
+
+
+def test_login_checks_the_key_and_writes_a_private_profile(home, server, carol, monkeypatch):
+    path = home / "config" / "thisdb" / "config.toml"
+    wrong = run_main(monkeypatch, ["login", "--url", server, "--api-key", "tdb_wrong"])
+    assert wrong.status == 1
+    assert b"403 Forbidden: invalid API key" in wrong.err
+    elsewhere = run_main(monkeypatch, ["login", "--url", server + "/x", "--api-key", carol.key])
+    assert elsewhere.status == 1
+    assert b"does not answer like a ThisDB v1 API" in elsewhere.err
+    assert not path.exists()
+
+    done = run_main(monkeypatch, ["login", "--url", server + "/v1", "--api-key", carol.key])
+    assert done.status == 0, done.err
+    assert f"profile 'default' saved in {path}" in done.text
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    text = path.read_text()
+    assert f'url = "{server}/v1"' in text and f'api_key = "{carol.key}"' in text
+
+    created = run_main(monkeypatch, ["bucket", "create"])  # settings from the profile
+    assert created.status == 0, created.err
+    assert Bucket.objects.filter(pk=created.text.strip(), owner=carol.user).exists()
+
+
+def test_named_profiles_and_precedence(home, server, carol, monkeypatch):
+    assert run_main(monkeypatch, ["login", "--url", server, "--api-key", carol.key]).status == 0
+    other = run_main(monkeypatch, ["login", "-p", "work", "--url", server, "--api-key", carol.key])
+    assert other.status == 0
+    # A profile's settings give way to the environment, which gives way to the options.
+    monkeypatch.setenv("THISDB_API_KEY", "tdb_from_env")
+    assert b"invalid API key" in run_main(monkeypatch, ["-p", "work", "bucket", "create"]).err
+    ok = run_main(monkeypatch, ["-p", "work", "--api-key", carol.key, "bucket", "create"])
+    assert ok.status == 0, ok.err
+    monkeypatch.delenv("THISDB_API_KEY")
+
+    made = run_main(monkeypatch, ["--profile", "work", "bucket", "create"]).text.strip()
+    listed = run_main(monkeypatch, ["--profile", "work", "--json", "bucket", "list"])
+    assert json.loads(listed.out) == {"profile": "work", "buckets": [ok.text.strip(), made]}
+    monkeypatch.setenv("THISDB_PROFILE", "default")
+    assert run_main(monkeypatch, ["bucket", "list"]).out == b""  # the default profile's own
+
+    missing = run_main(monkeypatch, ["-p", "nope", "bucket", "list"])
+    assert missing.status == 2
+    assert b"no profile 'nope'" in missing.err
+
+
+def test_bucket_create_list_update_delete(home, server, carol, monkeypatch):
+    monkeypatch.setenv("THISDB_URL", server)
+    monkeypatch.setenv("THISDB_API_KEY", carol.key)
+    unremembered = run_main(monkeypatch, ["bucket", "create"])
+    assert unremembered.status == 0
+    nothing = run_main(monkeypatch, ["bucket", "list"])
+    assert (nothing.status, nothing.out) == (0, b"")
+    assert b"the v1 API cannot list buckets, and no profile remembers any" in nothing.err
+
+    run_main(monkeypatch, ["login"])  # URL and key from the environment
+    first = run_main(monkeypatch, ["bucket", "create", "--default-ttl", "0"]).text.strip()
+    second = json.loads(run_main(monkeypatch, ["--json", "bucket", "create"]).out)["bucket"]
+    assert Bucket.objects.get(pk=first).default_ttl == 0
+    assert Bucket.objects.get(pk=second).default_ttl == 604800
+
+    listed = run_main(monkeypatch, ["bucket", "list"])
+    assert listed.lines == [first, second]
+    assert b"the v1 API cannot list buckets: these are the 2 bucket(s)" in listed.err
+
+    updated = run_main(monkeypatch, ["bucket", "update", first, "--default-ttl", "60"])
+    assert updated.text == "OK\n"
+    assert Bucket.objects.get(pk=first).default_ttl == 60
+    assert run_main(monkeypatch, ["bucket", "delete", first]).status == 0
+    assert not Bucket.objects.filter(pk=first).exists()
+    assert run_main(monkeypatch, ["bucket", "list"]).lines == [second]
+
+
+# Keys and tokens
+
+
+def test_set_from_an_argument_stdin_or_a_file_and_get_bytes_back(cli, bucket, tmp_path):
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(bytes(range(256)) * 4)
+    assert cli("set", bucket, "arg", "hello world").text == "OK\n"
+    assert cli("set", bucket, "stdin", stdin=b"\x00piped\xff\n").status == 0
+    assert cli("set", bucket, "file", "--file", str(blob)).status == 0
+    assert cli("set", bucket, "ttl", "x", "--ttl", "0").status == 0
+
+    assert stored(bucket) == {
+        "arg": b"hello world",
+        "stdin": b"\x00piped\xff\n",
+        "file": bytes(range(256)) * 4,
+        "ttl": b"x",
+    }
+    assert Item.objects.get(bucket_id=bucket, key="ttl").expires_at is None
+    assert cli("get", bucket, "file").out == bytes(range(256)) * 4  # exact, no newline added
+    assert cli("get", bucket, "stdin").out == b"\x00piped\xff\n"
+    out = tmp_path / "out.bin"
+    assert cli("get", bucket, "file", "--output", str(out)).status == 0
+    assert out.read_bytes() == bytes(range(256)) * 4
+    assert json.loads(cli("--json", "get", bucket, "stdin").out) == {
+        "key": "stdin",
+        "value": "AHBpcGVk/wo=",
+        "encoding": "base64",
+    }
+    assert json.loads(cli("--json", "set", bucket, "k", "v").out) == {"result": "OK"}
+
+
+def test_incr_and_del(cli, bucket):
+    assert cli("incr", bucket, "n").text == "1\n"
+    assert cli("incr", bucket, "n", "41").text == "42\n"
+    assert cli("incr", bucket, "n", "-50").text == "-8\n"
+    assert cli("incr", bucket, "n", "+3", "--ttl", "0").text == "-5\n"
+    assert Item.objects.get(bucket_id=bucket, key="n").expires_at is None
+    assert json.loads(cli("--json", "incr", bucket, "n").out) == {"key": "n", "value": -4}
+
+    assert cli("del", bucket, "n").text == "OK\n"
+    assert stored(bucket) == {}
+    gone = cli("del", bucket, "n")
+    assert (gone.status, gone.out) == (1, b"")
+    assert gone.err == b"error: 404 Not Found: key not found\n"
+
+
+def test_keys_lists_every_page(cli, bucket):
+    keys = [f"user:{n:04d}" for n in range(1500)]
+    Item.objects.bulk_create(Item(bucket_id=bucket, key=k, value=b"v") for k in keys)
+    Item.objects.create(bucket_id=bucket, key="zz", value=b"\xff\x00")
+
+    assert cli("keys", bucket).lines == [*keys, "zz"]
+    assert cli("keys", bucket, "--prefix", "user:14").lines == keys[1400:]
+    assert cli("keys", bucket, "--limit", "3").lines == keys[:3]
+    assert cli("keys", bucket, "--values", "--prefix", "z").lines == ["zz\t<binary, 2 bytes>"]
+    records = [json.loads(line) for line in cli("--json", "keys", bucket, "--values").lines]
+    assert len(records) == 1501
+    assert records[0] == {"key": "user:0000", "value": "v"}
+    assert records[-1] == {"key": "zz", "value": "/wA=", "encoding": "base64"}
+
+
+def test_token_create(cli, bucket):
+    result = cli("token", "create", bucket, "--prefix", "user:1:", "--permissions", "read,write")
+    token = result.text.strip()
+    assert len(token) == 40
+    row = Token.objects.get(bucket_id=bucket)
+    assert (row.prefix, row.can_read, row.can_write) == ("user:1:", True, True)
+    assert timedelta(seconds=3590) < row.expires_at - timezone.now() <= timedelta(seconds=3600)
+
+    both = cli("--token", token, "--api-key", "tdb_x", "get", bucket, "user:1:x")
+    assert both.status == 2 and b"give --api-key or --token, not both" in both.err
+    assert cli("--token", token, "set", bucket, "user:1:x", "v").status == 0  # beats the env
+    refused = cli("--token", token, "get", bucket, "other")
+    assert refused.status == 1
+    assert b"only covers keys starting with 'user:1:'" in refused.err
+    default = json.loads(cli("--json", "token", "create", bucket).out)["token"]
+    assert Token.objects.filter(can_read=True, can_write=False, prefix="").count() == 1
+    assert len(default) == 40
+
+
+# Errors
+
+
+def test_api_errors_exit_1_with_the_servers_message(cli, bucket, server, monkeypatch):
+    big = cli("set", bucket, "big", stdin=b"x" * (1024 * 1024 + 1))
+    assert big.status == 1
+    assert big.err.startswith(b"error: 413 ")  # the phrase differs between Python versions
+    assert b": the value is larger than the limit of 1048576 bytes" in big.err
+    bad = cli("set", bucket, "k", "v", "--ttl", "999999999999")
+    assert bad.status == 1 and b"400 Bad Request: ttl must be a whole number" in bad.err
+    unknown = cli("--json", "get", "A" * 20, "k")
+    assert unknown.status == 1
+    assert json.loads(unknown.err) == {"error": "bucket not found", "status": 404}
+    assert b"Traceback" not in big.err + bad.err + unknown.err
+
+    # 429: the quota is set before the server's first request of this key (it keeps quotas
+    # for a few seconds).
+    dave = Persona("dave")
+    Account.objects.filter(user=dave.user).update(requests_per_hour=1)
+    monkeypatch.setenv("THISDB_API_KEY", dave.key)
+    assert cli("bucket", "create").status == 0
+    limited = cli("bucket", "create")
+    assert limited.status == 1
+    assert b"429 Too Many Requests: rate limit reached: 1 requests per hour" in limited.err
+    assert b"the server asks to wait" in limited.err
+
+
+# Export and import
+
+
+def test_export_then_import_gives_identical_contents(home, server, carol):
+    env = {**os.environ, "THISDB_URL": server, "THISDB_API_KEY": carol.key}
+    source = script("bucket", "create", env=env).text.strip()
+    contents = {f"k{n:04d}": f"value {n}".encode() for n in range(100)}
+    contents |= {
+        "bin": bytes(range(256)),
+        "empty": b"",
+        "lines": b"a\nb\r\n\tc",
+        "a/b?c#d e%": "é ✓".encode(),
+        "..": b"\xff",
+        "multi\nline key": b"x",
+    }
+    Item.objects.bulk_create(Item(bucket_id=source, key=k, value=v) for k, v in contents.items())
+    dump = home / "dump.ndjson"
+
+    with dump.open("wb") as file:
+        exported = subprocess.run([THISDB, "export", source], stdout=file, env=env, timeout=60)
+    assert exported.returncode == 0
+    target = script("bucket", "create", env=env).text.strip()
+    with dump.open("rb") as file:
+        imported = subprocess.run(
+            [THISDB, "import", target], stdin=file, capture_output=True, env=env, timeout=120
+        )
+
+    assert imported.returncode == 0, imported.stderr
+    assert imported.stdout == f"imported 106 keys into {target}\n".encode()
+    assert stored(target) == contents
+    records = [json.loads(line) for line in dump.read_bytes().splitlines()]
+    everything = base64.b64encode(bytes(range(256))).decode()
+    assert {"key": "bin", "value": everything, "encoding": "base64"} in records
+    assert {"key": "lines", "value": "a\nb\r\n\tc"} in records
+    assert all("ttl" not in record for record in records)  # the v1 API does not report them
+
+
+def test_import_gives_each_record_its_ttl_and_refuses_a_malformed_line(cli, bucket, tmp_path):
+    dump = tmp_path / "ttls.ndjson"
+    dump.write_text(
+        '{"key": "hour", "value": "1", "ttl": 3600}\n'
+        '{"key": "never", "value": "2", "ttl": 0}\n'
+        "\n"
+        '{"key": "plain", "value": "3"}\n'
+        '{"key": "bin", "value": "/wA=", "encoding": "base64"}\n'
+    )
+    started = timezone.now()
+    result = cli("import", bucket, "--file", str(dump), "--ttl", "60")
+    assert result.status == 0, result.err
+    assert result.text == f"imported 4 keys into {bucket}\n"
+    expiry = {i.key: i.expires_at for i in Item.objects.filter(bucket_id=bucket)}
+    assert abs(expiry["hour"] - started - timedelta(seconds=3600)) < timedelta(seconds=1)
+    assert expiry["never"] is None
+    assert abs(expiry["plain"] - started - timedelta(seconds=60)) < timedelta(seconds=1)
+    assert stored(bucket)["bin"] == b"\xff\x00"
+
+    bad = cli("import", bucket, stdin=b'{"key":"a","value":"1"}\nnot json\n')
+    assert bad.status == 2
+    assert b"line 2 is not JSON" in bad.err
+    assert stored(bucket)["a"] == b"1"
+
+
+def test_import_keeps_one_write_per_second_per_key(home, strict_server, carol, monkeypatch):
+    monkeypatch.setenv("THISDB_URL", strict_server)
+    monkeypatch.setenv("THISDB_API_KEY", carol.key)
+    bucket = run_main(monkeypatch, ["bucket", "create"]).text.strip()
+    lines = b'{"key":"k","value":"first"}\n{"key":"o","value":"x"}\n{"key":"k","value":"last"}\n'
+
+    started = time.monotonic()
+    result = run_main(monkeypatch, ["import", bucket], stdin=lines)
+
+    assert result.status == 0, result.err
+    assert time.monotonic() - started >= 0.9  # k waited for its second
+    assert stored(bucket) == {"k": b"last", "o": b"x"}
+
+
+def test_import_stops_at_the_hourly_limit_and_says_where(cli, carol):
+    Account.objects.filter(user=carol.user).update(requests_per_hour=2)
+    bucket = Bucket.objects.create(owner=carol.user).pk
+    lines = b"".join(b'{"key":"k%d","value":"v"}\n' % n for n in range(5))
+
+    result = cli("import", bucket, stdin=lines)
+
+    assert result.status == 1
+    assert sorted(stored(bucket)) == ["k0", "k1"]
+    assert b"rate limit reached: 2 requests per hour" in result.err
+    assert b"imported 2 keys into" in result.err
+    assert f"tail -n +3 FILE | thisdb import {bucket}".encode() in result.err
+    again = cli("--json", "import", bucket, stdin=lines)
+    assert json.loads(again.out) == {"imported": 0, "stopped_at_line": 1}
+
+
+# thisdb -c
+
+
+def test_commands_from_a_heredoc(home, server, carol):
+    env = {**os.environ, "THISDB_URL": server, "THISDB_API_KEY": carol.key}
+    bucket = script("bucket", "create", env=env).text.strip()
+    commands = f"""
+        # one command a line, as in the shell
+        use {bucket}
+        set greeting 'hello world'
+        set --ttl 0 "two words" x
+        get greeting
+        incr visits 5
+        keys
+        get {bucket} greeting
+    """.encode()
+
+    result = script("-c", stdin=commands, env=env)
+
+    assert result.status == 2  # the last line names the bucket again: too many arguments
+    assert result.lines == ["OK", "OK", "hello world", "5", "greeting", "two words", "visits"]
+    assert b"stopped at line 9" in result.err
+    assert stored(bucket) == {"greeting": b"hello world", "two words": b"x", "visits": b"5"}
+
+    api_error = f"set {bucket} a 1\nget {bucket} missing\nset {bucket} b 2\n".encode()
+    result = script("--json", "-c", stdin=api_error, env=env)
+    assert result.status == 1
+    assert result.lines == ['{"result": "OK"}']
+    assert json.loads(result.err.splitlines()[0]) == {"error": "key not found", "status": 404}
+    assert "b" not in stored(bucket)

@@ -1,0 +1,69 @@
+"""`thisdb shell` in a pseudo-terminal: one session with `use`, tab completion of commands and
+of the bucket's keys, output, an error that does not end the session, and the history file."""
+
+import os
+
+import pexpect
+import pytest
+
+from api.models import Bucket, Item
+from tests.clients.conftest import THISDB
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_shell_session(home, server, carol):
+    bucket = Bucket.objects.create(owner=carol.user).pk
+    Item.objects.create(bucket_id=bucket, key="user:alice", value=b"Alice A.")
+    Item.objects.create(bucket_id=bucket, key="colour", value=b"teal")
+    env = {
+        **os.environ,
+        "THISDB_URL": server,
+        "THISDB_API_KEY": carol.key,
+        "TERM": "xterm",
+        "NO_COLOR": "1",
+        "PROMPT_TOOLKIT_NO_CPR": "1",  # do not wait for the terminal's cursor-position report
+    }
+    shell = pexpect.spawn(
+        THISDB, ["shell"], env=env, dimensions=(40, 200), encoding="utf-8", timeout=15
+    )
+    try:
+        shell.expect("Type help, or exit")
+        shell.expect("thisdb>")
+        shell.send(f"use {bucket}\r")
+        shell.expect(f"thisdb:{bucket}>")
+
+        shell.send("ge\t")  # completes the command
+        shell.expect("get")
+        shell.send(" user:a\t")  # completes the key from the bucket's listing
+        shell.expect("user:alice")
+        shell.send("\r")
+        shell.expect("Alice A.")
+        shell.expect(f"thisdb:{bucket}>")
+
+        shell.send("set greeting 'hello, shell'\r")
+        shell.expect("OK")
+        shell.send("incr visits 3\r")
+        shell.expect("3")
+        shell.send("get missing\r")
+        shell.expect("404 Not Found: key not found")
+        shell.expect(f"thisdb:{bucket}>")  # the session goes on
+
+        shell.send("keys --values\r")
+        shell.expect("colour +teal")
+        shell.expect("greeting +hello, shell")
+        shell.expect("user:alice +Alice A.")
+        shell.expect("visits +3")
+        shell.expect(f"thisdb:{bucket}>")
+        shell.send("exit\r")
+        shell.expect(pexpect.EOF)
+    finally:
+        shell.close()
+
+    assert shell.exitstatus == 0
+    stored = {i.key: bytes(i.value) for i in Item.objects.filter(bucket_id=bucket)}
+    assert stored["greeting"] == b"hello, shell"
+    assert stored["visits"] == b"3"
+    history = (home / "state" / "thisdb" / "history").read_text()
+    assert f"+use {bucket}\n" in history
+    assert "+get user:alice\n" in history
