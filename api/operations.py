@@ -181,8 +181,10 @@ def parse_integer(raw: bytes) -> int | None:
 def list_page(
     bucket_id: str, *, prefix: str, after: str | None, limit: int, with_values: bool, now: datetime
 ) -> list[tuple]:
-    """One page of live keys in byte order: one index range scan with LIMIT, no OFFSET."""
-    columns = f"{_KEY}, value" if with_values else _KEY
+    """One page of live keys in byte order: one index range scan with LIMIT, no OFFSET.
+
+    Rows are (key,), or (key, value, expires_at) with values."""
+    columns = f"{_KEY}, value, expires_at" if with_values else _KEY
     where = ["bucket_id = %s", _LIVE]
     params: list = [bucket_id, _dt(now)]
     if after is not None and after >= prefix:

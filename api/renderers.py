@@ -6,7 +6,9 @@ knows its text, JSON and NDJSON forms in one place.
 
 import base64
 import json
+import math
 from abc import ABC, abstractmethod
+from datetime import datetime
 
 from rest_framework import exceptions, renderers
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -70,20 +72,39 @@ class Counter(Payload):
 
 
 class KeyList(Payload):
-    """One page of a bucket's keys (and values), with the cursor of the next page if any."""
+    """One page of a bucket's keys (and values), with the cursor of the next page if any.
 
-    def __init__(self, rows: list[tuple], with_values: bool, next_cursor: str | None):
+    With values, JSON and NDJSON items also carry "ttl": the whole seconds the key has left
+    (rounded up), 0 if it never expires: what a write's ?ttl= takes, so a copy keeps its expiry.
+    """
+
+    def __init__(
+        self,
+        rows: list[tuple],
+        with_values: bool,
+        next_cursor: str | None,
+        now: datetime | None = None,
+    ):
         self.rows, self.with_values, self.next_cursor = rows, with_values, next_cursor
+        self.now = now
 
     def _items(self) -> list[dict]:
         if self.with_values:
-            return [{"key": key, **encode_value(bytes(value))} for key, value in self.rows]
+            return [
+                {"key": key, **encode_value(bytes(value)), "ttl": self._ttl(expires_at)}
+                for key, value, expires_at in self.rows
+            ]
         return [{"key": row[0]} for row in self.rows]
+
+    def _ttl(self, expires_at: datetime | None) -> int:
+        if expires_at is None:
+            return 0
+        return max(1, math.ceil((expires_at - self.now).total_seconds()))
 
     def as_text(self) -> bytes:
         # One key a line; with values, "key<TAB>value" (use json for values holding newlines).
         if self.with_values:
-            lines = [key.encode() + b"\t" + bytes(value) for key, value in self.rows]
+            lines = [key.encode() + b"\t" + bytes(value) for key, value, _ in self.rows]
         else:
             lines = [row[0].encode() for row in self.rows]
         return b"\n".join(lines)

@@ -209,7 +209,20 @@ COMPONENTS = {
     "Counter": _object(
         {"key": _KEY, "value": {"type": "integer", "format": "int64"}}, ["key", "value"]
     ),
-    "ListedKey": _object({"key": _KEY, "value": _VALUE, "encoding": _ENCODING}, ["key"]),
+    "ListedKey": _object(
+        {
+            "key": _KEY,
+            "value": _VALUE,
+            "encoding": _ENCODING,
+            "ttl": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "With values=true: whole seconds the key has left, rounded up; "
+                "0 = never expires (what a write's ?ttl= takes).",
+            },
+        },
+        ["key"],
+    ),
     "KeyList": _object(
         {
             "items": {"type": "array", "items": _component("ListedKey")},

@@ -131,20 +131,16 @@ class BucketViewSet(ApiViewSet):
         bucket = owned_bucket(principal, bucket_id)
         prefix = token_list_prefix(principal, prefix)
         self.count_request()
+        now = timezone.now()
         rows = operations.list_page(
-            bucket.id,
-            prefix=prefix,
-            after=after,
-            limit=limit + 1,
-            with_values=with_values,
-            now=timezone.now(),
+            bucket.id, prefix=prefix, after=after, limit=limit + 1, with_values=with_values, now=now
         )
         if not rows:
             # The bucket may come from the cache: make sure it still exists before saying "empty".
             forget_bucket(bucket.id)
             owned_bucket(principal, bucket_id)
         next_cursor = inputs.encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
-        response = ApiResponse(KeyList(rows[:limit], with_values, next_cursor))
+        response = ApiResponse(KeyList(rows[:limit], with_values, next_cursor, now))
         if next_cursor:
             response["X-Next-Cursor"] = next_cursor
         return response

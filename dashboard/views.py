@@ -111,7 +111,7 @@ def bucket(request, bucket_id: str, *, key_form=None, token_form=None, new_token
     if len(rows) > PAGE_SIZE:
         rows = rows[:PAGE_SIZE]
         next_url = _bucket_url(bucket.id, prefix=prefix, cursor=inputs.encode_cursor(rows[-1][0]))
-    items = [{"key": key, **_preview(bytes(value))} for key, value in rows]
+    items = [{"key": key, **_preview(bytes(value))} for key, value, _ in rows]
     tokens = (
         Token.objects.filter(bucket=bucket, expires_at__gt=timezone.now())
         .select_related("created_by")

@@ -175,26 +175,43 @@ def test_values_in_text_are_tab_separated(alice, bucket):
 
 
 def test_values_in_json(alice, bucket):
-    alice.set(bucket, "a", "one")
-    alice.set(bucket, "b", "héllo\nworld")
-    alice.set(bucket, "c", b"\xff\x00")
+    alice.set(bucket, "a", "one", query="?ttl=0")
+    alice.set(bucket, "b", "héllo\nworld", query="?ttl=0")
+    alice.set(bucket, "c", b"\xff\x00", query="?ttl=0")
 
     response = alice.client.get(f"/v1/{bucket}?values=true&format=json")
 
     assert response["Content-Type"] == "application/json"
     assert response.json() == {
         "items": [
-            {"key": "a", "value": "one"},
-            {"key": "b", "value": "héllo\nworld"},
-            {"key": "c", "value": base64.b64encode(b"\xff\x00").decode(), "encoding": "base64"},
+            {"key": "a", "value": "one", "ttl": 0},
+            {"key": "b", "value": "héllo\nworld", "ttl": 0},
+            {
+                "key": "c",
+                "value": base64.b64encode(b"\xff\x00").decode(),
+                "encoding": "base64",
+                "ttl": 0,
+            },
         ],
         "next_cursor": None,
     }
 
 
+def test_values_in_json_carry_the_seconds_each_key_has_left(alice, bucket):
+    alice.set(bucket, "hour", "1", query="?ttl=3600")
+    alice.set(bucket, "never", "2", query="?ttl=0")
+    Item.objects.filter(key="hour").update(expires_at=timezone.now() + timedelta(seconds=99.2))
+
+    items = alice.client.get(f"/v1/{bucket}?values=true&format=json").json()["items"]
+
+    assert {item["key"]: item["ttl"] for item in items} == {"hour": 100, "never": 0}  # rounded up
+    text = alice.client.get(f"/v1/{bucket}?values=true").content
+    assert text == b"hour\t1\nnever\t2"  # the text listing is as the spec has it
+
+
 def test_values_in_ndjson_one_item_a_line(alice, bucket):
-    alice.set(bucket, "a", "one")
-    alice.set(bucket, "b", "two\nlines")
+    alice.set(bucket, "a", "one", query="?ttl=0")
+    alice.set(bucket, "b", "two\nlines", query="?ttl=0")
 
     response = alice.client.get(f"/v1/{bucket}?values=true&format=ndjson")
 
@@ -202,8 +219,8 @@ def test_values_in_ndjson_one_item_a_line(alice, bucket):
     lines = response.content.decode().split("\n")
     assert lines[-1] == ""  # every line ends with a newline
     assert [json.loads(line) for line in lines[:-1]] == [
-        {"key": "a", "value": "one"},
-        {"key": "b", "value": "two\nlines"},
+        {"key": "a", "value": "one", "ttl": 0},
+        {"key": "b", "value": "two\nlines", "ttl": 0},
     ]
 
 
@@ -247,10 +264,10 @@ def test_prefix_with_multibyte_characters(alice, bucket):
 
 
 def test_prefix_with_values(alice, bucket):
-    alice.set(bucket, "p/a", "1")
+    alice.set(bucket, "p/a", "1", query="?ttl=0")
     alice.set(bucket, "q/a", "2")
     response = alice.client.get(f"/v1/{bucket}?prefix=p/&values=true&format=json")
-    assert response.json()["items"] == [{"key": "p/a", "value": "1"}]
+    assert response.json()["items"] == [{"key": "p/a", "value": "1", "ttl": 0}]
 
 
 # Pagination

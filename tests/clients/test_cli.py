@@ -239,7 +239,13 @@ def test_export_then_import_gives_identical_contents(home, server, carol):
         "..": b"\xff",
         "multi\nline key": b"x",
     }
-    Item.objects.bulk_create(Item(bucket_id=source, key=k, value=v) for k, v in contents.items())
+    now = timezone.now()
+    expiries = {
+        k: now + timedelta(seconds=60 + n * 37.3) if n % 3 else None for n, k in enumerate(contents)
+    }
+    Item.objects.bulk_create(
+        Item(bucket_id=source, key=k, value=v, expires_at=expiries[k]) for k, v in contents.items()
+    )
     dump = home / "dump.ndjson"
 
     with dump.open("wb") as file:
@@ -256,9 +262,38 @@ def test_export_then_import_gives_identical_contents(home, server, carol):
     assert stored(target) == contents
     records = [json.loads(line) for line in dump.read_bytes().splitlines()]
     everything = base64.b64encode(bytes(range(256))).decode()
-    assert {"key": "bin", "value": everything, "encoding": "base64"} in records
-    assert {"key": "lines", "value": "a\nb\r\n\tc"} in records
-    assert all("ttl" not in record for record in records)  # the v1 API does not report them
+    by_key = {record["key"]: record for record in records}
+    assert {k: v for k, v in by_key["bin"].items() if k not in ("ttl", "exported_at")} == {
+        "key": "bin",
+        "value": everything,
+        "encoding": "base64",
+    }
+    assert by_key["lines"]["value"] == "a\nb\r\n\tc"
+    # Remaining TTLs travel with the keys (0: never expires), within a second.
+    copied = dict(Item.objects.filter(bucket_id=target).values_list("key", "expires_at"))
+    for key, expires_at in expiries.items():
+        if expires_at is None:
+            assert by_key[key]["ttl"] == 0 and copied[key] is None, key
+        else:
+            assert abs(copied[key] - expires_at) < timedelta(seconds=1), key
+
+
+def test_import_skips_keys_that_expired_since_the_export(cli, bucket, tmp_path):
+    dump = tmp_path / "old.ndjson"
+    exported = time.time() - 100
+    dump.write_text(
+        f'{{"key": "gone", "value": "1", "ttl": 60, "exported_at": {exported}}}\n'
+        f'{{"key": "left", "value": "2", "ttl": 3600, "exported_at": {exported}}}\n'
+    )
+    started = timezone.now()
+    result = cli("import", bucket, "--file", str(dump))
+    assert result.status == 0, result.err
+    assert (
+        result.text == f"imported 1 keys into {bucket} (skipped 1 that expired since the export)\n"
+    )
+    left = Item.objects.get(bucket_id=bucket, key="left").expires_at
+    assert abs(left - started - timedelta(seconds=3500)) < timedelta(seconds=1)
+    assert not Item.objects.filter(bucket_id=bucket, key="gone").exists()
 
 
 def test_import_gives_each_record_its_ttl_and_refuses_a_malformed_line(cli, bucket, tmp_path):

@@ -2,12 +2,14 @@
 
     {"key": "user:1", "value": "alice"}
     {"key": "blob", "value": "AAEC/w==", "encoding": "base64"}
-    {"key": "session", "value": "x", "ttl": 3600}
+    {"key": "session", "value": "x", "ttl": 3600, "exported_at": 1795400000.25}
 
 Values are text when they are UTF-8, else base64 (the API's own JSON shape). A record may carry
-"ttl", the key's remaining seconds (0: never expires); the v1 API does not report remaining
-TTLs, so exports from it carry none and import gives such keys the bucket's default ttl or
---ttl. Import writes the keys one by one, keeps the API's one write per second per key (a key
+"ttl", the key's remaining seconds (0: never expires), as the server's JSON listing reports it,
+with "exported_at" (Unix time) saying when: import then gives the key what is left of it, so a
+copy expires when the original does (within a second); a key that expired meanwhile is skipped.
+Records without "ttl" get --ttl, else the bucket's default ttl. Import writes the keys one by
+one, keeps the API's one write per second per key (a key
 written again within the second waits), waits out a 429 the server asks at most --max-wait
 seconds for, and otherwise stops and says which line to go on from.
 """
@@ -75,6 +77,8 @@ def export_bucket(state: State, bucket: str, prefix: str, output_file: Path | No
                 record: dict[str, Any] = value_record(item.key, item.value or b"")
                 if item.ttl is not None:
                     record["ttl"] = item.ttl
+                    if item.ttl:
+                        record["exported_at"] = round(time.time(), 3)
                 stream.write(_core.dumps_json(record) + b"\n")
                 count += 1
                 advance()
@@ -89,8 +93,12 @@ class BadRecord(click.UsageError):
     pass
 
 
+EXPIRED = -1  # parse_record's ttl for a key that expired since it was exported
+
+
 def parse_record(line: bytes, number: int) -> tuple[str, bytes, int | None]:
-    """The key, value and ttl (None if absent) of one NDJSON line."""
+    """The key, value and ttl of one NDJSON line: None if absent, what is left of it now if the
+    record says when it was exported, EXPIRED if nothing is."""
     try:
         record = json.loads(line)
     except (ValueError, UnicodeDecodeError):
@@ -104,6 +112,13 @@ def parse_record(line: bytes, number: int) -> tuple[str, bytes, int | None]:
     ttl = record.get("ttl")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0):
         raise BadRecord(f"line {number}: ttl must be a whole number of seconds >= 0")
+    exported_at = record.get("exported_at")
+    if ttl and exported_at is not None:
+        if isinstance(exported_at, bool) or not isinstance(exported_at, int | float):
+            raise BadRecord(f"line {number}: exported_at must be a Unix time in seconds")
+        left = ttl - (time.time() - exported_at)
+        # Whole seconds, rounded down: the listing rounded up, so the copy stays within a second.
+        ttl = int(left) if left >= 1 else EXPIRED
     return record["key"], value, ttl
 
 
@@ -159,15 +174,18 @@ def import_bucket(
     except OSError as exc:
         raise click.UsageError(f"cannot read {input_file}: {exc.strerror}") from None
     writer = _Writer(client, bucket, max_wait, out)
-    imported = 0
+    imported = expired = 0
     number = 0
     try:
         with progress(out, f"importing into {bucket}", _count_lines(stream)) as advance:
             for number, line in enumerate(stream, 1):
                 if line.strip():
                     key, value, record_ttl = parse_record(line, number)
-                    writer.write(key, value, record_ttl if record_ttl is not None else ttl)
-                    imported += 1
+                    if record_ttl == EXPIRED:
+                        expired += 1
+                    else:
+                        writer.write(key, value, record_ttl if record_ttl is not None else ttl)
+                        imported += 1
                 advance()
     except (ThisDBError, BadRecord) as exc:
         status = out.error(exc)
@@ -181,4 +199,8 @@ def import_bucket(
     finally:
         if not from_stdin:
             stream.close()
-    out.result(f"imported {imported} keys into {bucket}", {"imported": imported})
+    skipped = f" (skipped {expired} that expired since the export)" if expired else ""
+    out.result(
+        f"imported {imported} keys into {bucket}{skipped}",
+        {"imported": imported, "expired": expired},
+    )
