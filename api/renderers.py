@@ -71,6 +71,28 @@ class Counter(Payload):
         return {"key": self.key, "value": self.value}
 
 
+class BucketList(Payload):
+    """One page of the caller's buckets, in id order, with the cursor of the next page if any."""
+
+    def __init__(self, rows: list[tuple], next_cursor: str | None):
+        self.rows, self.next_cursor = rows, next_cursor
+
+    def _items(self) -> list[dict]:
+        return [
+            {"bucket": bucket_id, "default_ttl": ttl, "keys": keys, "bytes": size}
+            for bucket_id, ttl, keys, size in self.rows
+        ]
+
+    def as_text(self) -> bytes:
+        return "\n".join(row[0] for row in self.rows).encode()
+
+    def as_json(self):
+        return {"items": self._items(), "next_cursor": self.next_cursor}
+
+    def as_ndjson(self) -> list:
+        return self._items()
+
+
 class KeyList(Payload):
     """One page of a bucket's keys (and values), with the cursor of the next page if any.
 

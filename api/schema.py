@@ -87,6 +87,23 @@ TTL = OpenApiParameter(
     "default_ttl.",
 )
 _CURSOR = {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}  # base64url of the last key
+BUCKET_LIST_PARAMETERS = [
+    OpenApiParameter(
+        "limit",
+        {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": settings.THISDB_LIST_MAX_LIMIT,
+            "default": settings.THISDB_LIST_MAX_LIMIT,
+        },
+        description="Buckets on this page.",
+    ),
+    OpenApiParameter(
+        "cursor",
+        _CURSOR,
+        description="X-Next-Cursor (next_cursor in JSON) of the previous page.",
+    ),
+]
 LIST_PARAMETERS = [
     OpenApiParameter(
         "limit",
@@ -223,6 +240,26 @@ COMPONENTS = {
         },
         ["key"],
     ),
+    "ListedBucket": _object(
+        {
+            "bucket": _BUCKET_ID,
+            "default_ttl": {"type": "integer", "minimum": 0},
+            "keys": {"type": "integer", "minimum": 0, "description": "As beat last counted."},
+            "bytes": {"type": "integer", "minimum": 0, "description": "As beat last counted."},
+        },
+        ["bucket", "default_ttl", "keys", "bytes"],
+    ),
+    "BucketList": _object(
+        {
+            "items": {"type": "array", "items": _component("ListedBucket")},
+            "next_cursor": {
+                "type": "string",
+                "nullable": True,
+                "description": "Pass it as cursor= for the next page; null on the last.",
+            },
+        },
+        ["items", "next_cursor"],
+    ),
     "KeyList": _object(
         {
             "items": {"type": "array", "items": _component("ListedKey")},
@@ -252,6 +289,11 @@ VALUE = Answer(
     {"type": "string", "format": "binary", "description": "The stored bytes, unchanged."}, "Value"
 )
 COUNTER = Answer({"type": "string", "pattern": "^-?[0-9]+$"}, "Counter")
+BUCKET_LIST = Answer(
+    {"type": "string", "description": "One bucket id a line."},
+    "BucketList",
+    ndjson="One JSON object ListedBucket a line.",
+)
 KEY_LIST = Answer(
     {
         "type": "string",
@@ -348,7 +390,10 @@ def postprocess(result, generator, request, public):
                 names = ["X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"]
                 if status in ("429", "503"):
                     names.append("Retry-After")
-                if status == "200" and operation.get("operationId") == "list_keys":
+                if status == "200" and operation.get("operationId") in (
+                    "list_keys",
+                    "list_buckets",
+                ):
                     names.append("X-Next-Cursor")
                 response["headers"] = {
                     name: {"$ref": f"#/components/headers/{name}"} for name in names

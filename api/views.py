@@ -19,7 +19,7 @@ from api.permissions import (
     token_list_prefix,
 )
 from api.principals import Principal
-from api.renderers import ApiResponse, Counter, KeyList, Message, Value
+from api.renderers import ApiResponse, BucketList, Counter, KeyList, Message, Value
 
 OK = "OK"
 PERMISSIONS = ("read", "write")
@@ -109,6 +109,40 @@ class BucketViewSet(ApiViewSet):
         self.count_request()
         bucket = actions.create_bucket(principal, default_ttl)
         return ApiResponse(Message(bucket.id, json_name="bucket"))
+
+    @extend_schema(
+        summary="List your buckets (beyond the spec)",
+        operation_id="list_buckets",
+        auth=openapi.API_KEY_ONLY,
+        parameters=openapi.BUCKET_LIST_PARAMETERS,
+        responses=openapi.responses(openapi.BUCKET_LIST, 400, 403, 406, 429, 503),
+    )
+    def list_buckets(self, request):
+        """GET /v1/: the account's buckets a page at a time, with their default ttl and the key
+        count and bytes beat last counted (an addition to the spec, for clients and tools)."""
+        principal = self.principal()
+        if principal.token is not None:
+            raise Forbidden("a token cannot list buckets: use your API key (X-Api-Key)")
+        params = request.query_params
+        limit = inputs.whole_number(
+            params.get("limit", str(settings.THISDB_LIST_MAX_LIMIT)),
+            "limit",
+            low=1,
+            high=settings.THISDB_LIST_MAX_LIMIT,
+        )
+        after = inputs.decode_cursor(params["cursor"]) if params.get("cursor") else ""
+        self.count_request()
+        rows = list(
+            Bucket.objects.for_user(principal.user_id)
+            .filter(id__gt=after)
+            .order_by("id")
+            .values_list("id", "default_ttl", "key_count", "stored_bytes")[: limit + 1]
+        )
+        next_cursor = inputs.encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
+        response = ApiResponse(BucketList(rows[:limit], next_cursor))
+        if next_cursor:
+            response["X-Next-Cursor"] = next_cursor
+        return response
 
     @extend_schema(
         summary="List the keys of a bucket",

@@ -51,6 +51,25 @@ def endpoints(base: str, bucket: str) -> list[Endpoint]:
             "body: new URLSearchParams({ default_ttl: '3600' }) })).text()",
         ),
         Endpoint(
+            "list-buckets",
+            "List your buckets",
+            "GET",
+            "/v1/",
+            "Your buckets in id order, one id a line (text), or with their default TTL, key count "
+            "and bytes in JSON. Pages like a key listing. An addition to the v1 API.",
+            params=[
+                ("limit", "1 to 1000 buckets a page (default 1000)"),
+                ("cursor", "the X-Next-Cursor of the previous page"),
+                ("format", "text (default), json or ndjson"),
+            ],
+            answers=[("200", "the buckets"), ("403", "a wrong key, or a token")],
+            curl=f"curl -H \"X-Api-Key: $THISDB_API_KEY\" '{v1}/?format=json'",
+            python=PY_HEAD + f'buckets = httpx.get("{v1}/", params={{"format": "json"}}, '
+            'headers=headers).json()["items"]',
+            js=JS_HEAD + f"const {{ items }} = await (await fetch('{v1}/?format=json', "
+            "{ headers })).json()",
+        ),
+        Endpoint(
             "list",
             "List the keys of a bucket",
             "GET",

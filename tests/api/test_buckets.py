@@ -1,6 +1,7 @@
 """POST /v1/ (and /v1): create a bucket; PATCH /v1/<bucket>: change its default_ttl;
 DELETE /v1/<bucket>: delete it with its keys and tokens. Plus the 403/404/405 answers of these."""
 
+import json
 import re
 
 import pytest
@@ -281,8 +282,8 @@ def test_wrong_api_key_is_403(alice, bucket, client, method, path, key):
         ("POST", "/v1/{b}", {"GET", "PATCH", "DELETE"}, "POST"),
         ("PUT", "/v1/{b}", {"GET", "PATCH", "DELETE"}, "PUT"),
         ("PUT", "/v1/{b}/", {"GET", "PATCH", "DELETE"}, "PUT"),
-        ("GET", "/v1/", {"POST"}, "GET"),
-        ("DELETE", "/v1", {"POST"}, "DELETE"),
+        ("PUT", "/v1/", {"GET", "POST"}, "PUT"),
+        ("DELETE", "/v1", {"GET", "POST"}, "DELETE"),
     ],
 )
 def test_unsupported_method_is_405_with_allow(alice, bucket, method, path, allowed, refused):
@@ -335,3 +336,53 @@ def test_deleting_a_bucket_while_keys_are_written_never_fails(alice):
     assert set(statuses) <= {200, 404}
     assert not Bucket.objects.filter(pk=bucket).exists()
     assert not Item.objects.filter(bucket_id=bucket).exists()
+
+
+# GET /v1/: the account's buckets (beyond the spec)
+
+
+def test_list_my_buckets_in_every_format(alice, bob):
+    mine = sorted(alice.new_bucket() for _ in range(3))
+    bob.new_bucket()
+    Bucket.objects.filter(pk=mine[0]).update(key_count=5, stored_bytes=50, default_ttl=60)
+
+    assert alice.client.get("/v1/").content.decode().split("\n") == mine
+    items = alice.client.get("/v1/?format=json").json()["items"]
+    assert [item["bucket"] for item in items] == mine
+    assert items[0] == {"bucket": mine[0], "default_ttl": 60, "keys": 5, "bytes": 50}
+    lines = alice.client.get("/v1/?format=ndjson").content.decode().splitlines()
+    assert [json.loads(line)["bucket"] for line in lines] == mine
+
+
+def test_list_buckets_pages_by_cursor(alice):
+    mine = sorted(alice.new_bucket() for _ in range(5))
+    seen, query = [], "?limit=2&format=json"
+    while True:
+        response = alice.client.get(f"/v1/{query}")
+        page = response.json()
+        seen += [item["bucket"] for item in page["items"]]
+        if not page["next_cursor"]:
+            assert "X-Next-Cursor" not in response
+            break
+        assert response["X-Next-Cursor"] == page["next_cursor"]
+        query = f"?limit=2&format=json&cursor={page['next_cursor']}"
+    assert seen == mine
+
+
+def test_an_empty_account_lists_nothing(alice):
+    response = alice.client.get("/v1/")
+    assert response.status_code == 200
+    assert response.content == b""
+    assert alice.client.get("/v1/?format=json").json() == {"items": [], "next_cursor": None}
+
+
+def test_a_token_cannot_list_buckets(alice, bucket):
+
+    response = token_client(alice.token(bucket, "", "read")).get("/v1/")
+    assert response.status_code == 403
+    assert b"a token cannot list buckets" in response.content
+
+
+@pytest.mark.parametrize("query", ["?limit=0", "?limit=1001", "?cursor=%%%"])
+def test_bad_list_parameters_are_400(alice, query):
+    assert alice.client.get(f"/v1/{query}").status_code == 400

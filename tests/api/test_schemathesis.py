@@ -124,7 +124,7 @@ SEMANTIC_REFUSALS = [
         "maxLength counts characters; the limit is 512 bytes of UTF-8",
     ),
     (
-        ("list_keys",),
+        ("list_keys", "list_buckets"),
         "cursor is not valid",
         "a cursor is opaque: only the X-Next-Cursor of a page names a place in the bucket",
     ),
