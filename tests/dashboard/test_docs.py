@@ -5,6 +5,7 @@ from api.models import Bucket
 
 ENDPOINTS = [
     "POST /v1/",
+    "GET /v1/",
     "GET /v1/&lt;bucket&gt;",
     "PATCH /v1/&lt;bucket&gt;",
     "DELETE /v1/&lt;bucket&gt;",
