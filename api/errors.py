@@ -7,6 +7,8 @@ from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from thisdb_site import outages
+
 log = logging.getLogger(__name__)
 
 
@@ -43,6 +45,14 @@ class TooManyRequests(ApiError):
         self.retry_after = retry_after
 
 
+class ServiceUnavailable(ApiError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 def bucket_not_found() -> NotFound:
     return NotFound("bucket not found")
 
@@ -57,6 +67,9 @@ def exception_handler(exc, context):
         exc = NotFound("not found")
     elif isinstance(exc, PermissionDenied):
         exc = Forbidden("permission denied")
+    elif outages.is_outage(exc):
+        outages.report(exc)
+        exc = ServiceUnavailable(outages.API_MESSAGE, outages.RETRY_AFTER_SECONDS)
     if not isinstance(exc, exceptions.APIException):
         return None  # a real bug: let Django log it and answer 500
     if isinstance(exc, exceptions.NotAuthenticated):
@@ -69,6 +82,8 @@ def exception_handler(exc, context):
     retry_after = getattr(exc, "retry_after", None) or getattr(exc, "wait", None)
     if retry_after:
         response["Retry-After"] = str(max(1, int(retry_after)))
+    if isinstance(exc, ServiceUnavailable):
+        response._has_been_logged = True  # reported once per outage, not per request
     return response
 
 

@@ -3,6 +3,7 @@
 import time
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, viewsets
@@ -20,6 +21,7 @@ from api.permissions import (
 )
 from api.principals import Principal
 from api.renderers import ApiResponse, BucketList, Counter, KeyList, Message, Value
+from thisdb_site import outages
 
 OK = "OK"
 PERMISSIONS = ("read", "write")
@@ -66,6 +68,8 @@ class ApiViewSet(viewsets.ViewSet):
     def handle_exception(self, exc):
         # A request refused before it was counted (bad input, unknown bucket) still counts, and
         # past the hourly limit the answer is the 429.
+        if outages.is_outage(exc):
+            return super().handle_exception(exc)  # no database: nothing to look up or count
         if not self._counted and isinstance(self._caller(), Principal):
             try:
                 self.count_request()
@@ -80,6 +84,8 @@ class ApiViewSet(viewsets.ViewSet):
             return self.request.user
         except exceptions.APIException:
             return None
+        except DatabaseError:
+            return None  # the database went away meanwhile: the request is refused uncounted
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)

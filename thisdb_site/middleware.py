@@ -5,10 +5,14 @@ logged-in user, flash messages or a page's security policy, so its hot path does
 """
 
 from csp import middleware as csp_middleware
+from django.conf import settings
 from django.contrib.auth import middleware as auth_middleware
 from django.contrib.messages import middleware as messages_middleware
 from django.contrib.sessions import middleware as sessions_middleware
+from django.db import connections
 from django.middleware import csrf
+
+from thisdb_site import outages
 
 
 def is_api_path(path: str) -> bool:
@@ -39,3 +43,32 @@ CsrfViewMiddleware = skip_for_api(csrf.CsrfViewMiddleware)
 AuthenticationMiddleware = skip_for_api(auth_middleware.AuthenticationMiddleware)
 MessageMiddleware = skip_for_api(messages_middleware.MessageMiddleware)
 CSPMiddleware = skip_for_api(csp_middleware.CSPMiddleware)
+
+
+class DatabaseMiddleware:
+    """The request's database connection, bounded in time (outermost middleware).
+
+    - A pooled connection goes back to the pool as soon as the answer is ready, not after a
+      slow client has read it (Django would wait for request_finished).
+    - A view that finds the database unreachable gets the plain 503 page (the API answers its
+      own 503 in api.errors; anything else reaches handler500, which does the same).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.pooled = bool(settings.DATABASES["default"].get("OPTIONS", {}).get("pool"))
+
+    def __call__(self, request):
+        try:
+            return self.get_response(request)
+        finally:
+            if self.pooled:
+                for connection in connections.all(initialized_only=True):
+                    if not connection.in_atomic_block:
+                        connection.close()  # back to the pool
+
+    def process_exception(self, request, exception):
+        if outages.is_outage(exception):
+            outages.report(exception)
+            return outages.page_response(request)
+        return None

@@ -76,6 +76,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so a pooled database connection goes back as soon as the answer is ready.
+    "thisdb_site.middleware.DatabaseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -122,6 +124,27 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+# PostgreSQL connections come from a pool of a fixed size in each web (and Celery) process
+# (psycopg_pool, Django's own support): every process together opens at most
+# processes x DATABASE_POOL_SIZE connections, which must stay well under max_connections minus
+# the slots kept for operators (README, "Database connections"). A request that finds no free
+# connection within DATABASE_POOL_TIMEOUT seconds is answered 503 with Retry-After, never 500.
+# DATABASE_POOL_SIZE=0 turns the pool off (one persistent connection per thread instead).
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 4)
+DATABASE_POOL_TIMEOUT = env_int("DATABASE_POOL_TIMEOUT", 2, minimum=1)
+if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 3)  # s: fail fast
+    if DATABASE_POOL_SIZE:
+        DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections
+        # The pool drops a connection that broke when it comes back; checking each one before
+        # use would cost every request a round trip.
+        DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": 1,
+            "max_size": DATABASE_POOL_SIZE,
+            "timeout": DATABASE_POOL_TIMEOUT,
+            "max_idle": 60,  # seconds: after a burst the pool shrinks back within a minute
+        }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis from REDIS_URL; in-process fallbacks otherwise (one process only: fine for `make run`).

@@ -5,10 +5,16 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from accounts.ratelimits import limited
 from dashboard import views as dashboard_views
+from thisdb_site import views as site_views
+
+# Anything that fails outside a view: a 503 when it is the database (in the API's format on /v1/).
+handler500 = "thisdb_site.views.server_error"
 
 urlpatterns = [
     path("", include("api.urls")),
     path("", dashboard_views.home, name="home"),
+    path("healthz", site_views.healthz, name="healthz"),
+    path("readyz", site_views.readyz, name="readyz"),
     # The forms people guess at, limited per address and per email (accounts.ratelimits); the
     # same paths as allauth's own, matched first.
     path("accounts/login/", limited("login", allauth_views.login)),

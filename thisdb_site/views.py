@@ -1,4 +1,14 @@
-from django.http import HttpResponse
+"""Views of the site itself: errors that happen outside any app's view, and health probes."""
+
+import json
+import sys
+
+from django.http import HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.defaults import server_error as django_server_error
+
+from thisdb_site import outages
+from thisdb_site.middleware import is_api_path
 
 
 def ratelimited(request, exception):
@@ -9,3 +19,60 @@ def ratelimited(request, exception):
         content_type="text/plain; charset=utf-8",
         headers={"Retry-After": "60"},
     )
+
+
+def server_error(request):
+    """handler500: an unreachable database is a 503 wherever it surfaces (a middleware, a
+    template), in the API's format on /v1/; anything else stays a 500."""
+    exc = sys.exc_info()[1]
+    if exc is not None and outages.is_outage(exc):
+        outages.report(exc)
+        if is_api_path(request.path_info):
+            return api_error(request, 503, outages.API_MESSAGE, outages.RETRY_AFTER_SECONDS)
+        return outages.page_response(request)
+    if is_api_path(request.path_info):
+        return api_error(request, 500, "internal error: the server failed; retry later")
+    return django_server_error(request)
+
+
+def api_error(request, status: int, message: str, retry_after: int | None = None):
+    """An error in the API's formats, when DRF's negotiation is out of reach: ?format= or the
+    Accept header picks json or ndjson, text otherwise."""
+    wanted = request.GET.get("format") or ""
+    accept = request.META.get("HTTP_ACCEPT", "")
+    if wanted == "json" or (not wanted and "application/json" in accept):
+        response = HttpResponse(json.dumps({"error": message}), content_type="application/json")
+    elif wanted == "ndjson" or (not wanted and "application/x-ndjson" in accept):
+        body = json.dumps({"error": message}) + "\n"
+        response = HttpResponse(body, content_type="application/x-ndjson")
+    else:
+        response = HttpResponse(message, content_type="text/plain; charset=utf-8")
+    response.status_code = status
+    if retry_after:
+        response["Retry-After"] = str(retry_after)
+    response._has_been_logged = status == 503  # outages are logged once per episode
+    return response
+
+
+@never_cache
+def healthz(request):
+    """Liveness: the process answers (no database or Redis asked)."""
+    return HttpResponse("ok\n", content_type="text/plain; charset=utf-8")
+
+
+@never_cache
+def readyz(request):
+    """Readiness: PostgreSQL and Redis answer; 503 if either does not, with each one's latency."""
+    from dashboard import health
+
+    checks = [health.database(), health.redis()]
+    body = {
+        check.name: {"ok": check.ok, "latency_ms": check.latency_ms, "detail": check.detail}
+        for check in checks
+    }
+    ready = all(check.ok for check in checks)
+    response = JsonResponse({"ready": ready, **body}, status=200 if ready else 503)
+    if not ready:
+        response["Retry-After"] = str(outages.RETRY_AFTER_SECONDS)
+        response._has_been_logged = True  # a probe's 503 is its answer, not an error to log
+    return response
