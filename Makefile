@@ -9,7 +9,7 @@ ADDR ?= 127.0.0.1:8000
 TEST_DATABASE_URL ?= postgres://root@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install run web worker beat test check format migrations bench screenshots
+.PHONY: install run serve web worker beat test check format migrations bench screenshots
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,11 +24,30 @@ run: $(STAMP)
 	$(PY) manage.py migrate --noinput
 	ADDR=$(ADDR) $(VENV)/bin/honcho start -f Procfile
 
-# Each alone, for production: gunicorn for the web (WEB_WORKERS processes of 4 threads each).
-WEB_WORKERS ?= 2
-web: $(STAMP)
+# Each alone, for production: `make serve` (the web tier), `make worker`, `make beat`.
+# serve: granian runs thisdb_site.asgi in WEB_WORKERS processes (one per core by default), each
+# with at most WEB_THREADS requests inside Django and a pool of as many PostgreSQL connections.
+# Headers must arrive within 5 s and bodies within THISDB_BODY_TIMEOUT (30 s) or the connection
+# is dropped; a worker is replaced after WEB_WORKER_LIFETIME seconds or WEB_WORKER_MAX_RSS MiB,
+# and one that dies is respawned. `kill -HUP` on the main process restarts the workers
+# gracefully. Put a buffering proxy in front for the internet (deploy/nginx/thisdb.conf).
+WEB_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+WEB_THREADS ?= 4
+WEB_WORKER_LIFETIME ?= 21600
+WEB_WORKER_MAX_RSS ?= 1024
+SERVE_HOST = $(word 1,$(subst :, ,$(ADDR)))
+SERVE_PORT = $(word 2,$(subst :, ,$(ADDR)))
+serve: $(STAMP)
 	$(PY) manage.py migrate --noinput
-	$(VENV)/bin/gunicorn thisdb_site.wsgi --bind $(ADDR) --workers $(WEB_WORKERS) --threads 4
+	THISDB_WEB_THREADS=$(WEB_THREADS) exec $(VENV)/bin/granian thisdb_site.asgi:application \
+		--interface asgi --http 1 --no-ws --host $(SERVE_HOST) --port $(SERVE_PORT) \
+		--workers $(WEB_WORKERS) --runtime-threads 1 --backlog 2048 \
+		--http1-header-read-timeout 5000 \
+		--workers-lifetime $(WEB_WORKER_LIFETIME) --workers-max-rss $(WEB_WORKER_MAX_RSS) \
+		--respawn-failed-workers --workers-kill-timeout 30 --log-level warning
+
+# `make web` is `make serve` (the production web tier).
+web: serve
 
 worker: $(STAMP)
 	$(VENV)/bin/celery -A thisdb_site worker --loglevel=INFO

@@ -148,13 +148,36 @@ def read_body(request, limit: int, what: str) -> bytes:
         raise BadRequest("the Content-Length header is not a whole number")
     if declared and int(declared) > limit:
         raise PayloadTooLarge(f"{what} is larger than the limit of {limit} bytes")
-    stream = django_request
-    if not declared and "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
-        stream = _chunked_wsgi_stream(meta) or stream
-    data = stream.read(limit + 1)
+    data = getattr(django_request, "_thisdb_body", None)  # read already by buffer_body()
+    if data is None:
+        data = _stream(django_request, declared).read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"{what} is larger than the limit of {limit} bytes")
     return data
+
+
+def buffer_body(request) -> None:
+    """Read the body before the request's first query (the key's lookup): a slow upload then
+    holds a server thread, never a pooled database connection. What cannot be read here (too
+    large, malformed) is left for read_body() to refuse with the right message."""
+    django_request = request._request
+    cap = max(settings.THISDB_VALUE_MAX_BYTES, FORM_MAX_BYTES)
+    declared = django_request.META.get("CONTENT_LENGTH") or ""
+    if declared and not (_WHOLE.fullmatch(declared) and len(declared) <= MAX_DIGITS):
+        return
+    if declared and int(declared) > cap:
+        return
+    try:
+        django_request._thisdb_body = _stream(django_request, declared).read(cap + 1)
+    except LengthRequired:
+        return
+
+
+def _stream(django_request, declared: str):
+    meta = django_request.META
+    if not declared and "chunked" in meta.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return _chunked_wsgi_stream(meta) or django_request
+    return django_request
 
 
 def _chunked_wsgi_stream(meta):

@@ -1,9 +1,9 @@
 """Routes of the v1 API. /v1/tokens comes before /v1/<bucket>; each route also answers without
 (or with) its trailing slash, because a redirected POST would lose its body."""
 
-from django.urls import path, register_converter
+from django.urls import path, re_path, register_converter
 
-from api.views import BucketViewSet, ItemViewSet, TokenViewSet
+from api.views import BucketViewSet, ItemViewSet, TokenViewSet, not_found
 
 
 class KeyConverter:
@@ -42,4 +42,6 @@ urlpatterns = [
     path("v1/<str:bucket_id>", bucket, name="v1-bucket"),
     path("v1/<str:bucket_id>/", bucket),
     path("v1/<str:bucket_id>/<key:key>", item, name="v1-item"),
+    # Any other path under /v1/ (an empty bucket id: /v1//x) is the API's 404, not a page's.
+    re_path(r"^v1/", not_found),
 ]

@@ -35,6 +35,11 @@ class ApiViewSet(viewsets.ViewSet):
     _counted = False
     _decision: limits.Decision | None = None
 
+    def initial(self, request, *args, **kwargs):
+        if request.method in ("POST", "PUT", "PATCH"):
+            inputs.buffer_body(request)  # before authentication takes a database connection
+        super().initial(request, *args, **kwargs)
+
     def principal(self) -> Principal:
         return self.request.user
 
@@ -349,3 +354,14 @@ class TokenViewSet(ApiViewSet):
             ttl=ttl,
         )
         return ApiResponse(Message(token, json_name="token"))
+
+
+def not_found(request):
+    """A path under /v1/ that names no bucket, key or token route."""
+    from thisdb_site.views import api_error
+
+    return api_error(
+        request,
+        404,
+        "not found: the v1 API has /v1/, /v1/tokens, /v1/<bucket> and /v1/<bucket>/<key>",
+    )

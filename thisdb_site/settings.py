@@ -130,7 +130,13 @@ DATABASES = {
 # the slots kept for operators (README, "Database connections"). A request that finds no free
 # connection within DATABASE_POOL_TIMEOUT seconds is answered 503 with Retry-After, never 500.
 # DATABASE_POOL_SIZE=0 turns the pool off (one persistent connection per thread instead).
-DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 4)
+# Requests inside Django at once in one web process (`make serve`: thisdb_site.asgi), so the
+# threads a process runs are bounded; each needs at most one database connection at a time, so
+# the pool's size follows it unless set.
+THISDB_WEB_THREADS = env_int("THISDB_WEB_THREADS", 4, minimum=1)
+# Seconds a request's body may take to arrive before the server gives up on it (408).
+THISDB_BODY_TIMEOUT = env_int("THISDB_BODY_TIMEOUT", 30, minimum=1)
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", THISDB_WEB_THREADS)
 DATABASE_POOL_TIMEOUT = env_int("DATABASE_POOL_TIMEOUT", 2, minimum=1)
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 3)  # s: fail fast

@@ -268,3 +268,13 @@ def test_the_schema_documents_each_route_once(client):
         "create_token",
     ):
         assert schema.count(f"operationId: {operation}\n") == 1, operation
+
+
+@pytest.mark.parametrize("path", ["/v1//x", "/v1//", "/v1///"])
+def test_a_path_under_v1_that_names_nothing_is_the_apis_404(client, db, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert response.content.startswith(b"not found")
+    response = client.get(path + "?format=json")
+    assert response.json()["error"].startswith("not found")
