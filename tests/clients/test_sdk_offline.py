@@ -114,3 +114,15 @@ def test_503_is_retried_after_retry_after_then_raised_as_unavailable():
 
             with pytest.raises(thisdb.UnexpectedResponse, match="302.*https://elsewhere"):
                 client.get("b" * 20, "k")
+
+
+def test_a_server_without_the_bucket_listing_answers_405():
+    """GET /v1/ is an addition to the published v1 API; servers without it answer 405."""
+    refused = (405, {"Allow": "POST", "Content-Type": "application/json"}, b'{"error": "no"}')
+    with answering([refused, refused]) as url:
+        with thisdb.Client("tdb_x", base_url=url) as client:
+            with pytest.raises(thisdb.MethodNotAllowed) as caught:
+                client.list_buckets()
+            assert caught.value.status == 405
+            with pytest.raises(thisdb.MethodNotAllowed):
+                list(client.iter_buckets())
