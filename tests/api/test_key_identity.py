@@ -49,9 +49,9 @@ NOT_UTF8_KEYS = ["a%C3%28", "a%FF", "a%ED%A0%80", "%C0%AF", "a%E2%82", "100%25%F
 
 
 def listed(persona, bucket: str) -> list[dict]:
+    """The listing's keys and values (each item's "ttl" is tested in test_list.py)."""
     response = persona.client.get(f"/v1/{bucket}?format=json&values=true")
     assert response.status_code == 200, response.content
-    # The keys and values; each item's remaining ttl is tested with listings (test_list).
     return [{k: v for k, v in item.items() if k != "ttl"} for item in response.json()["items"]]
 
 

@@ -6,6 +6,7 @@ tables are emptied after each test). Each test makes its own user and API key (P
 rate-limit counters and caches of the server never carry over from one test to the next.
 """
 
+import http.server
 import io
 import os
 import signal
@@ -13,8 +14,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,3 +150,38 @@ def script(*args: str, stdin: bytes = b"", env: dict | None = None) -> Result:
         [THISDB, *args], input=stdin, capture_output=True, env=env or os.environ, timeout=60
     )
     return Result(done.returncode, done.stdout, done.stderr)
+
+
+@contextmanager
+def answering(
+    answers: list[tuple[int, dict[str, str], bytes]], seen: list[tuple[str, str]] | None = None
+) -> Iterator[str]:
+    """A stand-in HTTP server giving these answers in turn, whatever the request (a proxy in
+    front of the platform, or a server of another version); yields its URL. Each request's
+    method and path are added to `seen`."""
+
+    class Answers(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if seen is not None:
+                seen.append((self.command, self.path))
+            status, headers, body = answers.pop(0)
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PATCH = do_DELETE = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answers)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

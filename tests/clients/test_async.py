@@ -7,6 +7,7 @@ import pytest
 import thisdb
 
 from api.models import Bucket, Item, Token
+from tests.conftest import Persona
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -84,6 +85,29 @@ def test_iter_keys_over_more_than_2000_keys(server, carol):
             ]
 
     assert run(scenario()) == [(k, b"\xff" + k.encode()) for k in keys]
+
+
+def test_list_and_iter_buckets(server, carol):
+    mine = sorted(Bucket.objects.create(owner=carol.user).pk for _ in range(5))
+    Bucket.objects.create(owner=Persona("dave").user)
+
+    async def scenario():
+        async with thisdb.AsyncClient(carol.key, base_url=server) as db:
+            first = await db.list_buckets(limit=2)
+            second = await db.list_buckets(limit=2, cursor=first.next_cursor)
+            listed = [b async for b in db.iter_buckets(page_size=2)]
+            bucket = await db.create_bucket()
+            token = await db.create_token(bucket, "", "read", 60)
+        async with thisdb.AsyncClient(token=token, base_url=server) as scoped:
+            with pytest.raises(thisdb.Forbidden, match="a token cannot list buckets"):
+                await scoped.list_buckets()
+        return first, second, listed
+
+    first, second, listed = run(scenario())
+    assert first.buckets == mine[:2] and first.next_cursor
+    assert second.buckets == mine[2:4] and second.next_cursor
+    assert [b.bucket for b in listed] == mine
+    assert all(b.default_ttl == 604800 and b.keys == 0 and b.bytes == 0 for b in listed)
 
 
 def test_errors_are_the_same_exceptions(server, strict_server, carol):

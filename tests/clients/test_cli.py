@@ -7,6 +7,7 @@ buffers); the ones about processes, pipes and heredocs run the installed `thisdb
 import base64
 import json
 import os
+import re
 import stat
 import subprocess
 import time
@@ -14,6 +15,8 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from thisdb.cli.config import ConfigFile
+from thisdb.client import Client
 
 from accounts.models import Account
 from api.models import Bucket, Item, Token
@@ -80,10 +83,11 @@ def test_named_profiles_and_precedence(home, server, carol, monkeypatch):
     monkeypatch.delenv("THISDB_API_KEY")
 
     made = run_main(monkeypatch, ["--profile", "work", "bucket", "create"]).text.strip()
-    listed = run_main(monkeypatch, ["--profile", "work", "--json", "bucket", "list"])
-    assert json.loads(listed.out) == {"profile": "work", "buckets": [ok.text.strip(), made]}
-    monkeypatch.setenv("THISDB_PROFILE", "default")
-    assert run_main(monkeypatch, ["bucket", "list"]).out == b""  # the default profile's own
+    config = ConfigFile.load()  # each profile remembers the buckets created under it
+    assert (config.buckets("work"), config.buckets("default")) == ([ok.text.strip(), made], [])
+    monkeypatch.setenv("THISDB_PROFILE", "work")
+    listed = run_main(monkeypatch, ["--json", "bucket", "list"])
+    assert [json.loads(line)["bucket"] for line in listed.lines] == sorted([ok.text.strip(), made])
 
     missing = run_main(monkeypatch, ["-p", "nope", "bucket", "list"])
     assert missing.status == 2
@@ -93,28 +97,80 @@ def test_named_profiles_and_precedence(home, server, carol, monkeypatch):
 def test_bucket_create_list_update_delete(home, server, carol, monkeypatch):
     monkeypatch.setenv("THISDB_URL", server)
     monkeypatch.setenv("THISDB_API_KEY", carol.key)
-    unremembered = run_main(monkeypatch, ["bucket", "create"])
-    assert unremembered.status == 0
     nothing = run_main(monkeypatch, ["bucket", "list"])
-    assert (nothing.status, nothing.out) == (0, b"")
-    assert b"the v1 API cannot list buckets, and no profile remembers any" in nothing.err
+    assert (nothing.status, nothing.out, nothing.err) == (0, b"", b"")
 
     run_main(monkeypatch, ["login"])  # URL and key from the environment
     first = run_main(monkeypatch, ["bucket", "create", "--default-ttl", "0"]).text.strip()
     second = json.loads(run_main(monkeypatch, ["--json", "bucket", "create"]).out)["bucket"]
     assert Bucket.objects.get(pk=first).default_ttl == 0
     assert Bucket.objects.get(pk=second).default_ttl == 604800
-
-    listed = run_main(monkeypatch, ["bucket", "list"])
-    assert listed.lines == [first, second]
-    assert b"the v1 API cannot list buckets: these are the 2 bucket(s)" in listed.err
+    assert ConfigFile.load().buckets("default") == [first, second]
 
     updated = run_main(monkeypatch, ["bucket", "update", first, "--default-ttl", "60"])
     assert updated.text == "OK\n"
     assert Bucket.objects.get(pk=first).default_ttl == 60
     assert run_main(monkeypatch, ["bucket", "delete", first]).status == 0
     assert not Bucket.objects.filter(pk=first).exists()
-    assert run_main(monkeypatch, ["bucket", "list"]).lines == [second]
+    assert ConfigFile.load().buckets("default") == [second]
+    assert [line.split("\t")[0] for line in run_main(monkeypatch, ["bucket", "list"]).lines] == [
+        second
+    ]
+
+
+def test_bucket_list_asks_the_server_for_every_page(cli, carol, monkeypatch):
+    made = [Bucket.objects.create(owner=carol.user, default_ttl=ttl).pk for ttl in (0, 90, 3600)]
+    made += [cli("bucket", "create").text.strip() for _ in range(2)]  # and remembered
+    mine = sorted(made)
+    Bucket.objects.filter(pk=mine[0]).update(key_count=1234, stored_bytes=5678901)
+    daves = Bucket.objects.create(owner=Persona("dave").user).pk
+    ttls = {b.pk: b.default_ttl for b in Bucket.objects.filter(owner=carol.user)}
+    pages = []
+    list_buckets = Client.list_buckets
+
+    def two_at_a_time(self, limit=None, cursor=None):
+        pages.append(cursor)
+        return list_buckets(self, 2, cursor)
+
+    monkeypatch.setattr(Client, "list_buckets", two_at_a_time)
+
+    # Not on a terminal: one bucket a line, tab-separated, the id first.
+    lines = cli("bucket", "list")
+    assert (lines.status, lines.err) == (0, b"")
+    assert lines.lines == [
+        f"{b}\t{ttls[b]}\t{1234 if b == mine[0] else 0}\t{5678901 if b == mine[0] else 0}"
+        for b in mine
+    ]
+    assert len(pages) == 3 and pages[0] is None and all(pages[1:])  # 2 + 2 + 1
+    assert daves not in lines.text
+
+    documents = cli("--json", "bucket", "list")
+    records = [json.loads(line) for line in documents.lines]
+    assert [r["bucket"] for r in records] == mine
+    assert records[0] == {"bucket": mine[0], "default_ttl": ttls[mine[0]], "keys": 1234,
+                          "bytes": 5678901}  # fmt: skip
+    assert documents.err == b""
+
+    # On a terminal, a table.
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "100")
+    table = [re.sub(r"\x1b\[[0-9;]*m", "", line).split() for line in cli("bucket", "list").lines]
+    shown = {0: "never", 90: "90s", 3600: "1h", 604800: "7d"}
+    assert table[0] == ["bucket", "default", "ttl", "keys", "bytes"]
+    assert table[1:] == [
+        [b, shown[ttls[b]], "1,234" if b == mine[0] else "0", "5,678,901" if b == mine[0] else "0"]
+        for b in mine
+    ]
+
+
+def test_bucket_list_with_a_token_is_refused(cli, bucket, carol, monkeypatch):
+    token = cli("token", "create", bucket).text.strip()
+    monkeypatch.delenv("THISDB_API_KEY")
+    monkeypatch.setenv("THISDB_TOKEN", token)
+    refused = cli("bucket", "list")
+    assert refused.status == 1
+    assert b"403 Forbidden: a token cannot list buckets" in refused.err
 
 
 # Keys and tokens

@@ -1,9 +1,12 @@
 """The `thisdb` tool before or without a server: usage errors (exit 2), the network failing
-(exit 3), and never a traceback."""
+(exit 3), and never a traceback; and a stand-in for a server without the bucket listing."""
 
+import json
 import os
 
-from tests.clients.conftest import run_main, script
+from thisdb.cli.config import ConfigFile
+
+from tests.clients.conftest import answering, run_main, script
 
 BUCKET = "A" * 20
 
@@ -44,3 +47,45 @@ def test_network_errors_exit_3_without_a_traceback(home):
     heredoc = script("-c", stdin=f"del {BUCKET} k\n".encode(), env=env)
     assert heredoc.status == 3
     assert b"Traceback" not in heredoc.err
+
+
+OLD = (405, {"Allow": "POST", "Content-Type": "application/json"}, b'{"error": "not allowed"}')
+
+
+def test_bucket_list_falls_back_to_the_profile_on_a_server_without_the_listing(home, monkeypatch):
+    """A server of the published v1 API answers GET /v1/ with 405: `bucket list` shows the
+    buckets created with the tool under the profile, and says so on stderr."""
+    made = [(200, {"Content-Type": "text/plain"}, (c * 20).encode()) for c in "BC"]
+    seen: list[tuple[str, str]] = []
+    with answering([*made, OLD, OLD, OLD], seen) as url:
+        config = ConfigFile.load()
+        config.save_profile("default", url, "tdb_x", make_default=True)
+        assert run_main(monkeypatch, ["bucket", "create"]).text == "B" * 20 + "\n"
+        assert run_main(monkeypatch, ["bucket", "create"]).status == 0
+        assert ConfigFile.load().buckets("default") == ["B" * 20, "C" * 20]
+
+        listed = run_main(monkeypatch, ["bucket", "list"])
+        assert (listed.status, listed.lines) == (0, ["B" * 20, "C" * 20])
+        assert b"the server cannot list buckets" in listed.err
+        assert b"405" in listed.err
+        assert b"these are the 2 bucket(s) created with this tool under profile 'default'" in (
+            listed.err
+        )
+
+        documents = run_main(monkeypatch, ["--json", "bucket", "list"])
+        assert documents.status == 0
+        assert [json.loads(line) for line in documents.lines] == [
+            {"bucket": "B" * 20},
+            {"bucket": "C" * 20},
+        ]
+        warning = json.loads(documents.err)["warning"]
+        assert warning.startswith(f"the server cannot list buckets ({url}/v1/ answered 405)")
+
+        config.path.unlink()  # settings from the environment, no profile: nothing remembered
+        monkeypatch.setenv("THISDB_URL", url)
+        monkeypatch.setenv("THISDB_API_KEY", "tdb_x")
+        nothing = run_main(monkeypatch, ["bucket", "list"])
+        assert (nothing.status, nothing.out) == (0, b"")
+        assert b"and no profile remembers any: run `thisdb login`" in nothing.err
+    assert seen[:2] == [("POST", "/v1/"), ("POST", "/v1/")]
+    assert seen[2:] == [("GET", "/v1/?format=json")] * 3

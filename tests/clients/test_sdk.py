@@ -145,6 +145,52 @@ def test_iter_keys_follows_the_cursor_over_more_than_2000_keys(db_client):
     assert len(list(db_client.iter_keys(bucket, page_size=500))) == 2355
 
 
+def test_list_buckets_pages_by_cursor_over_the_accounts_own_buckets(server, db_client):
+    never = db_client.create_bucket(default_ttl=0)
+    mine = sorted([never] + [db_client.create_bucket() for _ in range(4)])
+    Bucket.objects.filter(pk=never).update(key_count=3, stored_bytes=42)  # as beat counts them
+    dave = Persona("dave")
+    daves = Bucket.objects.create(owner=dave.user).pk
+
+    first = db_client.list_buckets(limit=2)
+    assert isinstance(first, thisdb.BucketPage)
+    assert first.buckets == mine[:2] and len(first) == 2 and first.next_cursor
+    second = db_client.list_buckets(limit=2, cursor=first.next_cursor)
+    assert second.buckets == mine[2:4] and second.next_cursor
+    last = db_client.list_buckets(limit=2, cursor=second.next_cursor)
+    assert last.buckets == mine[4:] and last.next_cursor is None
+
+    listed = list(db_client.iter_buckets(page_size=2))
+    assert [b.bucket for b in listed] == mine
+    assert {b.bucket: b for b in listed}[never] == thisdb.BucketInfo(
+        never, default_ttl=0, keys=3, bytes=42
+    )
+    assert all(b.default_ttl == 604800 for b in listed if b.bucket != never)
+    assert [b.bucket for b in db_client.iter_buckets()] == mine  # one page of up to 1000
+    assert daves not in [b.bucket for b in db_client.iter_buckets(page_size=1)]
+    with thisdb.Client(dave.key, base_url=server) as other:
+        assert other.list_buckets().buckets == [daves]
+    with pytest.raises(thisdb.BadRequest, match="limit must be a whole number from 1 to 1000"):
+        db_client.list_buckets(limit=0)
+
+
+def test_an_account_without_buckets_lists_none(db_client):
+    page = db_client.list_buckets()
+    assert (page.items, page.next_cursor) == ([], None)
+    assert list(db_client.iter_buckets()) == []
+
+
+def test_a_token_cannot_list_buckets(server, db_client):
+    bucket = db_client.create_bucket()
+    token = db_client.create_token(bucket, "", "read,write", 60)
+    with thisdb.Client(token=token, base_url=server) as scoped:
+        with pytest.raises(thisdb.Forbidden, match="a token cannot list buckets") as caught:
+            scoped.list_buckets()
+        assert caught.value.status == 403
+        with pytest.raises(thisdb.Forbidden):
+            next(scoped.iter_buckets())
+
+
 def test_create_token_and_use_it(server, db_client):
     bucket = db_client.create_bucket()
     db_client.set(bucket, "user:1:name", b"alice")

@@ -2,14 +2,13 @@
 answers the platform itself never gives (503, 500) from a stand-in HTTP server, as a proxy in
 front of it may give them."""
 
-import http.server
 import socket
-import threading
 import time
-from contextlib import contextmanager
 
 import pytest
 import thisdb
+
+from tests.clients.conftest import answering
 
 
 @pytest.fixture(autouse=True)
@@ -63,32 +62,6 @@ def test_a_timeout_is_a_network_error():
                 client.get("b" * 20, "k")
 
 
-@contextmanager
-def answering(answers: list[tuple[int, dict[str, str], bytes]]):
-    """An HTTP server giving these answers in turn; yields its URL."""
-
-    class Answers(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            status, headers, body = answers.pop(0)
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answers)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 def test_503_is_retried_after_retry_after_then_raised_as_unavailable():
     answers = [
         (503, {"Retry-After": "1", "Content-Type": "text/plain"}, b"down for maintenance"),
@@ -114,3 +87,17 @@ def test_503_is_retried_after_retry_after_then_raised_as_unavailable():
 
             with pytest.raises(thisdb.UnexpectedResponse, match="302.*https://elsewhere"):
                 client.get("b" * 20, "k")
+
+
+def test_a_server_without_the_bucket_listing_answers_405():
+    """GET /v1/ is an addition to the published v1 API; servers without it answer 405."""
+    refused = (405, {"Allow": "POST", "Content-Type": "application/json"}, b'{"error": "no"}')
+    seen: list[tuple[str, str]] = []
+    with answering([refused, refused], seen) as url:
+        with thisdb.Client("tdb_x", base_url=url) as client:
+            with pytest.raises(thisdb.MethodNotAllowed) as caught:
+                client.list_buckets(limit=10)
+            assert caught.value.status == 405
+            with pytest.raises(thisdb.MethodNotAllowed):
+                list(client.iter_buckets())
+    assert seen == [("GET", "/v1/?format=json&limit=10"), ("GET", "/v1/?format=json")]

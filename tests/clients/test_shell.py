@@ -55,6 +55,11 @@ def test_a_shell_session(home, server, carol):
         shell.expect("user:alice +Alice A.")
         shell.expect("visits +3")
         shell.expect(f"thisdb:{bucket}>")
+
+        shell.send("bucket list\r")  # the account's buckets, from the server, as a table
+        shell.expect("bucket.+default ttl.+keys.+bytes")  # bold: escapes between
+        shell.expect(f"{bucket} +7d +0 +0")
+        shell.expect(f"thisdb:{bucket}>")
         shell.send("exit\r")
         shell.expect(pexpect.EOF)
     finally:

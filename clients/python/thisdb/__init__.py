@@ -20,12 +20,14 @@ from thisdb.errors import (
     Unavailable,
     UnexpectedResponse,
 )
-from thisdb.models import Item, KeyPage, RateLimit
+from thisdb.models import BucketInfo, BucketPage, Item, KeyPage, RateLimit
 
 __all__ = [
     "ApiError",
     "AsyncClient",
     "BadRequest",
+    "BucketInfo",
+    "BucketPage",
     "Client",
     "ConfigurationError",
     "Forbidden",

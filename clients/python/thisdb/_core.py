@@ -26,7 +26,7 @@ from thisdb.errors import (
     UnexpectedResponse,
     error_class,
 )
-from thisdb.models import Item, KeyPage, RateLimit
+from thisdb.models import BucketInfo, BucketPage, Item, KeyPage, RateLimit
 
 T = TypeVar("T")
 
@@ -164,6 +164,16 @@ def update_bucket(bucket: str, default_ttl: int) -> Call[None]:
 
 def delete_bucket(bucket: str) -> Call[None]:
     return Call("DELETE", "/" + segment(bucket, "bucket"), _ok)
+
+
+def list_buckets(limit: int | None, cursor: str | None) -> Call[BucketPage]:
+    # GET /v1/ is an addition to the published v1 API: servers without it answer 405.
+    params = {"format": "json"}
+    if limit is not None:
+        params["limit"] = _whole(limit, "limit")
+    if cursor:
+        params["cursor"] = cursor
+    return Call("GET", "/", _bucket_page, params=params)
 
 
 def list_keys(
@@ -310,6 +320,27 @@ def _key_page(response: httpx.Response) -> KeyPage:
         items.append(Item(entry["key"], value, ttl if isinstance(ttl, int) else None))
     cursor = data.get("next_cursor") or response.headers.get("X-Next-Cursor") or None
     return KeyPage(items, cursor if isinstance(cursor, str) else None)
+
+
+def _bucket_page(response: httpx.Response) -> BucketPage:
+    data = _json(response)
+    if not isinstance(data, dict) or not isinstance(data.get("items"), list):
+        raise UnexpectedResponse("expected a JSON object with items", response)
+    items = []
+    for entry in data["items"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("bucket"), str):
+            raise UnexpectedResponse("a listed bucket has no id", response)
+        figures: list[int] = []
+        for name in ("default_ttl", "keys", "bytes"):
+            number = entry.get(name)
+            if isinstance(number, bool) or not isinstance(number, int):
+                raise UnexpectedResponse(
+                    f"bucket {entry['bucket']!r}: {name} is not a whole number", response
+                )
+            figures.append(number)
+        items.append(BucketInfo(entry["bucket"], *figures))
+    cursor = data.get("next_cursor") or response.headers.get("X-Next-Cursor") or None
+    return BucketPage(items, cursor if isinstance(cursor, str) else None)
 
 
 def _excerpt(response: httpx.Response, size: int = 200) -> str:

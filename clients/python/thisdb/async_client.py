@@ -15,7 +15,7 @@ from thisdb import _core
 from thisdb._core import Call, Value
 from thisdb.client import BaseClient, _describe
 from thisdb.errors import NetworkError
-from thisdb.models import Item, KeyPage
+from thisdb.models import BucketInfo, BucketPage, Item, KeyPage
 
 T = TypeVar("T")
 
@@ -102,6 +102,21 @@ class AsyncClient(BaseClient):
     async def delete_bucket(self, bucket: str) -> None:
         """Delete a bucket with all its keys and tokens."""
         await self._run(_core.delete_bucket(bucket))
+
+    async def list_buckets(self, limit: int | None = None, cursor: str | None = None) -> BucketPage:
+        """One page of the account's buckets; see Client.list_buckets."""
+        return await self._run(_core.list_buckets(limit, cursor))
+
+    async def iter_buckets(self, page_size: int | None = None) -> AsyncIterator[BucketInfo]:
+        """Every bucket of the account, following the cursor page after page."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_buckets(page_size, cursor)
+            for item in page.items:
+                yield item
+            if not page.next_cursor or not page.items:
+                return
+            cursor = page.next_cursor
 
     async def list_keys(
         self,

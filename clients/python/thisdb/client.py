@@ -14,7 +14,7 @@ import httpx
 from thisdb import _core
 from thisdb._core import Call, Value
 from thisdb.errors import NetworkError
-from thisdb.models import Item, KeyPage, RateLimit
+from thisdb.models import BucketInfo, BucketPage, Item, KeyPage, RateLimit
 
 T = TypeVar("T")
 
@@ -140,6 +140,23 @@ class Client(BaseClient):
     def delete_bucket(self, bucket: str) -> None:
         """Delete a bucket with all its keys and tokens."""
         self._run(_core.delete_bucket(bucket))
+
+    def list_buckets(self, limit: int | None = None, cursor: str | None = None) -> BucketPage:
+        """One page of the account's buckets (at most `limit`, the server's maximum is 1000)
+        in id order, each with its default ttl, keys and bytes; pass the page's `next_cursor`
+        as `cursor` for the next. Takes an API key (a token gets Forbidden); a server that
+        speaks only the published v1 API cannot list buckets and answers MethodNotAllowed."""
+        return self._run(_core.list_buckets(limit, cursor))
+
+    def iter_buckets(self, page_size: int | None = None) -> Iterator[BucketInfo]:
+        """Every bucket of the account, following the cursor page after page."""
+        cursor: str | None = None
+        while True:
+            page = self.list_buckets(page_size, cursor)
+            yield from page.items
+            if not page.next_cursor or not page.items:
+                return
+            cursor = page.next_cursor
 
     def list_keys(
         self,

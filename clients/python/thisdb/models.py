@@ -1,4 +1,5 @@
-"""The values the client returns: a listed item, a page of a listing, the rate-limit figures."""
+"""The values the client returns: a listed item or bucket, a page of a listing, the rate-limit
+figures."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from datetime import UTC, datetime
 class Item:
     """One key of a listing. `value` is None when the listing was made without values.
 
-    `ttl` is the key's remaining time to live in seconds (0: never expires) when the server
-    reports it; servers of the v1 API as published do not, and then it is None.
+    `ttl` is the key's remaining time to live in seconds (0: never expires), which JSON
+    listings made with values carry (this platform reports it); it is None in listings without
+    values, and from servers that speak only the published v1 API, which do not report it.
     """
 
     key: str
@@ -36,6 +38,36 @@ class KeyPage:
     @property
     def keys(self) -> list[str]:
         return [item.key for item in self.items]
+
+
+@dataclass(frozen=True)
+class BucketInfo:
+    """One bucket of the account: its id, default ttl in seconds (0: keys never expire), and
+    how many keys and stored bytes it holds (as the server last counted them, which may lag)."""
+
+    bucket: str
+    default_ttl: int
+    keys: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class BucketPage:
+    """One page of the account's buckets in id order; pass `next_cursor` back for the next
+    page (None: the last)."""
+
+    items: list[BucketInfo] = field(default_factory=list)
+    next_cursor: str | None = None
+
+    def __iter__(self) -> Iterator[BucketInfo]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def buckets(self) -> list[str]:
+        return [item.bucket for item in self.items]
 
 
 @dataclass(frozen=True)

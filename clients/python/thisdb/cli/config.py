@@ -5,7 +5,8 @@
     [profiles.default]
     url = "http://127.0.0.1:8000"
     api_key = "tdb_..."
-    buckets = ["zqjvK4C908tf3mAHlcOi"]   # buckets this tool created (`thisdb bucket list`)
+    buckets = ["zqjvK4C908tf3mAHlcOi"]   # buckets this tool created (shell completion, and
+                                         # `bucket list` on servers that cannot list buckets)
 
 It holds secrets, so it is written with mode 0600 in a folder of mode 0700.
 """

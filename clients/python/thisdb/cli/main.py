@@ -12,8 +12,8 @@ import secrets
 import string
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from itertools import islice
+from dataclasses import asdict, dataclass, field
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -31,7 +31,13 @@ from thisdb.cli.output import (
     value_record,
 )
 from thisdb.client import Client
-from thisdb.errors import ConfigurationError, NotFound, ThisDBError, UnexpectedResponse
+from thisdb.errors import (
+    ConfigurationError,
+    MethodNotAllowed,
+    NotFound,
+    ThisDBError,
+    UnexpectedResponse,
+)
 from thisdb.models import Item
 
 ENV_PROFILE = "THISDB_PROFILE"
@@ -281,7 +287,10 @@ def bucket() -> None:
 )
 @pass_state
 def bucket_create(state: State, default_ttl: int | None) -> None:
-    """Create a bucket and print its id (remembered in the profile for `bucket list`)."""
+    """Create a bucket and print its id.
+
+    The id is also remembered in the profile: the shell completes it, and `bucket list` shows it
+    when the server cannot list buckets."""
     bucket_id = state.client().create_bucket(default_ttl)
     state.config_file.remember_bucket(state.profile, bucket_id)
     state.output.result(bucket_id, {"bucket": bucket_id})
@@ -290,27 +299,58 @@ def bucket_create(state: State, default_ttl: int | None) -> None:
 @bucket.command("list")
 @pass_state
 def bucket_list(state: State) -> None:
-    """The buckets created with this tool under the current profile.
+    """The account's buckets with their default ttl, keys and bytes, all pages (with --json:
+    one object a line).
 
-    The v1 API has no way to list an account's buckets, so this lists what the profile
-    remembers (buckets made elsewhere are not in it)."""
+    A server that speaks only the published v1 API cannot list buckets (it answers 405): then
+    this lists the buckets created with this tool under the current profile, and says so."""
+    buckets = state.client().iter_buckets()
+    try:
+        first = next(buckets, None)
+    except MethodNotAllowed:
+        _remembered_buckets(state)
+        return
+    items = [] if first is None else chain([first], buckets)
+    out = state.output
+    if out.json:
+        for info in items:
+            out.data(asdict(info))
+    elif out.stdout_is_terminal:
+        rows = [[i.bucket, _duration(i.default_ttl), f"{i.keys:,}", f"{i.bytes:,}"] for i in items]
+        if rows:
+            out.table(["bucket", "default ttl", "keys", "bytes"], rows, right=(2, 3))
+        else:
+            out.note("no buckets yet: `thisdb bucket create` makes one")
+    else:
+        for info in items:
+            out.line(f"{info.bucket}\t{info.default_ttl}\t{info.keys}\t{info.bytes}")
+
+
+def _remembered_buckets(state: State) -> None:
+    """`bucket list` on a server without the listing: what the profile remembers."""
     config = state.config_file
     buckets = config.buckets(state.profile)
-    if state.output.json:
-        state.output.data({"profile": state.profile, "buckets": buckets})
-        return
+    out = state.output
     for bucket_id in buckets:
-        state.output.line(bucket_id)
+        out.result(bucket_id, {"bucket": bucket_id})
+    cannot = f"the server cannot list buckets ({state.client().base_url}/ answered 405)"
     if state.profile_exists():
-        state.output.note(
-            f"the v1 API cannot list buckets: these are the {len(buckets)} bucket(s) created with "
-            f"this tool under profile {state.profile!r} ({config.path})"
+        out.warning(
+            f"{cannot}: these are the {len(buckets)} bucket(s) created with this tool under "
+            f"profile {state.profile!r} ({config.path}); buckets made elsewhere are not in it"
         )
     else:
-        state.output.note(
-            "the v1 API cannot list buckets, and no profile remembers any: "
-            "run `thisdb login` to make one"
-        )
+        out.warning(f"{cannot}, and no profile remembers any: run `thisdb login` to make one")
+
+
+def _duration(seconds: int) -> str:
+    """A ttl for people: "never", or whole days, hours, minutes or seconds (exact)."""
+    if seconds == 0:
+        return "never"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 @bucket.command("update")

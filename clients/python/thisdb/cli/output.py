@@ -70,8 +70,11 @@ class Output:
         else:
             self.err.print(f"[yellow]warning:[/yellow] {escape(text)}")
 
-    def table(self, columns: list[str], rows: list[list[str]]) -> None:
-        table = Table(*columns, box=None, header_style="bold", pad_edge=False)
+    def table(self, columns: list[str], rows: list[list[str]], right: tuple[int, ...] = ()) -> None:
+        """A table on stdout; the columns numbered in `right` (from 0) are aligned right."""
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for index, name in enumerate(columns):
+            table.add_column(name, justify="right" if index in right else "left")
         for row in rows:
             table.add_row(*(escape(cell) for cell in row))
         self.out.print(table)
