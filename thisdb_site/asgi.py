@@ -117,7 +117,8 @@ class _Turn:
 
 
 def _replay(body: bytes, receive):
-    """A receive() that gives the buffered body once, then waits for the client's disconnect."""
+    """A receive() that gives the buffered body once, then waits for the client's disconnect
+    (the rest of a body too large to be read whole is dropped on the way)."""
     sent = False
 
     async def replay():
@@ -125,7 +126,10 @@ def _replay(body: bytes, receive):
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return message
 
     return replay
 
