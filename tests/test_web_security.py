@@ -202,3 +202,24 @@ def test_our_csrf_check_notices_a_missing_csrf_middleware(settings):
     ]
     ids = {message.id for message in run_checks(include_deployment_checks=True)}
     assert "thisdb.W003" in ids
+
+
+def test_behind_a_proxy_the_limits_count_the_client_not_the_proxy(settings, alice):
+    settings.THISDB_PROXY_COUNT = 1
+    settings.MIDDLEWARE = [
+        settings.MIDDLEWARE[0],
+        "thisdb_site.middleware.ForwardedForMiddleware",
+        *settings.MIDDLEWARE[1:],
+    ]
+    settings.THISDB_AUTH_FAILURES_RATE = "3/m"
+
+    def wrong_key(client_address: str) -> int:
+        return Client(headers={"X-Api-Key": "wrong", "X-Forwarded-For": client_address}).get(
+            "/v1/AAAAAAAAAAAAAAAAAAAA"
+        ).status_code
+
+    # The proxy is always 127.0.0.1; the clients it forwards for are counted apart.
+    assert [wrong_key("203.0.113.7") for _ in range(4)] == [403, 403, 403, 429]
+    assert wrong_key("198.51.100.9") == 403
+    # A forged entry before the proxy's own is not believed: the proxy appended the real one.
+    assert wrong_key("198.51.100.9, 203.0.113.7") == 429

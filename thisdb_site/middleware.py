@@ -72,3 +72,22 @@ class DatabaseMiddleware:
             outages.report(exception)
             return outages.page_response(request)
         return None
+
+
+class ForwardedForMiddleware:
+    """Behind THISDB_PROXY_COUNT trusted proxies, the client's address is the entry those
+    proxies added to X-Forwarded-For, not the last proxy's: it becomes REMOTE_ADDR, which the
+    rate limits (wrong keys, logins) count by. Installed only when THISDB_PROXY_COUNT > 0:
+    without a proxy in front, the header is the client's to forge."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.count = settings.THISDB_PROXY_COUNT
+
+    def __call__(self, request):
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+        if forwarded:
+            hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+            if len(hops) >= self.count:
+                request.META["REMOTE_ADDR"] = hops[-self.count]
+        return self.get_response(request)

@@ -243,6 +243,12 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "ThisDB <noreply@local
 THISDB_BASE_URL = os.environ.get("THISDB_BASE_URL", "http://127.0.0.1:8000")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
+# How many proxies in front of the platform append to X-Forwarded-For (1 behind the shipped
+# nginx site, deploy/nginx/thisdb.conf); 0 trusts no such header. See ForwardedForMiddleware.
+THISDB_PROXY_COUNT = env_int("THISDB_PROXY_COUNT", 0)
+if THISDB_PROXY_COUNT:
+    MIDDLEWARE.insert(1, "thisdb_site.middleware.ForwardedForMiddleware")
+
 # Behind a TLS-terminating proxy (see the README): opt in to trusting its X-Forwarded-Proto, so
 # request.is_secure() is true and CSRF accepts the https Origin.
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
