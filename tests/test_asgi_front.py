@@ -1,39 +1,46 @@
-"""thisdb_site.asgi.BoundedRequests, the front of the production web tier: whole bodies first
-with a deadline, then a bounded number of requests inside the application."""
+"""thisdb_site.asgi.BufferedWSGI, the front of the production web tier: whole bodies first with
+a deadline, then the WSGI application in a bounded pool of threads, then the whole answer."""
 
 import asyncio
+import threading
+import time
 
-from thisdb_site.asgi import BoundedRequests
+from thisdb_site.asgi import BufferedWSGI, wsgi_environ
 
-SCOPE = {"type": "http", "method": "POST", "path": "/v1/x/k", "headers": []}
-
-
-def run(coroutine):
-    return asyncio.run(coroutine)
+SCOPE = {
+    "type": "http",
+    "method": "POST",
+    "path": "/v1/x/k",
+    "raw_path": b"/v1/x/k",
+    "query_string": b"ttl=5",
+    "headers": [(b"x-api-key", b"secret"), (b"content-type", b"text/plain")],
+    "client": ("203.0.113.7", 4711),
+    "server": ("127.0.0.1", 8000),
+    "scheme": "http",
+    "http_version": "1.1",
+}
 
 
 class Recorder:
-    """An application that notes what it got and how many ran at once."""
+    """A WSGI application that notes what it got and how many ran at once."""
 
-    def __init__(self, hold: float = 0.0, start_first: bool = False):
-        self.bodies, self.running, self.most = [], 0, 0
-        self.hold, self.start_first = hold, start_first
+    def __init__(self, hold: float = 0.0):
+        self.environs, self.bodies = [], []
+        self.running = self.most = 0
+        self.hold = hold
+        self.lock = threading.Lock()
 
-    async def __call__(self, scope, receive, send):
-        self.running += 1
-        self.most = max(self.most, self.running)
-        message = await receive()
-        self.bodies.append(message["body"])
-        if self.start_first:
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            self.running -= 1  # its work is done; the answer is being sent
-            await asyncio.sleep(self.hold)
-            await send({"type": "http.response.body", "body": b"ok"})
-            return
-        await asyncio.sleep(self.hold)
-        self.running -= 1
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
+    def __call__(self, environ, start_response):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        self.environs.append(environ)
+        self.bodies.append(environ["wsgi.input"].read())
+        time.sleep(self.hold)
+        with self.lock:
+            self.running -= 1
+        start_response("201 Created", [("Content-Type", "text/plain"), ("X-Thing", "1")])
+        return [b"o", b"k"]
 
 
 def chunks(*parts: bytes, then_wait: bool = False):
@@ -62,22 +69,37 @@ def collector():
 
 
 def front(app, **overrides):
-    options = {"max_body": 100, "body_timeout": 0.3, "concurrency": 2, **overrides}
-    return BoundedRequests(app, **options)
+    options = {"max_body": 100, "body_timeout": 0.3, "threads": 2, **overrides}
+    return BufferedWSGI(app, **options)
 
 
-def test_the_body_arrives_whole_in_one_message():
+def test_the_application_gets_the_whole_body_and_its_answer_goes_out_whole():
     app = Recorder()
     sent, send = collector()
-    run(front(app)(SCOPE, chunks(b"ab", b"cd", b"ef"), send))
+    asyncio.run(front(app)(SCOPE, chunks(b"ab", b"cd", b"ef"), send))
     assert app.bodies == [b"abcdef"]
-    assert sent[0]["status"] == 200
+    assert sent[0]["status"] == 201
+    assert (b"x-thing", b"1") in sent[0]["headers"]
+    assert sent[1]["body"] == b"ok"
+
+
+def test_the_environ_is_what_a_wsgi_server_would_build():
+    environ = wsgi_environ(
+        {**SCOPE, "path": "/v1/x/a\u00e9", "raw_path": b"/v1/x/a%C3%A9%2F%FF"}, b"abc", True
+    )
+    assert environ["PATH_INFO"] == "/v1/x/a\xc3\xa9/\xff"  # raw bytes as Latin-1 (PEP 3333)
+    assert environ["QUERY_STRING"] == "ttl=5"
+    assert environ["HTTP_X_API_KEY"] == "secret"
+    assert environ["CONTENT_TYPE"] == "text/plain"
+    assert environ["CONTENT_LENGTH"] == "3"  # a chunked body, now whole
+    assert environ["REMOTE_ADDR"] == "203.0.113.7"
+    assert environ["SERVER_PORT"] == "8000"
 
 
 def test_a_body_that_does_not_arrive_in_time_is_408_and_never_reaches_the_application():
     app = Recorder()
     sent, send = collector()
-    run(front(app)(SCOPE, chunks(b"ab", then_wait=True), send))
+    asyncio.run(front(app)(SCOPE, chunks(b"ab", then_wait=True), send))
     assert app.bodies == []
     assert sent[0]["status"] == 408
     assert b"did not arrive in time" in sent[1]["body"]
@@ -85,9 +107,9 @@ def test_a_body_that_does_not_arrive_in_time_is_408_and_never_reaches_the_applic
 
 def test_a_body_over_the_limit_is_passed_on_cut_for_the_application_to_refuse():
     app = Recorder()
-    sent, send = collector()
-    run(front(app, max_body=4)(SCOPE, chunks(b"abc", b"def", b"ghi"), send))
+    asyncio.run(front(app, max_body=4)(SCOPE, chunks(b"abc", b"def", b"ghi"), collector()[1]))
     assert app.bodies == [b"abcdef"]  # more than 4 bytes: enough to know it is too large
+    assert "CONTENT_LENGTH" not in app.environs[0]  # not whole: no length is made up for it
 
 
 def test_a_client_that_leaves_during_its_body_is_not_served():
@@ -101,33 +123,20 @@ def test_a_client_that_leaves_during_its_body_is_not_served():
     async def receive():
         return messages.pop(0)
 
-    run(front(app)(SCOPE, receive, send))
+    asyncio.run(front(app)(SCOPE, receive, send))
     assert app.bodies == [] and sent == []
 
 
-def test_at_most_concurrency_requests_run_at_once():
+def test_at_most_threads_requests_run_at_once():
     app = Recorder(hold=0.05)
 
     async def many():
-        wrapped = front(app, concurrency=3)
+        wrapped = front(app, threads=3)
         await asyncio.gather(*(wrapped(SCOPE, chunks(b"x"), collector()[1]) for _ in range(12)))
 
-    run(many())
+    asyncio.run(many())
     assert app.most == 3
     assert len(app.bodies) == 12
-
-
-def test_a_request_gives_its_turn_back_when_its_answer_starts():
-    app = Recorder(hold=0.2, start_first=True)
-
-    async def two():
-        wrapped = front(app, concurrency=1)
-        started = asyncio.get_running_loop().time()
-        await asyncio.gather(*(wrapped(SCOPE, chunks(b"x"), collector()[1]) for _ in range(2)))
-        return asyncio.get_running_loop().time() - started
-
-    took = run(two())
-    assert took < 0.35  # the second ran while the first's answer was still going out
 
 
 def test_lifespan_is_answered():
@@ -137,5 +146,5 @@ def test_lifespan_is_answered():
     async def receive():
         return messages.pop(0)
 
-    run(front(Recorder())({"type": "lifespan"}, receive, send))
+    asyncio.run(front(Recorder())({"type": "lifespan"}, receive, send))
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]

@@ -214,9 +214,11 @@ def test_behind_a_proxy_the_limits_count_the_client_not_the_proxy(settings, alic
     settings.THISDB_AUTH_FAILURES_RATE = "3/m"
 
     def wrong_key(client_address: str) -> int:
-        return Client(headers={"X-Api-Key": "wrong", "X-Forwarded-For": client_address}).get(
-            "/v1/AAAAAAAAAAAAAAAAAAAA"
-        ).status_code
+        return (
+            Client(headers={"X-Api-Key": "wrong", "X-Forwarded-For": client_address})
+            .get("/v1/AAAAAAAAAAAAAAAAAAAA")
+            .status_code
+        )
 
     # The proxy is always 127.0.0.1; the clients it forwards for are counted apart.
     assert [wrong_key("203.0.113.7") for _ in range(4)] == [403, 403, 403, 429]

@@ -1,88 +1,112 @@
-"""The ASGI application `make serve` runs under granian.
+"""The application `make serve` runs under granian: Django's WSGI application behind an ASGI
+front that keeps slow clients away from it.
 
 Django is synchronous here (its ORM and our views), so each request it serves takes a thread and,
-while it talks to PostgreSQL, a pooled connection. What stands in front keeps both bounded:
+while it talks to PostgreSQL, a pooled connection. The front keeps both bounded:
 
 - A request's body is read in full on the event loop before Django sees the request, within
-  THISDB_BODY_TIMEOUT seconds (408 after that) and up to the largest body the API takes: a client
-  that uploads one byte every two seconds costs a coroutine, never a thread or a connection.
-- At most THISDB_WEB_THREADS requests are inside Django at once per process; the others wait
-  their turn on the event loop. A request gives its turn back once its answer starts, so a
-  client that reads slowly does not keep one either.
+  THISDB_BODY_TIMEOUT seconds (408 after that) and up to the largest body the platform takes: a
+  client that uploads one byte every two seconds costs a coroutine, never a thread or a
+  connection.
+- Django then runs in one of THISDB_WEB_THREADS threads of this process (other requests wait
+  their turn on the event loop), and its whole answer is taken before it is sent, so a client
+  that reads slowly does not hold a thread either.
 
-Slow headers are the server's to refuse (granian's --http1-header-read-timeout, `make serve`).
+Slow request heads are the server's to refuse (granian's --http1-header-read-timeout).
+Django runs through its WSGI handler, not its ASGI one: the ASGI handler starts a thread for
+each request and hops between threads several times in it, about four times the cost here.
 """
 
 import asyncio
+import io
 import os
-
-from django.conf import settings
-from django.core.asgi import get_asgi_application
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import unquote_to_bytes
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "thisdb_site.settings")
 
+from django.conf import settings  # noqa: E402  (after the settings module is named)
+from django.core.wsgi import get_wsgi_application  # noqa: E402
 
-class BoundedRequests:
-    """ASGI middleware: the whole body first, with a deadline; then a bounded number of
-    requests in the wrapped application at once."""
 
-    def __init__(self, app, *, max_body: int, body_timeout: float, concurrency: int):
-        self.app = app
+class BufferedWSGI:
+    """ASGI application: the whole body first, with a deadline; then the WSGI application in a
+    bounded pool of threads; then the whole answer."""
+
+    def __init__(self, wsgi_app, *, max_body: int, body_timeout: float, threads: int):
+        self.wsgi_app = wsgi_app
         self.max_body = max_body
         self.body_timeout = body_timeout
-        self.concurrency = concurrency
-        self._turns: asyncio.Semaphore | None = None  # made on the server's event loop
+        self.threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="django")
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
             return await self._lifespan(receive, send)
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            return  # no websockets here
         try:
-            body, disconnected = await asyncio.wait_for(self._read(receive), self.body_timeout)
+            body, complete = await asyncio.wait_for(self._read(receive), self.body_timeout)
         except TimeoutError:
-            return await self._answer(send, 408, "the request body did not arrive in time")
-        if disconnected:
+            return await self._answer(send, 408, [], b"the request body did not arrive in time")
+        if complete is None:
             return  # the client left: nobody to answer
-        if self._turns is None:
-            self._turns = asyncio.Semaphore(self.concurrency)
-        turn = _Turn(self._turns)
-        await turn.take()
-        try:
-            await self.app(scope, _replay(body, receive), turn.release_on_start(send))
-        finally:
-            turn.give_back()
+        environ = wsgi_environ(scope, body, complete)
+        loop = asyncio.get_running_loop()
+        status, headers, content = await loop.run_in_executor(self.threads, self._run, environ)
+        await self._answer(send, status, headers, content)
 
-    async def _read(self, receive) -> tuple[bytes, bool]:
-        """The body, or as much of it as makes it too large (the application refuses it then)."""
+    async def _read(self, receive) -> tuple[bytes, bool | None]:
+        """The body and whether it is whole (False: cut past max_body, for the application to
+        refuse as too large; None: the client left)."""
         chunks, size = [], 0
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                return b"", True
+                return b"", None
             chunk = message.get("body", b"")
             chunks.append(chunk)
             size += len(chunk)
-            if not message.get("more_body") or size > self.max_body:
+            if not message.get("more_body"):
+                return b"".join(chunks), True
+            if size > self.max_body:
                 return b"".join(chunks), False
 
+    def _run(self, environ) -> tuple[int, list, bytes]:
+        """The WSGI call, in a thread of the pool: the status, headers and whole body."""
+        started: list = []
+        written: list[bytes] = []
+
+        def start_response(status, headers, exc_info=None):
+            if exc_info and started:
+                raise exc_info[1].with_traceback(exc_info[2])
+            started[:] = [status, headers]
+            return written.append
+
+        result = self.wsgi_app(environ, start_response)
+        try:
+            for chunk in result:
+                written.append(chunk)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()  # Django's request_finished: the pooled connection goes back
+        status, headers = started
+        encoded = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in headers]
+        return int(status.split(" ", 1)[0]), encoded, b"".join(written)
+
     @staticmethod
-    async def _answer(send, status: int, message: str) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": message.encode()})
+    async def _answer(send, status: int, headers: list, content: bytes) -> None:
+        if status == 408:
+            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": content})
+        except OSError:
+            pass  # the client is gone
 
     @staticmethod
     async def _lifespan(receive, send) -> None:
-        # Django speaks no lifespan protocol: say yes to the server's start and stop.
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -92,54 +116,51 @@ class BoundedRequests:
                 return
 
 
-class _Turn:
-    """One request's place among the THISDB_WEB_THREADS, given back exactly once."""
-
-    def __init__(self, turns: asyncio.Semaphore):
-        self.turns, self.held = turns, False
-
-    async def take(self) -> None:
-        await self.turns.acquire()
-        self.held = True
-
-    def give_back(self) -> None:
-        if self.held:
-            self.held = False
-            self.turns.release()
-
-    def release_on_start(self, send):
-        async def sending(message):
-            if message["type"] == "http.response.start":
-                self.give_back()  # Django's work is done; the rest is the client's pace
-            await send(message)
-
-        return sending
-
-
-def _replay(body: bytes, receive):
-    """A receive() that gives the buffered body once, then waits for the client's disconnect
-    (the rest of a body too large to be read whole is dropped on the way)."""
-    sent = False
-
-    async def replay():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return message
-
-    return replay
+def wsgi_environ(scope, body: bytes, complete: bool) -> dict:
+    """The WSGI environ a WSGI server would build for this request (PEP 3333): the path as its
+    percent-decoded raw bytes read as Latin-1, the query string as received."""
+    raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+    path = unquote_to_bytes(raw_path.split(b"?", 1)[0]).decode("latin-1")
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    server = scope.get("server") or ("localhost", 80)
+    client = scope.get("client") or ("", 0)
+    environ = {
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": root,
+        "PATH_INFO": path,
+        "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
+        "SERVER_NAME": server[0],
+        "SERVER_PORT": str(server[1] or 80),
+        "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
+        "REMOTE_ADDR": client[0],
+        "REMOTE_PORT": str(client[1]),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.input_terminated": True,  # the whole body is here, chunked or not
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    for name, value in scope.get("headers", []):
+        key = name.decode("latin-1").upper().replace("-", "_")
+        if key not in ("CONTENT_LENGTH", "CONTENT_TYPE"):
+            key = "HTTP_" + key
+        text = value.decode("latin-1")
+        environ[key] = f"{environ[key]},{text}" if key in environ else text
+    if complete and "CONTENT_LENGTH" not in environ:
+        environ["CONTENT_LENGTH"] = str(len(body))  # a chunked body, now whole
+    return environ
 
 
-django_application = get_asgi_application()
-application = BoundedRequests(
-    django_application,
+application = BufferedWSGI(
+    get_wsgi_application(),
     # The largest body the platform takes (a 1 MiB value, plus room for a form's fields); one
     # byte more and the API answers 413 itself.
     max_body=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
     body_timeout=settings.THISDB_BODY_TIMEOUT,
-    concurrency=settings.THISDB_WEB_THREADS,
+    threads=settings.THISDB_WEB_THREADS,
 )
