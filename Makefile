@@ -35,11 +35,12 @@ WEB_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 WEB_THREADS ?= 4
 WEB_WORKER_LIFETIME ?= 21600
 WEB_WORKER_MAX_RSS ?= 1024
+SERVE_APP ?= thisdb_site.asgi:application
 SERVE_HOST = $(word 1,$(subst :, ,$(ADDR)))
 SERVE_PORT = $(word 2,$(subst :, ,$(ADDR)))
 serve: $(STAMP)
 	$(PY) manage.py migrate --noinput
-	THISDB_WEB_THREADS=$(WEB_THREADS) exec $(VENV)/bin/granian thisdb_site.asgi:application \
+	THISDB_WEB_THREADS=$(WEB_THREADS) exec $(VENV)/bin/granian $(SERVE_APP) \
 		--interface asgi --http 1 --no-ws --host $(SERVE_HOST) --port $(SERVE_PORT) \
 		--workers $(WEB_WORKERS) --runtime-threads 1 --backlog 2048 \
 		--http1-header-read-timeout 5000 \

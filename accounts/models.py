@@ -102,7 +102,7 @@ class ApiKey(models.Model):
             self.save(update_fields=["revoked_at"])
         from api import principals  # the API's cache of keys; accounts holds no API views
 
-        principals.forget_api_key(self.prefix, self.pk)
+        principals.forget_api_key(self.user_id, self.prefix, self.pk)
 
 
 class Plan(models.Model):

@@ -82,8 +82,10 @@ def create_token(
 
 def revoke_token(token: Token) -> None:
     """Delete a token; it is refused at once on every worker."""
+    owner_id = token.bucket.owner_id
+    token_id = token.pk
     token.delete()
-    forget_token(token.hashed_token, token.pk)
+    forget_token(owner_id, token.hashed_token, token_id)
 
 
 def check_storage_quota(principal: Principal) -> None:

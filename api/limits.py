@@ -7,10 +7,15 @@
   the window creates it and passes, any other write while it lives is refused.
 
 Both happen in one Lua script, so they cost one round trip and are atomic: a counter is never left
-without an expiry, and two racing requests cannot both take the last slot. Without REDIS_URL an
-in-process table does the same for the single-process embedded default. If Redis cannot be
-reached, requests are served with limits off (logged at most once a minute) and Redis is tried
-again after REDIS_RETRY_SECONDS, so limits resume within seconds of its return.
+without an expiry, and two racing requests cannot both take the last slot. Every key the script
+touches carries its account's id as a Redis Cluster hash tag ({42}), so all of them live in one
+slot and the script runs unchanged on a cluster; an account is the unit because its API keys
+share the one-write-per-second rule. The first request of an hour of an API key also adds its
+account to the hour's list for beat's roll-up (a second round trip, once a key and hour).
+Without REDIS_URL an in-process table does the same for the single-process embedded default.
+If Redis cannot be reached, requests are served with limits off (logged at most once a minute)
+and Redis is tried again after REDIS_RETRY_SECONDS, so limits resume within seconds of its
+return.
 """
 
 import hashlib
@@ -94,25 +99,36 @@ def hour_start(now: float) -> int:
     return int(now) - int(now) % HOUR
 
 
-def counter_key(api_key_id: int, hour: int) -> str:
-    return f"{settings.THISDB_REDIS_PREFIX}:rq:{api_key_id}:{hour}"
+def _account(user_id: int) -> str:
+    # {user_id} is the hash tag: Redis Cluster puts every key of one account in one slot.
+    return f"{settings.THISDB_REDIS_PREFIX}:{{{user_id}}}"
 
 
-def hour_keys_key(hour: int) -> str:
-    return f"{settings.THISDB_REDIS_PREFIX}:rq-keys:{hour}"
+def counter_key(user_id: int, api_key_id: int, hour: int) -> str:
+    return f"{_account(user_id)}:rq:{api_key_id}:{hour}"
 
 
-def marker_key(bucket_id: str, key: str) -> str:
-    # Bucket ids are unique across tenants, so markers of two accounts never collide; the key is
+def hour_keys_key(user_id: int, hour: int) -> str:
+    """The account's API keys that made requests in the hour."""
+    return f"{_account(user_id)}:rq-keys:{hour}"
+
+
+def hour_accounts_key(hour: int) -> str:
+    """The accounts whose keys made requests in the hour (outside any account's slot)."""
+    return f"{settings.THISDB_REDIS_PREFIX}:rq-accounts:{hour}"
+
+
+def marker_key(user_id: int, bucket_id: str, key: str) -> str:
+    # Under the bucket owner's tag, so every writer of the key meets the same marker; the key is
     # hashed to bound the Redis key's length (keys may be 512 bytes).
     digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
-    return f"{settings.THISDB_REDIS_PREFIX}:w:{bucket_id}:{digest}"
+    return f"{_account(user_id)}:w:{bucket_id}:{digest}"
 
 
-def block_key(kind: str, ident: int) -> str:
+def block_key(user_id: int, kind: str, ident: int) -> str:
     """The marker that refuses a revoked key ("key"), token ("token") or suspended account
-    ("user") on every worker before its cached lookup expires."""
-    return f"{settings.THISDB_REDIS_PREFIX}:blk:{kind}:{ident}"
+    ("user") of the account on every worker before its cached lookup expires."""
+    return f"{_account(user_id)}:blk:{kind}:{ident}"
 
 
 def block_seconds() -> int:
@@ -148,6 +164,23 @@ class RedisLimiter:
 
     def block(self, name: str, seconds: int) -> None:
         self._call(lambda keys, args: self.client.set(name, "1", ex=seconds), [], [])
+
+    def register(self, name: str, member: int, expire_at: int) -> None:
+        def add(keys, args):
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.sadd(name, member)
+                pipe.expireat(name, expire_at)
+                pipe.execute()
+
+        self._call(add, [], [])
+
+    def members(self, name: str) -> set[int] | None:
+        found = self._call(lambda keys, args: self.client.smembers(name), [], [])
+        return None if found is None else {int(m) for m in found}
+
+    def counts(self, names: list[str]) -> list[int] | None:
+        found = self._call(lambda keys, args: self.client.mget(names), [], []) if names else []
+        return None if found is None else [int(c or 0) for c in found]
 
     def unblock(self, name: str) -> None:
         self._call(lambda keys, args: self.client.delete(name), [], [])
@@ -208,6 +241,17 @@ class MemoryLimiter:
         with self.lock:
             self.expiring[name] = (1, time.time() + seconds)
 
+    def register(self, name: str, member: int, expire_at: int) -> None:
+        with self.lock:
+            self.hour_keys.setdefault(name, set()).add(member)
+
+    def members(self, name: str) -> set[int]:
+        with self.lock:
+            return {int(m) for m in self.hour_keys.get(name, ())}
+
+    def counts(self, names: list[str]) -> list[int]:
+        return self.get_counts(names)
+
     def unblock(self, name: str) -> None:
         with self.lock:
             self.expiring.pop(name, None)
@@ -243,40 +287,46 @@ def reset() -> None:
 
 
 def check(
+    user_id: int,
     api_key_id: int,
     requests_per_hour: int,
     write: tuple[str, str] | None = None,
     now: float | None = None,
     blocks: tuple[str, ...] = (),
 ) -> Decision | None:
-    """Count one request of `api_key_id` (and claim a write of `write` = (bucket, key)), unless
-    one of the `blocks` markers exists (then Decision.blocked_by says which, counting nothing).
+    """Count one request of `api_key_id` of account `user_id` (and claim a write of `write` =
+    (bucket, key) of its buckets), unless one of the `blocks` markers exists (then
+    Decision.blocked_by says which, counting nothing).
 
     None means the limits could not be asked (Redis down): serve the request unlimited.
     """
     now = time.time() if now is None else now
     hour = hour_start(now)
     window_ms = write_window_ms() if write else 0
-    keys = [counter_key(api_key_id, hour), hour_keys_key(hour), *blocks]
+    keys = [counter_key(user_id, api_key_id, hour), hour_keys_key(user_id, hour), *blocks]
     if window_ms:
-        keys.append(marker_key(*write))
-    args = [hour + HOUR + USAGE_KEPT_SECONDS, api_key_id, requests_per_hour, window_ms, len(blocks)]
-    result = limiter().count(keys, args)
+        keys.append(marker_key(user_id, *write))
+    expire_at = hour + HOUR + USAGE_KEPT_SECONDS
+    args = [expire_at, api_key_id, requests_per_hour, window_ms, len(blocks)]
+    current = limiter()
+    result = current.count(keys, args)
     if result is None:
         return None
     count, wait = result
     if count < 0:
         return Decision(requests_per_hour, 0, hour + HOUR, blocked_by=wait - 1)
+    if count == 1:
+        current.register(hour_accounts_key(hour), user_id, expire_at)  # for beat's roll-up
     return Decision(requests_per_hour, count, hour + HOUR, wait)
 
 
-def claim_write(bucket_id: str, key: str) -> int | None:
+def claim_write(user_id: int, bucket_id: str, key: str) -> int | None:
     """A web page's write: only the one-write-per-second rule, the same marker as the API's.
     Returns the wait in ms (0: write now), or None if Redis is down (no limit then)."""
     window_ms = write_window_ms()
     if not window_ms:
         return 0
-    return limiter().claim_write(marker_key(bucket_id, key), window_ms)
+    return limiter().claim_write(marker_key(user_id, bucket_id, key), window_ms)
 
 
 def block(name: str) -> None:
@@ -287,17 +337,34 @@ def unblock(name: str) -> None:
     limiter().unblock(name)
 
 
-def current_counts(api_key_ids: list[int], now: float | None = None) -> dict[int, int]:
-    """Requests each key made in the current clock hour, live; {} if Redis cannot be asked."""
+def current_counts(
+    user_id: int, api_key_ids: list[int], now: float | None = None
+) -> dict[int, int]:
+    """Requests each of an account's keys made in the current clock hour, live; {} if Redis
+    cannot be asked."""
     if not api_key_ids:
         return {}
     hour = hour_start(time.time() if now is None else now)
-    names = [counter_key(i, hour) for i in api_key_ids]
+    counts = limiter().counts([counter_key(user_id, i, hour) for i in api_key_ids])
+    if counts is None:
+        return {}
+    return dict(zip(api_key_ids, counts, strict=True))
+
+
+def hour_counts(hour: int) -> dict[tuple[int, int], int] | None:
+    """Every (account, API key)'s requests in the hour; None if Redis cannot be asked."""
     current = limiter()
-    if isinstance(current, MemoryLimiter):
-        counts = current.get_counts(names)
-    else:
-        counts = current._call(lambda keys, args: current.client.mget(keys), names, [])
+    accounts = current.members(hour_accounts_key(hour))
+    if accounts is None:
+        return None
+    figures: dict[tuple[int, int], int] = {}
+    for user_id in sorted(accounts):
+        key_ids = current.members(hour_keys_key(user_id, hour))
+        if not key_ids:
+            continue
+        ids = sorted(key_ids)
+        counts = current.counts([counter_key(user_id, i, hour) for i in ids])
         if counts is None:
-            return {}
-    return {i: int(c or 0) for i, c in zip(api_key_ids, counts, strict=True)}
+            return None
+        figures.update({(user_id, i): n for i, n in zip(ids, counts, strict=True)})
+    return figures

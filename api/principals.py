@@ -109,19 +109,19 @@ def forget_all() -> None:
         _last_used_written.clear()
 
 
-def forget_api_key(prefix: str, api_key_id: int) -> None:
+def forget_api_key(user_id: int, prefix: str, api_key_id: int) -> None:
     """Refuse a revoked key and the tokens it made: dropped from this worker's cache, and on the
     others by a Redis marker until their caches forget it too."""
-    limits.block(limits.block_key("key", api_key_id))
+    limits.block(limits.block_key(user_id, "key", api_key_id))
     with _lock:
         _api_keys.pop(prefix, None)
         for hashed in [h for h, t in _tokens.items() if t.principal.api_key_id == api_key_id]:
             _tokens.pop(hashed, None)
 
 
-def forget_token(hashed_token: str, token_id: int) -> None:
+def forget_token(user_id: int, hashed_token: str, token_id: int) -> None:
     """Refuse a deleted token at once on every worker (see forget_api_key)."""
-    limits.block(limits.block_key("token", token_id))
+    limits.block(limits.block_key(user_id, "token", token_id))
     with _lock:
         _tokens.pop(hashed_token, None)
 
@@ -129,7 +129,7 @@ def forget_token(hashed_token: str, token_id: int) -> None:
 def forget_user(user_id: int, *, suspended: bool) -> None:
     """Drop a user's keys and tokens from this worker's cache; while `suspended`, a marker refuses
     them on the other workers until their caches forget them too."""
-    name = limits.block_key("user", user_id)
+    name = limits.block_key(user_id, "user", user_id)
     if suspended:
         limits.block(name)
     else:
@@ -147,8 +147,8 @@ def hash_token(token: str) -> str:
 
 def _key_blocks(api_key_id: int, user_id: int) -> tuple[tuple[str, str], ...]:
     return (
-        (limits.block_key("user", user_id), SUSPENDED),
-        (limits.block_key("key", api_key_id), KEY_REVOKED),
+        (limits.block_key(user_id, "user", user_id), SUSPENDED),
+        (limits.block_key(user_id, "key", api_key_id), KEY_REVOKED),
     )
 
 
@@ -249,7 +249,7 @@ def principal_for_token(token: str) -> Principal | None:
             token=TokenScope(*row[:5]),
             key_expires_at=key_expires_at,
             blocks=(
-                (limits.block_key("token", token_id), TOKEN_REVOKED),
+                (limits.block_key(user_id, "token", token_id), TOKEN_REVOKED),
                 *_key_blocks(key_id, user_id),
             ),
         )

@@ -26,7 +26,7 @@ def roll_up_requests(now: float) -> int:
     """Copy the request counters of recent hours into UsageHour; drop those of ended hours.
 
     Idempotent: a row is set to the counter's value (never added to), and an ended hour's
-    counters are deleted only after its row is written, so two runs leave what one run leaves.
+    counters are deleted only after its rows are written, so two runs leave what one run leaves.
     Returns the number of rows written.
     """
     limiter = limits.limiter()
@@ -35,22 +35,16 @@ def roll_up_requests(now: float) -> int:
         return 0
     client = limiter.client
     current = limits.hour_start(now)
-    hours = [current - i * limits.HOUR for i in range(HOURS_KEPT + 1)]
-    with client.pipeline(transaction=False) as pipe:
-        for hour in hours:
-            pipe.smembers(limits.hour_keys_key(hour))
-        members = pipe.execute()
     written = 0
-    for hour, key_ids in zip(hours, members, strict=True):
-        if not key_ids:
+    for hour in (current - i * limits.HOUR for i in range(HOURS_KEPT + 1)):
+        figures = limits.hour_counts(hour)
+        if not figures:
             continue
-        ids = sorted(int(k) for k in key_ids)
-        counts = client.mget([limits.counter_key(i, hour) for i in ids])
-        figures = {i: int(c) for i, c in zip(ids, counts, strict=True) if c is not None}
-        existing = set(ApiKey.objects.filter(pk__in=figures).values_list("pk", flat=True))
+        by_key = {key_id: n for (_, key_id), n in figures.items()}
+        existing = set(ApiKey.objects.filter(pk__in=by_key).values_list("pk", flat=True))
         rows = [
             UsageHour(api_key_id=i, hour=datetime.fromtimestamp(hour, UTC), requests=n)
-            for i, n in figures.items()
+            for i, n in by_key.items()
             if i in existing  # a key deleted meanwhile has no row to count into
         ]
         # One atomic upsert per hour: INSERT ... ON CONFLICT (api_key, hour) DO UPDATE.
@@ -62,8 +56,12 @@ def roll_up_requests(now: float) -> int:
         )
         written += len(rows)
         if hour + limits.HOUR + CLOSE_AFTER_SECONDS <= now:
-            # The hour is over and its figures are in PostgreSQL: reset its counters.
-            client.delete(limits.hour_keys_key(hour), *(limits.counter_key(i, hour) for i in ids))
+            # The hour is over and its figures are in PostgreSQL: reset its counters, an
+            # account at a time (each account's keys share a Redis Cluster slot).
+            for user_id in {user for user, _ in figures}:
+                names = [limits.counter_key(user_id, i, hour) for u, i in figures if u == user_id]
+                client.delete(limits.hour_keys_key(user_id, hour), *names)
+            client.delete(limits.hour_accounts_key(hour))
     return written
 
 

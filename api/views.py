@@ -47,6 +47,7 @@ class ApiViewSet(viewsets.ViewSet):
         principal = self.principal()
         self._counted = True
         decision = limits.check(
+            principal.user_id,
             principal.api_key_id,
             principal.quotas.requests_per_hour,
             write,

@@ -26,10 +26,12 @@ def _day_starts(now: datetime) -> list[datetime]:
     return [today - timedelta(days=i) for i in range(DAYS - 1, -1, -1)]
 
 
-def series(key_ids: list[int] | None, now: datetime | None = None) -> dict:
-    """Hourly and daily request figures of the given API keys (None: every key, in total only),
-    per key and in total. The current hour takes the larger of the live counter and the rolled-up
-    row (the roll-up runs every minute, the counter is exact now)."""
+def series(
+    key_ids: list[int] | None, now: datetime | None = None, user_id: int | None = None
+) -> dict:
+    """Hourly and daily request figures of the given API keys of account `user_id` (None: every
+    key, in total only), per key and in total. The current hour takes the larger of the live
+    counter and the rolled-up row (the roll-up runs every minute, the counter is exact now)."""
     now = now or datetime.now(UTC)
     hours, days = _hour_starts(now), _day_starts(now)
     current = hours[-1]
@@ -41,12 +43,13 @@ def series(key_ids: list[int] | None, now: datetime | None = None) -> dict:
     if key_ids is None:  # every key: PostgreSQL sums, one row per hour
         summed = rows.values("hour").annotate(n=Sum("requests")).values_list("hour", "n")
         figures = {(0, hour): n for hour, n in summed}
-        live = limits.current_counts(_keys_used_this_hour(current), now.timestamp())
+        live = limits.hour_counts(int(current.timestamp())) or {}
         figures[(0, current)] = max(figures.get((0, current), 0), sum(live.values()))
     else:
         for key_id, hour, requests in rows.values_list("api_key_id", "hour", "requests"):
             figures[(key_id, hour)] = requests
-        for key_id, count in limits.current_counts(key_ids, now.timestamp()).items():
+        assert user_id is not None, "an account's keys live under its id in Redis"
+        for key_id, count in limits.current_counts(user_id, key_ids, now.timestamp()).items():
             figures[(key_id, current)] = max(figures.get((key_id, current), 0), count)
 
     by_key: dict[int, dict[datetime, int]] = {}
@@ -77,16 +80,6 @@ def series(key_ids: list[int] | None, now: datetime | None = None) -> dict:
         if key_ids is None
         else {k: (hourly(per_hour), daily(per_hour)) for k, per_hour in by_key.items()},
     }
-
-
-def _keys_used_this_hour(hour: datetime) -> list[int]:
-    """Keys with requests in the current hour, from Redis's set of the hour's keys."""
-    current = limits.limiter()
-    name = limits.hour_keys_key(int(hour.timestamp()))
-    if isinstance(current, limits.MemoryLimiter):
-        return sorted(int(i) for i in current.hour_keys.get(name, ()))
-    members = current._call(lambda keys, args: current.client.smembers(keys[0]), [name], [])
-    return sorted(int(i) for i in members or ())
 
 
 def hourly_chart(hours: list[datetime], values: list[int], title: str):
@@ -121,7 +114,7 @@ def for_user(user, now: datetime | None = None) -> dict:
     account = Account.objects.select_related("plan").filter(user=user).first()
     quotas = account.quotas() if account else platform_defaults()
     keys = list(ApiKey.objects.filter(user=user).order_by("revoked_at", "-created_at"))
-    figures = series([k.pk for k in keys], now)
+    figures = series([k.pk for k in keys], now, user_id=user.pk)
     this_hour = {k: hourly[-1] for k, (hourly, _) in figures["per_key"].items()}
     buckets = Bucket.objects.for_user(user.pk).aggregate(n=Count("pk"), largest=Max("key_count"))
     per_key = []

@@ -168,9 +168,9 @@ def delete_bucket(request, bucket_id: str):
 # Keys --------------------------------------------------------------------------------------------
 
 
-def _claim_write(bucket_id: str, key: str) -> None:
+def _claim_write(bucket: Bucket, key: str) -> None:
     """The API's one-write-per-second rule, without counting a request against any API key."""
-    wait_ms = limits.claim_write(bucket_id, key)
+    wait_ms = limits.claim_write(bucket.owner_id, bucket.id, key)
     if wait_ms:
         raise TooManyRequests(
             "this key was written less than a second ago: keys take one write per second; "
@@ -207,7 +207,7 @@ def edit_key(request, bucket_id: str):
             principal = principal_for_user(request.user.pk)
             try:
                 actions.check_storage_quota(principal)
-                _claim_write(bucket.id, data["key"])
+                _claim_write(bucket, data["key"])
                 create = actions.may_create_keys(principal, _info(bucket))
                 actions.set_key(
                     principal, _info(bucket), data["key"], data["value"], ttl, create=create
@@ -249,7 +249,7 @@ def delete_key(request, bucket_id: str):
     key = request.POST.get("key", "")
     try:
         inputs.check_key(key)
-        _claim_write(bucket.id, key)
+        _claim_write(bucket, key)
         actions.delete_key(_info(bucket), key)
     except ApiError as error:
         messages.error(request, str(error.detail))
@@ -270,7 +270,7 @@ def increment_key(request, bucket_id: str):
     principal = principal_for_user(request.user.pk)
     try:
         actions.check_storage_quota(principal)
-        _claim_write(bucket.id, key)
+        _claim_write(bucket, key)
         create = actions.may_create_keys(principal, _info(bucket))
         value = actions.increment_key(
             principal, _info(bucket), key, by, bucket.default_ttl, create=create

@@ -5,7 +5,7 @@ import asyncio
 import threading
 import time
 
-from thisdb_site.asgi import BufferedWSGI, wsgi_environ
+from thisdb_site.front import BufferedWSGI, wsgi_environ
 
 SCOPE = {
     "type": "http",

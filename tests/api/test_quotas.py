@@ -141,8 +141,9 @@ def test_an_ended_hour_is_kept_in_postgresql_and_its_counters_reset(alice, bucke
 
     assert UsageHour.objects.get(api_key=alice.api_key).requests == 1
     client = redis.Redis.from_url(django_settings.REDIS_URL)
-    assert not client.exists(limits.counter_key(alice.api_key.pk, hour))
-    assert not client.exists(limits.hour_keys_key(hour))
+    assert not client.exists(limits.counter_key(alice.user.pk, alice.api_key.pk, hour))
+    assert not client.exists(limits.hour_keys_key(alice.user.pk, hour))
+    assert not client.exists(limits.hour_accounts_key(hour))
 
 
 @pytest.mark.parametrize("figure", ["max_buckets", "max_keys_per_bucket", "max_stored_bytes"])

@@ -169,11 +169,11 @@ def test_the_page_obeys_one_write_per_second_shared_with_the_api(alice, bucket, 
 
 def test_pages_count_against_no_api_keys_hourly_requests(alice, bucket):
     alice.client.get(f"/v1/{bucket}")
-    before = limits.current_counts([alice.api_key.pk])[alice.api_key.pk]
+    before = limits.current_counts(alice.user.pk, [alice.api_key.pk])[alice.api_key.pk]
     alice.browser.post(f"/buckets/{bucket}/key/", {"key": "k", "value": "v"})
     page(alice, bucket)
     alice.browser.post(f"/buckets/{bucket}/key/increment/", {"key": "n", "by": "2"})
-    assert limits.current_counts([alice.api_key.pk])[alice.api_key.pk] == before
+    assert limits.current_counts(alice.user.pk, [alice.api_key.pk])[alice.api_key.pk] == before
 
 
 def test_delete_a_key(alice, bucket):

@@ -1,0 +1,134 @@
+"""The front of the production web tier (thisdb_site.asgi): an ASGI application that reads each
+request's body on the event loop, then runs a WSGI application in a bounded pool of threads."""
+
+import asyncio
+import io
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import unquote_to_bytes
+
+
+class BufferedWSGI:
+    """ASGI application: the whole body first, with a deadline; then the WSGI application in a
+    bounded pool of threads; then the whole answer."""
+
+    def __init__(self, wsgi_app, *, max_body: int, body_timeout: float, threads: int):
+        self.wsgi_app = wsgi_app
+        self.max_body = max_body
+        self.body_timeout = body_timeout
+        self.threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="django")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            return await self._lifespan(receive, send)
+        if scope["type"] != "http":
+            return  # no websockets here
+        try:
+            body, complete = await asyncio.wait_for(self._read(receive), self.body_timeout)
+        except TimeoutError:
+            return await self._answer(send, 408, [], b"the request body did not arrive in time")
+        if complete is None:
+            return  # the client left: nobody to answer
+        environ = wsgi_environ(scope, body, complete)
+        loop = asyncio.get_running_loop()
+        status, headers, content = await loop.run_in_executor(self.threads, self._run, environ)
+        await self._answer(send, status, headers, content)
+
+    async def _read(self, receive) -> tuple[bytes, bool | None]:
+        """The body and whether it is whole (False: cut past max_body, for the application to
+        refuse as too large; None: the client left)."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return b"", None
+            chunk = message.get("body", b"")
+            chunks.append(chunk)
+            size += len(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks), True
+            if size > self.max_body:
+                return b"".join(chunks), False
+
+    def _run(self, environ) -> tuple[int, list, bytes]:
+        """The WSGI call, in a thread of the pool: the status, headers and whole body."""
+        started: list = []
+        written: list[bytes] = []
+
+        def start_response(status, headers, exc_info=None):
+            if exc_info and started:
+                raise exc_info[1].with_traceback(exc_info[2])
+            started[:] = [status, headers]
+            return written.append
+
+        result = self.wsgi_app(environ, start_response)
+        try:
+            for chunk in result:
+                written.append(chunk)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()  # Django's request_finished: the pooled connection goes back
+        status, headers = started
+        encoded = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in headers]
+        return int(status.split(" ", 1)[0]), encoded, b"".join(written)
+
+    @staticmethod
+    async def _answer(send, status: int, headers: list, content: bytes) -> None:
+        if status == 408:
+            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": content})
+        except OSError:
+            pass  # the client is gone
+
+    @staticmethod
+    async def _lifespan(receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def wsgi_environ(scope, body: bytes, complete: bool) -> dict:
+    """The WSGI environ a WSGI server would build for this request (PEP 3333): the path as its
+    percent-decoded raw bytes read as Latin-1, the query string as received."""
+    raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+    path = unquote_to_bytes(raw_path.split(b"?", 1)[0]).decode("latin-1")
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    server = scope.get("server") or ("localhost", 80)
+    client = scope.get("client") or ("", 0)
+    environ = {
+        "REQUEST_METHOD": scope["method"],
+        "SCRIPT_NAME": root,
+        "PATH_INFO": path,
+        "QUERY_STRING": scope.get("query_string", b"").decode("latin-1"),
+        "SERVER_NAME": server[0],
+        "SERVER_PORT": str(server[1] or 80),
+        "SERVER_PROTOCOL": f"HTTP/{scope.get('http_version', '1.1')}",
+        "REMOTE_ADDR": client[0],
+        "REMOTE_PORT": str(client[1]),
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": scope.get("scheme", "http"),
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.input_terminated": True,  # the whole body is here, chunked or not
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
+    for name, value in scope.get("headers", []):
+        key = name.decode("latin-1").upper().replace("-", "_")
+        if key not in ("CONTENT_LENGTH", "CONTENT_TYPE"):
+            key = "HTTP_" + key
+        text = value.decode("latin-1")
+        environ[key] = f"{environ[key]},{text}" if key in environ else text
+    if complete and "CONTENT_LENGTH" not in environ:
+        environ["CONTENT_LENGTH"] = str(len(body))  # a chunked body, now whole
+    return environ
