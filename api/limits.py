@@ -258,7 +258,7 @@ def check(
     hour = hour_start(now)
     window_ms = write_window_ms() if write else 0
     keys = [counter_key(api_key_id, hour), hour_keys_key(hour), *blocks]
-    if window_ms:
+    if write and window_ms:
         keys.append(marker_key(*write))
     args = [hour + HOUR + USAGE_KEPT_SECONDS, api_key_id, requests_per_hour, window_ms, len(blocks)]
     result = limiter().count(keys, args)

@@ -8,6 +8,7 @@ path without a second SQL statement.
 
 import logging
 from datetime import UTC, datetime
+from typing import cast
 
 from django.db.models import Count, F, IntegerField, OuterRef, Subquery, Sum, Value
 from django.db.models.functions import Coalesce, Length
@@ -45,7 +46,7 @@ def roll_up_requests(now: float) -> int:
         if not key_ids:
             continue
         ids = sorted(int(k) for k in key_ids)
-        counts = client.mget([limits.counter_key(i, hour) for i in ids])
+        counts = cast(list, client.mget([limits.counter_key(i, hour) for i in ids]))  # sync client
         figures = {i: int(c) for i, c in zip(ids, counts, strict=True) if c is not None}
         existing = set(ApiKey.objects.filter(pk__in=figures).values_list("pk", flat=True))
         rows = [
