@@ -256,7 +256,8 @@ class UserAdmin(DjangoUserAdmin):
 
     @admin.action(description="Change plan (choose it below)")
     def change_plan(self, request, queryset):
-        plan = Plan.objects.filter(pk=request.POST.get("plan") or None).first()
+        plan_id = request.POST.get("plan")
+        plan = Plan.objects.filter(pk=plan_id).first() if plan_id else None
         if plan is None:
             messages.error(request, "Choose a plan in the list beside the action first.")
             return

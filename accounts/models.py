@@ -9,7 +9,7 @@ from accounts import keys
 EXPIRY_CHOICES = [(30, "30 days"), (90, "90 days"), (365, "365 days"), (0, "never")]
 
 
-class ApiKeyQuerySet(models.QuerySet):
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
     def create_key(
         self,
         user,

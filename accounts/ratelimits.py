@@ -6,6 +6,8 @@ Django cache: Redis in production). Past a limit the person gets a page saying w
 Logins to staff accounts have a stricter limit of their own: they open the admin.
 """
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.shortcuts import render
 from django_ratelimit.core import get_usage
@@ -36,7 +38,8 @@ def retry_after(request, action: str) -> int | None:
     if not getattr(settings, "RATELIMIT_ENABLE", True):
         return None
     email = _email(request)
-    checks = [("ip", "ip", LIMITS[action]["ip"])]
+    # (name, django-ratelimit's key: a name or a function of (group, request), rate)
+    checks: list[tuple[str, str | Callable[..., str], str]] = [("ip", "ip", LIMITS[action]["ip"])]
     if email:
         checks.append(("email", lambda group, request: email, LIMITS[action]["email"]))
         if action == "login" and _is_staff_email(email):

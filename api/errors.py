@@ -73,7 +73,9 @@ def exception_handler(exc, context):
     if not isinstance(exc, exceptions.APIException):
         return None  # a real bug: let Django log it and answer 500
     if isinstance(exc, exceptions.NotAuthenticated):
-        exc.detail = "missing credentials: send your API key in X-Api-Key or a token in X-Token"
+        exc.detail = exceptions.ErrorDetail(
+            "missing credentials: send your API key in X-Api-Key or a token in X-Token"
+        )
     response = Response({"error": _message(exc.detail)}, status=exc.status_code)
     if isinstance(exc, exceptions.MethodNotAllowed):
         view = context.get("view")
@@ -83,7 +85,8 @@ def exception_handler(exc, context):
     if retry_after:
         response["Retry-After"] = str(max(1, int(retry_after)))
     if isinstance(exc, ServiceUnavailable):
-        response._has_been_logged = True  # reported once per outage, not per request
+        # Reported once per outage, not per request (Django's private flag; not in its stubs).
+        response._has_been_logged = True  # type: ignore[attr-defined]
     return response
 
 

@@ -4,6 +4,7 @@ import base64
 import binascii
 import io
 import re
+from typing import cast
 from urllib.parse import parse_qsl, unquote_to_bytes
 
 from django.conf import settings
@@ -39,7 +40,8 @@ def form_fields(request) -> dict[str, str]:
             data, _files = MultiPartParser(
                 meta, io.BytesIO(body), django_request.upload_handlers, "iso-8859-1"
             ).parse()
-            fields.update((name, _utf8(value)) for name, value in data.items())
+            # One string a name (the stubs allow a list for a name with no value).
+            fields.update((name, _utf8(cast(str, value))) for name, value in data.items())
         else:
             # errors="strict": an escape that is not UTF-8 (%FF) is refused, never read as U+FFFD.
             text = body.decode("utf-8")

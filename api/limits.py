@@ -304,7 +304,7 @@ def check(
     hour = hour_start(now)
     window_ms = write_window_ms() if write else 0
     keys = [counter_key(user_id, api_key_id, hour), hour_keys_key(user_id, hour), *blocks]
-    if window_ms:
+    if write and window_ms:
         keys.append(marker_key(user_id, *write))
     expire_at = hour + HOUR + USAGE_KEPT_SECONDS
     args = [expire_at, api_key_id, requests_per_hour, window_ms, len(blocks)]

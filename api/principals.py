@@ -206,6 +206,7 @@ def principal_for_api_key(secret: str) -> Principal | None:
     if not keys.matches(secret, cached.hashed_secret):
         return None
     principal = cached.principal
+    assert principal.api_key_id is not None  # an API key's principal has its id
     _check_key_state(cached.revoked_at, cached.is_active, principal.key_expires_at, timezone.now())
     _touch_last_used(principal.api_key_id)
     return principal
@@ -257,6 +258,7 @@ def principal_for_token(token: str) -> Principal | None:
         with _lock:
             _tokens[hashed] = cached
     principal = cached.principal
+    assert principal.token is not None  # a token's principal has its scope
     now = timezone.now()
     if principal.token.expires_at <= now:
         return None  # expired tokens are refused even before the sweeper deletes them

@@ -121,6 +121,7 @@ class KeyList(Payload):
     def _ttl(self, expires_at: datetime | None) -> int:
         if expires_at is None:
             return 0
+        assert self.now is not None  # given whenever rows carry values
         return max(1, math.ceil((expires_at - self.now).total_seconds()))
 
     def as_text(self) -> bytes:

@@ -5,13 +5,21 @@ acks_late because re-running after a worker crash is safe.
 """
 
 import time
+from typing import TypedDict
 
 from celery import shared_task
 from django.utils import timezone
 
 from api import operations, usage
 
-TASK_OPTIONS = {"acks_late": True, "soft_time_limit": 50, "time_limit": 55}
+
+class TaskOptions(TypedDict):
+    acks_late: bool
+    soft_time_limit: int
+    time_limit: int
+
+
+TASK_OPTIONS: TaskOptions = {"acks_late": True, "soft_time_limit": 50, "time_limit": 55}
 
 
 @shared_task(**TASK_OPTIONS)

@@ -1,6 +1,7 @@
 """The v1 API viewsets: authenticate, scope, validate, call one operation, render."""
 
 import time
+from typing import cast
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -41,10 +42,11 @@ class ApiViewSet(viewsets.ViewSet):
         super().initial(request, *args, **kwargs)
 
     def principal(self) -> Principal:
-        return self.request.user
+        return cast(Principal, self.request.user)  # what the authentication class gives
 
     def count_request(self, write: tuple[str, str] | None = None) -> None:
         principal = self.principal()
+        assert principal.api_key_id is not None  # an API caller acts through a key
         self._counted = True
         decision = limits.check(
             principal.user_id,
@@ -87,7 +89,7 @@ class ApiViewSet(viewsets.ViewSet):
         """The caller, authenticating now if the request failed before (a 406 does); None if
         its credentials are missing or wrong."""
         try:
-            return self.request.user
+            return cast(Principal | None, self.request.user)  # UNAUTHENTICATED_USER is None
         except exceptions.APIException:
             return None
         except DatabaseError:
@@ -346,6 +348,7 @@ class TokenViewSet(ApiViewSet):
         prefix = inputs.check_prefix(fields["prefix"])
         bucket = owned_bucket(principal, fields["bucket"])
         self.count_request()
+        assert principal.api_key_id is not None  # an API caller acts through a key
         token = actions.create_token(
             principal.api_key_id,
             bucket.id,

@@ -1,6 +1,8 @@
 """Forms of the bucket pages. Each field is checked by the same rules as the API (api.inputs), so
 a page and a request refuse the same input with the same words."""
 
+from typing import cast
+
 from django import forms
 from django.conf import settings
 
@@ -66,7 +68,8 @@ class IncrementForm(forms.Form):
 
 
 class TokenForm(forms.Form):
-    prefix = forms.CharField(
+    # The form metaclass takes fields out of the class: this does not hide Form.prefix.
+    prefix = forms.CharField(  # type: ignore[assignment]
         strip=False,
         required=False,
         max_length=settings.THISDB_KEY_MAX_BYTES,
@@ -92,14 +95,16 @@ class TokenForm(forms.Form):
         super().__init__(*args, **kwargs)
         # Tokens act for a key that may write: a read-only key cannot create tokens.
         keys = ApiKey.objects.active().filter(user=user, read_only=False).order_by("-created_at")
-        self.fields["api_key"].queryset = keys
-        self.fields["api_key"].empty_label = None  # the newest key is chosen unless changed
+        api_key = cast(forms.ModelChoiceField, self.fields["api_key"])
+        api_key.queryset = keys
+        api_key.empty_label = None  # the newest key is chosen unless changed
 
     def clean_prefix(self):
         return _api_rule(inputs.check_prefix, self.cleaned_data["prefix"])
 
     def clean(self):
         cleaned = super().clean()
+        assert cleaned is not None  # Form.clean returns cleaned_data
         if not cleaned.get("read") and not cleaned.get("write"):
             raise forms.ValidationError("Give the token read, write or both.")
         return cleaned

@@ -4,6 +4,7 @@ overview shows them. Every probe is bounded in time and answers, never raises.""
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
 from django.conf import settings
 from django.db import connection
@@ -43,7 +44,7 @@ def database() -> Check:
 def redis() -> Check:
     if not settings.REDIS_URL:
         return Check("redis", True, "not configured: in-process limits (one process only)")
-    client = limits.limiter().client
+    client = cast(limits.RedisLimiter, limits.limiter()).client  # REDIS_URL is set
     try:
         _, ms = _timed(client.ping)
         return Check("redis", True, "PING answered", ms)

@@ -144,7 +144,9 @@ def bucket_settings(request, bucket_id: str):
         actions.update_bucket(principal, bucket.id, form.cleaned_data["default_ttl"])
         messages.success(request, f"Default TTL set to {form.cleaned_data['default_ttl']} s.")
     else:
-        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
+        messages.error(
+            request, "; ".join(str(e) for errors in form.errors.values() for e in errors)
+        )
     return redirect("dashboard:bucket", bucket_id=bucket.id)
 
 
@@ -264,7 +266,9 @@ def increment_key(request, bucket_id: str):
     bucket = _my_bucket(request, bucket_id)
     form = IncrementForm(request.POST)
     if not form.is_valid():
-        messages.error(request, "; ".join(e for errors in form.errors.values() for e in errors))
+        messages.error(
+            request, "; ".join(str(e) for errors in form.errors.values() for e in errors)
+        )
         return redirect(_bucket_url(bucket.id))
     key, by = form.cleaned_data["key"], form.cleaned_data["by"]
     principal = principal_for_user(request.user.pk)

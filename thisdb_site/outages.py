@@ -47,5 +47,6 @@ def page_response(request):
     """The plain 503 page of the web pages."""
     response = render(request, "503.html", {"retry_after": RETRY_AFTER_SECONDS}, status=503)
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    response._has_been_logged = True  # reported once per episode above, not per request
+    # Reported once per episode above, not per request (Django's private flag; not in its stubs).
+    response._has_been_logged = True  # type: ignore[attr-defined]
     return response

@@ -50,7 +50,8 @@ def api_error(request, status: int, message: str, retry_after: int | None = None
     response.status_code = status
     if retry_after:
         response["Retry-After"] = str(retry_after)
-    response._has_been_logged = status == 503  # outages are logged once per episode
+    # Outages are logged once per episode (Django's private flag; not in its stubs).
+    response._has_been_logged = status == 503  # type: ignore[attr-defined]
     return response
 
 
@@ -74,5 +75,7 @@ def readyz(request):
     response = JsonResponse({"ready": ready, **body}, status=200 if ready else 503)
     if not ready:
         response["Retry-After"] = str(outages.RETRY_AFTER_SECONDS)
-        response._has_been_logged = True  # a probe's 503 is its answer, not an error to log
+        # A probe's 503 is its answer, not an error to log
+        # (Django's private flag; not in its stubs).
+        response._has_been_logged = True  # type: ignore[attr-defined]
     return response
