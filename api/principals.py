@@ -201,8 +201,9 @@ def principal_for_api_key(secret: str) -> Principal | None:
             blocks=_key_blocks(key_id, user_id),
         )
         cached = _CachedKey(hashed, principal, revoked_at, is_active)
-        with _lock:
-            _api_keys[prefix] = cached
+        if is_active:  # a suspension may be lifted any moment: ask the database again then
+            with _lock:
+                _api_keys[prefix] = cached
     if not keys.matches(secret, cached.hashed_secret):
         return None
     principal = cached.principal
@@ -255,8 +256,9 @@ def principal_for_token(token: str) -> Principal | None:
             ),
         )
         cached = _CachedToken(principal, token_id, revoked_at, is_active)
-        with _lock:
-            _tokens[hashed] = cached
+        if is_active:  # as for keys: a reactivated account works at once on every worker
+            with _lock:
+                _tokens[hashed] = cached
     principal = cached.principal
     assert principal.token is not None  # a token's principal has its scope
     now = timezone.now()

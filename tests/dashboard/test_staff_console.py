@@ -188,3 +188,14 @@ def test_the_overview_shows_figures_health_and_a_chart(staff, alice, bucket):
     assert re.search(r"<td>database</td>\s*<td><span class=\"state ok\">up", html)
     assert re.search(r"<td>redis</td>\s*<td><span class=\"state ok\">up", html)
     assert "celery worker" in html and "celery beat" in html
+
+
+def test_reactivation_reaches_a_worker_that_saw_the_suspension(staff, alice, bucket):
+    """A worker that looked the key up while the account was suspended does not keep that
+    answer: reactivated, the key works there at once too."""
+    act(staff, "suspend", [alice.user])
+    assert alice.client.get(f"/v1/{bucket}").status_code == 403  # looked up while suspended
+    other_worker_cache = dict(principals._api_keys)
+    Account.objects.get(user=alice.user).reactivate()
+    principals._api_keys.update(other_worker_cache)
+    assert alice.client.get(f"/v1/{bucket}").status_code == 200
