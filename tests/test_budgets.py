@@ -1,0 +1,147 @@
+"""What a whole request costs where it is paid: the statements that reach PostgreSQL and the
+commands that reach Redis, counted on the wire (tests/wire.py) between the production web tier
+(`make serve`) and the two servers. Once an API key's or a token's lookup is cached, every key
+operation and a list page cost one statement and one Redis command."""
+
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from api.models import Item
+from tests.conftest import RUN_PREFIX, Persona
+from tests.serving import request, served
+from tests.wire import PostgresStatements, Proxy, RedisCommands
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def wire():
+    db = connection.settings_dict
+    postgres = Proxy((db["HOST"], int(db["PORT"])), PostgresStatements)
+    redis_url = urlsplit(settings.REDIS_URL)
+    redis = Proxy((redis_url.hostname, redis_url.port or 6379), RedisCommands)
+    yield postgres, redis, (
+        f"postgres://{db['USER']}@127.0.0.1:{postgres.port}/{db['NAME']}",
+        f"redis://127.0.0.1:{redis.port}{redis_url.path or '/0'}",
+    )
+    postgres.close()
+    redis.close()
+
+
+def fill(bucket: str, count: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO api_item (bucket_id, key, value, expires_at, updated_at) "
+            "SELECT %s, 'k' || lpad(i::text, 7, '0'), 'v'::bytea, NULL, now() "
+            "FROM generate_series(0, %s - 1) AS i",
+            [bucket, count],
+        )
+        cursor.execute("ANALYZE api_item")
+
+
+# (what, method, path, body, expected status); {b}: the bucket, {big}: the 1,000,000-key one
+REQUESTS = [
+    ("get a key", "GET", "/v1/{b}/k", None, 200),
+    ("get a missing key", "GET", "/v1/{b}/nothing", None, 404),
+    ("set a key", "POST", "/v1/{b}/k", b"new value", 200),
+    ("set a new key", "POST", "/v1/{b}/fresh", b"v", 200),
+    ("increment", "PATCH", "/v1/{b}/n", b"+1", 200),
+    ("delete a key", "DELETE", "/v1/{b}/gone", None, 200),
+    ("a list page", "GET", "/v1/{b}?values=true", None, 200),
+    ("a list page of 1,000,000 keys", "GET", "/v1/{big}?values=true&limit=1000", None, 200),
+    ("a far list page", "GET", "/v1/{big}?prefix=k0999&limit=1000", None, 200),
+]
+
+
+def test_each_operation_costs_one_statement_and_one_redis_command(wire, tmp_path):
+    postgres, redis, (database_url, redis_url) = wire
+    alice = Persona("alice")
+    bucket, big = alice.new_bucket(), alice.new_bucket()
+    alice.set(bucket, "k", "v")
+    alice.set(bucket, "n", "1")
+    alice.set(bucket, "gone", "v")
+    fill(big, 1_000_000)
+    token = alice.token(bucket, "", "read")
+    key = {"X-Api-Key": alice.key}
+    with served(
+        database_url,
+        tmp_path / "server.log",
+        REDIS_URL=redis_url,
+        THISDB_REDIS_PREFIX=RUN_PREFIX,
+        WEB_WORKERS="1",
+        WEB_THREADS="1",  # one thread: its cached lookups serve every request
+        THISDB_AUTH_CACHE_SECONDS="300",
+    ) as port:
+        # Warm up: the key's, the token's and the buckets' lookups are cached now, and the
+        # key's last use is written (at most once a minute).
+        for path in (f"/v1/{bucket}/k", f"/v1/{big}?limit=1"):
+            assert request(port, "GET", path, headers=key)[0] == 200
+        assert request(port, "GET", f"/v1/{bucket}/k", headers={"X-Token": token})[0] == 200
+        costs = {}
+        for what, method, path, body, status in REQUESTS:
+            postgres.reset(), redis.reset()
+            answer = request(port, method, path.format(b=bucket, big=big), body, key)
+            assert answer[0] == status, (what, answer)
+            costs[what] = (postgres.reset(), redis.reset())
+        postgres.reset(), redis.reset()
+        assert request(port, "GET", f"/v1/{bucket}/k", headers={"X-Token": token})[0] == 200
+        costs["get a key with a token"] = (postgres.reset(), redis.reset())
+
+    assert costs == {what: (1, 1) for what in costs}, costs
+    assert Item.objects.filter(bucket_id=bucket, key="fresh").exists()
+
+
+def test_an_uncached_lookup_costs_its_statements_once(wire, tmp_path):
+    """The first request of a key (the key's and the bucket's lookups, its last use) pays what
+    the cache then saves: the second request costs one statement."""
+    postgres, redis, (database_url, redis_url) = wire
+    alice = Persona("alice")
+    bucket = alice.new_bucket()
+    alice.set(bucket, "k", "v")
+    key = {"X-Api-Key": alice.key}
+    with served(
+        database_url,
+        tmp_path / "server.log",
+        REDIS_URL=redis_url,
+        THISDB_REDIS_PREFIX=RUN_PREFIX,
+        WEB_WORKERS="1",
+        WEB_THREADS="1",
+    ) as port:
+        postgres.reset()
+        assert request(port, "GET", f"/v1/{bucket}/k", headers=key)[0] == 200
+        first = postgres.reset()
+        assert request(port, "GET", f"/v1/{bucket}/k", headers=key)[0] == 200
+        second = postgres.reset()
+    assert first == 4  # the key, its last use, the bucket, the value
+    assert second == 1
+
+
+def test_a_list_page_of_a_million_keys_is_one_index_range_scan(alice):
+    bucket = alice.new_bucket()
+    fill(bucket, 1_000_000)
+    from django.utils import timezone
+
+    from api import operations
+
+    captured = []
+
+    def explain(execute, sql, params, many, context):
+        captured.append(sql)
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN " + sql, params)
+            captured.append("\n".join(row[0] for row in cursor.fetchall()))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(explain):
+        rows = operations.list_page(
+            bucket, prefix="k05", after="k0500500", limit=1001, with_values=True,
+            now=timezone.now(),
+        )
+    assert len(rows) == 1001 and rows[0][0] == "k0500501"
+    plan = captured[1]
+    assert "Index Scan using item_bucket_key" in plan, plan
+    assert "Sort" not in plan and "Seq Scan" not in plan, plan
+    assert "Limit" in plan
