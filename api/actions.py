@@ -85,7 +85,7 @@ def revoke_token(token: Token) -> None:
     owner_id = token.bucket.owner_id
     token_id = token.pk
     token.delete()
-    forget_token(owner_id, token.hashed_token, token_id)
+    forget_token(owner_id, token_id)
 
 
 def check_storage_quota(principal: Principal) -> None:
@@ -104,11 +104,8 @@ def may_create_keys(principal: Principal, bucket: BucketInfo) -> bool:
 def set_key(
     principal: Principal, bucket: BucketInfo, key: str, value: bytes, ttl: int, *, create: bool
 ) -> None:
-    now = timezone.now()
     try:
-        written = operations.set_value(
-            bucket.id, key, value, operations.expiry(now, ttl), now, create=create
-        )
+        written = operations.set_value(bucket.id, key, value, ttl, create=create)
     except operations.BucketGone:
         raise bucket_gone(bucket.id) from None
     if not written:
@@ -118,11 +115,8 @@ def set_key(
 def increment_key(
     principal: Principal, bucket: BucketInfo, key: str, delta: int, ttl: int, *, create: bool
 ) -> int:
-    now = timezone.now()
     try:
-        value = operations.increment(
-            bucket.id, key, delta, operations.expiry(now, ttl), now, create=create
-        )
+        value = operations.increment(bucket.id, key, delta, ttl, create=create)
     except operations.NotAnInteger as exc:
         raise BadRequest(str(exc)) from None
     except operations.BucketGone:
@@ -133,7 +127,7 @@ def increment_key(
 
 
 def delete_key(bucket: BucketInfo, key: str) -> None:
-    if not operations.delete_key(bucket.id, key, timezone.now()):
+    if not operations.delete_key(bucket.id, key):
         raise key_not_found()
 
 

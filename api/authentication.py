@@ -2,7 +2,7 @@
 
 from django.conf import settings
 from django_ratelimit.core import is_ratelimited
-from rest_framework import authentication
+from rest_framework import authentication, exceptions
 
 from api.errors import Forbidden, TooManyRequests
 from api.principals import Refused, principal_for_api_key, principal_for_token
@@ -37,7 +37,7 @@ class ApiKeyOrTokenAuthentication(authentication.BaseAuthentication):
                 return principal, None
         except Refused as refused:
             raise Forbidden(str(refused)) from None
-        return None
+        raise exceptions.NotAuthenticated()  # no credentials at all (the message: api.errors)
 
 
 def _count_failure(request) -> None:

@@ -1,12 +1,9 @@
 """Tenant scoping: every bucket is looked up from the caller, so another account's bucket is a
 404 (never a 403, never data), and a token reaches only its bucket, prefix and permissions."""
 
-import threading
 from dataclasses import dataclass
 
-from cachetools import TTLCache
-from django.conf import settings
-
+from api.caching import ShortCache
 from api.errors import Forbidden, bucket_not_found
 from api.models import BUCKET_ID_RE, Bucket
 from api.principals import Principal
@@ -22,29 +19,25 @@ class BucketInfo:
 
 # A bucket's owner and default_ttl, kept briefly so a key write is one plain upsert. A deleted
 # bucket is still refused at once: the item's foreign key rejects the write (see operations).
-_lock = threading.Lock()
-_buckets: TTLCache = TTLCache(maxsize=100_000, ttl=settings.THISDB_AUTH_CACHE_SECONDS)
+_buckets = ShortCache()
 
 
 def forget_bucket(bucket_id: str) -> None:
-    with _lock:
-        _buckets.pop(bucket_id, None)
+    _buckets.pop(bucket_id, None)
 
 
 def forget_all() -> None:
-    with _lock:
-        _buckets.clear()
+    _buckets.clear()
 
 
 def owned_bucket(principal: Principal, bucket_id: str) -> BucketInfo:
     """The caller's bucket `bucket_id`, or a 404; a token's only bucket, or a 403."""
-    if not BUCKET_ID_RE.fullmatch(bucket_id):
-        raise bucket_not_found()  # malformed ids never reach the database
     if principal.token is not None and principal.token.bucket_id != bucket_id:
         raise Forbidden("this token is for another bucket")
-    with _lock:
-        info = _buckets.get(bucket_id)
+    info = _buckets.live(bucket_id)
     if info is None:
+        if not BUCKET_ID_RE.fullmatch(bucket_id):
+            raise bucket_not_found()  # malformed ids never reach the database
         row = (
             Bucket.objects.filter(pk=bucket_id)
             .values_list("owner_id", "default_ttl", "key_count")
@@ -53,8 +46,7 @@ def owned_bucket(principal: Principal, bucket_id: str) -> BucketInfo:
         if row is None:
             raise bucket_not_found()
         info = BucketInfo(bucket_id, *row)
-        with _lock:
-            _buckets[bucket_id] = info
+        _buckets.keep(bucket_id, info)
     if info.owner_id != principal.user_id:
         raise bucket_not_found()
     return info

@@ -8,13 +8,10 @@ rate-limit round trip reads (Principal.blocks, api.limits).
 """
 
 import hashlib
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from cachetools import TTLCache
-from django.conf import settings
 from django.utils import timezone
 
 from accounts import keys
@@ -22,6 +19,7 @@ from accounts.models import ApiKey
 from accounts.quotas import FIELDS as QUOTA_FIELDS
 from accounts.quotas import Quotas, resolve
 from api import limits
+from api.caching import ShortCache
 from api.models import TOKEN_RE, Token
 
 LAST_USED_EVERY_SECONDS = 60  # last_used_at is written at most once a minute per key and worker
@@ -62,7 +60,7 @@ class Principal:
     # Redis markers that refuse this caller at once, each with the message to answer with.
     blocks: tuple[tuple[str, str], ...] = ()
 
-    is_authenticated = True  # read by DRF's IsAuthenticated
+    is_authenticated = True  # what DRF asks of a user
 
 
 def _account_columns(user_path: str) -> list[str]:
@@ -96,34 +94,31 @@ class _CachedToken:
     is_active: bool  # its account
 
 
-_lock = threading.Lock()
-_api_keys: TTLCache = TTLCache(maxsize=100_000, ttl=settings.THISDB_AUTH_CACHE_SECONDS)
-_tokens: TTLCache = TTLCache(maxsize=100_000, ttl=settings.THISDB_AUTH_CACHE_SECONDS)
+# Keyed by the secret and the token themselves, once they proved right: a request of a cached
+# key makes no parse, no hash and no query. A wrong secret is never kept.
+_api_keys = ShortCache()
+_tokens = ShortCache()
 _last_used_written: dict[int, float] = {}
 
 
 def forget_all() -> None:
-    with _lock:
-        _api_keys.clear()
-        _tokens.clear()
-        _last_used_written.clear()
+    _api_keys.clear()
+    _tokens.clear()
+    _last_used_written.clear()
 
 
 def forget_api_key(user_id: int, prefix: str, api_key_id: int) -> None:
     """Refuse a revoked key and the tokens it made: dropped from this worker's cache, and on the
     others by a Redis marker until their caches forget it too."""
     limits.block(limits.block_key(user_id, "key", api_key_id))
-    with _lock:
-        _api_keys.pop(prefix, None)
-        for hashed in [h for h, t in _tokens.items() if t.principal.api_key_id == api_key_id]:
-            _tokens.pop(hashed, None)
+    _api_keys.drop_where(lambda cached: cached.principal.api_key_id == api_key_id)
+    _tokens.drop_where(lambda cached: cached.principal.api_key_id == api_key_id)
 
 
-def forget_token(user_id: int, hashed_token: str, token_id: int) -> None:
+def forget_token(user_id: int, token_id: int) -> None:
     """Refuse a deleted token at once on every worker (see forget_api_key)."""
     limits.block(limits.block_key(user_id, "token", token_id))
-    with _lock:
-        _tokens.pop(hashed_token, None)
+    _tokens.drop_where(lambda cached: cached.token_id == token_id)
 
 
 def forget_user(user_id: int, *, suspended: bool) -> None:
@@ -134,11 +129,8 @@ def forget_user(user_id: int, *, suspended: bool) -> None:
         limits.block(name)
     else:
         limits.unblock(name)
-    with _lock:
-        for prefix in [p for p, k in _api_keys.items() if k.principal.user_id == user_id]:
-            _api_keys.pop(prefix, None)
-        for hashed in [h for h, t in _tokens.items() if t.principal.user_id == user_id]:
-            _tokens.pop(hashed, None)
+    _api_keys.drop_where(lambda cached: cached.principal.user_id == user_id)
+    _tokens.drop_where(lambda cached: cached.principal.user_id == user_id)
 
 
 def hash_token(token: str) -> str:
@@ -167,12 +159,11 @@ def _check_key_state(revoked_at, is_active, expires_at, now) -> None:
 
 def principal_for_api_key(secret: str) -> Principal | None:
     """The caller of an API key; None if it is not a key of ours, Refused if it may not act."""
-    prefix = keys.parse(secret)
-    if prefix is None:
-        return None  # malformed: refused before any query
-    with _lock:
-        cached = _api_keys.get(prefix)
+    cached = _api_keys.live(secret)
     if cached is None:
+        prefix = keys.parse(secret)
+        if prefix is None:
+            return None  # malformed: refused before any query
         row = (
             ApiKey.objects.filter(prefix=prefix)
             .values_list(
@@ -201,11 +192,10 @@ def principal_for_api_key(secret: str) -> Principal | None:
             blocks=_key_blocks(key_id, user_id),
         )
         cached = _CachedKey(hashed, principal, revoked_at, is_active)
+        if not keys.matches(secret, cached.hashed_secret):
+            return None
         if is_active:  # a suspension may be lifted any moment: ask the database again then
-            with _lock:
-                _api_keys[prefix] = cached
-    if not keys.matches(secret, cached.hashed_secret):
-        return None
+            _api_keys.keep(secret, cached)
     principal = cached.principal
     assert principal.api_key_id is not None  # an API key's principal has its id
     _check_key_state(cached.revoked_at, cached.is_active, principal.key_expires_at, timezone.now())
@@ -215,14 +205,12 @@ def principal_for_api_key(secret: str) -> Principal | None:
 
 def principal_for_token(token: str) -> Principal | None:
     """The caller of a token; None if it is no live token, Refused if its account may not act."""
-    if not TOKEN_RE.fullmatch(token):
-        return None  # malformed: refused before any query
-    hashed = hash_token(token)
-    with _lock:
-        cached = _tokens.get(hashed)
+    cached = _tokens.live(token)
     if cached is None:
+        if not TOKEN_RE.fullmatch(token):
+            return None  # malformed: refused before any query
         row = (
-            Token.objects.filter(hashed_token=hashed)
+            Token.objects.filter(hashed_token=hash_token(token))
             .values_list(
                 "bucket_id",
                 "prefix",
@@ -257,8 +245,7 @@ def principal_for_token(token: str) -> Principal | None:
         )
         cached = _CachedToken(principal, token_id, revoked_at, is_active)
         if is_active:  # as for keys: a reactivated account works at once on every worker
-            with _lock:
-                _tokens[hashed] = cached
+            _tokens.keep(token, cached)
     principal = cached.principal
     assert principal.token is not None  # a token's principal has its scope
     now = timezone.now()
@@ -269,12 +256,12 @@ def principal_for_token(token: str) -> Principal | None:
 
 
 def _touch_last_used(api_key_id: int) -> None:
+    # No lock: two threads racing here write the same minute twice, which is harmless.
     now = time.monotonic()
-    with _lock:
-        last = _last_used_written.get(api_key_id)
-        if last is not None and now - last < LAST_USED_EVERY_SECONDS:
-            return
-        _last_used_written[api_key_id] = now
+    last = _last_used_written.get(api_key_id)
+    if last is not None and now - last < LAST_USED_EVERY_SECONDS:
+        return
+    _last_used_written[api_key_id] = now
     ApiKey.objects.filter(pk=api_key_id).update(last_used_at=timezone.now())
 
 

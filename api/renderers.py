@@ -6,9 +6,7 @@ knows its text, JSON and NDJSON forms in one place.
 
 import base64
 import json
-import math
 from abc import ABC, abstractmethod
-from datetime import datetime
 
 from rest_framework import exceptions, renderers
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -100,29 +98,17 @@ class KeyList(Payload):
     (rounded up), 0 if it never expires: what a write's ?ttl= takes, so a copy keeps its expiry.
     """
 
-    def __init__(
-        self,
-        rows: list[tuple],
-        with_values: bool,
-        next_cursor: str | None,
-        now: datetime | None = None,
-    ):
+    def __init__(self, rows: list[tuple], with_values: bool, next_cursor: str | None):
+        # rows: (key,) or, with values, (key, value, ttl) as operations.list_page gives them
         self.rows, self.with_values, self.next_cursor = rows, with_values, next_cursor
-        self.now = now
 
     def _items(self) -> list[dict]:
         if self.with_values:
             return [
-                {"key": key, **encode_value(bytes(value)), "ttl": self._ttl(expires_at)}
-                for key, value, expires_at in self.rows
+                {"key": key, **encode_value(bytes(value)), "ttl": ttl}
+                for key, value, ttl in self.rows
             ]
         return [{"key": row[0]} for row in self.rows]
-
-    def _ttl(self, expires_at: datetime | None) -> int:
-        if expires_at is None:
-            return 0
-        assert self.now is not None  # given whenever rows carry values
-        return max(1, math.ceil((expires_at - self.now).total_seconds()))
 
     def as_text(self) -> bytes:
         # One key a line; with values, "key<TAB>value" (use json for values holding newlines).
@@ -197,6 +183,9 @@ class FormatNegotiation(DefaultContentNegotiation):
         if wanted:
             renderer = self.filter_renderers(renderers, wanted)[0]
             return renderer, renderer.media_type
+        accept = request._request.META.get("HTTP_ACCEPT", "*/*")
+        if accept in ("*/*", ""):  # curl's and most SDKs': the first renderer, without parsing
+            return renderers[0], renderers[0].media_type
         try:
             return super().select_renderer(request, renderers, format_suffix)
         except exceptions.NotAcceptable as exc:

@@ -35,13 +35,16 @@ item = ItemViewSet.as_view(
 )
 
 urlpatterns = [
+    # A key's route first: most requests are for keys. It needs a "/" after the bucket id, so
+    # /v1/tokens and /v1/<bucket> never reach it; /v1/tokens/<x> is a key of bucket "tokens",
+    # as before (a 404: no bucket has that id).
+    path("v1/<str:bucket_id>/<key:key>", item, name="v1-item"),
     path("v1", create_bucket),
     path("v1/", create_bucket, name="v1-root"),
     path("v1/tokens", tokens, name="v1-tokens"),
     path("v1/tokens/", tokens),
     path("v1/<str:bucket_id>", bucket, name="v1-bucket"),
     path("v1/<str:bucket_id>/", bucket),
-    path("v1/<str:bucket_id>/<key:key>", item, name="v1-item"),
     # Any other path under /v1/ (an empty bucket id: /v1//x) is the API's 404, not a page's.
     re_path(r"^v1/", not_found),
 ]

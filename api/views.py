@@ -5,7 +5,6 @@ from typing import cast
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, viewsets
 
@@ -36,10 +35,39 @@ class ApiViewSet(viewsets.ViewSet):
     _counted = False
     _decision: limits.Decision | None = None
 
+    # The hot path through DRF, kept lean (bench/README.md): the renderers, the authentication
+    # and the negotiation are stateless, so one instance of each serves every request; there is
+    # no versioning, no permission class (authentication refuses a request without credentials,
+    # and each view scopes the rest) and no throttle (api.limits is the request's Redis trip).
+    _renderers = [renderer() for renderer in viewsets.ViewSet.renderer_classes]
+    _authenticators = [auth() for auth in viewsets.ViewSet.authentication_classes]
+    _negotiator = viewsets.ViewSet.content_negotiation_class()
+
+    def get_renderers(self):
+        return self._renderers
+
+    def get_parsers(self):
+        return []  # bodies are read raw (api.inputs): a value is never parsed as a form
+
+    def get_authenticators(self):
+        return self._authenticators
+
+    def get_content_negotiator(self):
+        return self._negotiator
+
+    @property
+    def default_response_headers(self):
+        return {}  # "Vary" is set in finalize_response; a 405 says "Allow" (api.errors)
+
     def initial(self, request, *args, **kwargs):
         if request.method in ("POST", "PUT", "PATCH"):
             inputs.buffer_body(request)  # before authentication takes a database connection
-        super().initial(request, *args, **kwargs)
+        self.format_kwarg = None  # no format-suffix routes: ?format= and Accept choose
+        request.accepted_renderer, request.accepted_media_type = self.perform_content_negotiation(
+            request
+        )
+        request.version, request.versioning_scheme = None, None
+        self.perform_authentication(request)
 
     def principal(self) -> Principal:
         return cast(Principal, self.request.user)  # what the authentication class gives
@@ -96,7 +124,18 @@ class ApiViewSet(viewsets.ViewSet):
             return None  # the database went away meanwhile: the request is refused uncounted
 
     def finalize_response(self, request, response, *args, **kwargs):
-        response = super().finalize_response(request, response, *args, **kwargs)
+        # DRF's own adds "Allow" to every answer and merges "Vary" through a header parser;
+        # here an answer varies by Accept (the format) and nothing else, and the 405s say
+        # "Allow" themselves (api.errors).
+        if not getattr(request, "accepted_renderer", None):
+            neg = self.perform_content_negotiation(request, force=True)
+            request.accepted_renderer, request.accepted_media_type = neg
+        response.accepted_renderer = request.accepted_renderer
+        response.accepted_media_type = request.accepted_media_type
+        response.renderer_context = {"view": self, "request": request}
+        response["Vary"] = "Accept"
+        # A value is whatever was stored: no browser may take text/plain for a page.
+        response["X-Content-Type-Options"] = "nosniff"
         decision = self._decision
         if decision is not None:
             response["X-RateLimit-Limit"] = str(decision.limit)
@@ -179,16 +218,15 @@ class BucketViewSet(ApiViewSet):
         bucket = owned_bucket(principal, bucket_id)
         prefix = token_list_prefix(principal, prefix)
         self.count_request()
-        now = timezone.now()
         rows = operations.list_page(
-            bucket.id, prefix=prefix, after=after, limit=limit + 1, with_values=with_values, now=now
+            bucket.id, prefix=prefix, after=after, limit=limit + 1, with_values=with_values
         )
         if not rows:
             # The bucket may come from the cache: make sure it still exists before saying "empty".
             forget_bucket(bucket.id)
             owned_bucket(principal, bucket_id)
         next_cursor = inputs.encode_cursor(rows[limit - 1][0]) if len(rows) > limit else None
-        response = ApiResponse(KeyList(rows[:limit], with_values, next_cursor, now))
+        response = ApiResponse(KeyList(rows[:limit], with_values, next_cursor))
         if next_cursor:
             response["X-Next-Cursor"] = next_cursor
         return response
@@ -266,7 +304,7 @@ class ItemViewSet(ApiViewSet):
     def retrieve(self, request, bucket_id, key):
         bucket = self._scope(bucket_id, key, write=False)
         self.count_request()
-        value = operations.get_value(bucket.id, key, timezone.now())
+        value = operations.get_value(bucket.id, key)
         if value is None:
             raise key_not_found()
         return ApiResponse(Value(key, value))

@@ -105,7 +105,6 @@ def bucket(request, bucket_id: str, *, key_form=None, token_form=None, new_token
         after=after,
         limit=PAGE_SIZE + 1,
         with_values=True,
-        now=timezone.now(),
     )
     next_url = None
     if len(rows) > PAGE_SIZE:

@@ -2,6 +2,7 @@
 /v1/, GET/POST/PATCH /v1/<bucket>/<key>, GET /v1/<bucket>) with its in-process fallbacks,
 the per-key write limit included (on by default there)."""
 
+import json
 import os
 import re
 import socket
@@ -174,3 +175,12 @@ def test_a_wrong_key_is_403(server):
     status, _, body = other.call("POST", "/v1/", b"")
     assert status == 403
     assert body.startswith(b"invalid API key")
+
+
+def test_a_listing_with_values_says_how_long_each_key_has_left(server):
+    bucket = server.new_bucket()
+    assert server.call("POST", f"/v1/{bucket}/hour?ttl=3600", b"1")[0] == 200
+    assert server.call("POST", f"/v1/{bucket}/never?ttl=0", b"2")[0] == 200
+    status, _, body = server.call("GET", f"/v1/{bucket}?values=true&format=json")
+    ttls = {item["key"]: item["ttl"] for item in json.loads(body)["items"]}
+    assert 3590 <= ttls["hour"] <= 3600 and ttls["never"] == 0

@@ -39,7 +39,9 @@ class Proxy:
                 return
             upstream = socket.create_connection(self.target)
             parser = self.parser_factory()
-            threading.Thread(target=self._pipe, args=(client, upstream, parser), daemon=True).start()
+            threading.Thread(
+                target=self._pipe, args=(client, upstream, parser), daemon=True
+            ).start()
             threading.Thread(target=self._pipe, args=(upstream, client, None), daemon=True).start()
 
     def _pipe(self, source: socket.socket, sink: socket.socket, parser) -> None:

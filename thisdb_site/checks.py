@@ -37,29 +37,3 @@ def shared_limits_warnings(engine: str, redis_url: str) -> list:
             )
         ]
     return []
-
-
-CSRF_MIDDLEWARE = "thisdb_site.middleware.CsrfViewMiddleware"
-
-
-@register(Tags.security, deploy=True)
-def check_csrf(app_configs, **kwargs):
-    """Django's security.W003 and W016, for our CSRF middleware (which steps aside for /v1/ and
-    which Django's own checks do not recognise: they are silenced in settings)."""
-    if CSRF_MIDDLEWARE not in settings.MIDDLEWARE:
-        return [
-            Warning(
-                f"The web pages have no CSRF protection: {CSRF_MIDDLEWARE} is not in MIDDLEWARE.",
-                hint="Put it back in MIDDLEWARE (settings.py).",
-                id="thisdb.W003",
-            )
-        ]
-    if not settings.CSRF_COOKIE_SECURE:
-        return [
-            Warning(
-                "CSRF_COOKIE_SECURE is off, so the CSRF cookie may travel over plain HTTP.",
-                hint="Serve the platform over HTTPS and set SECURE_COOKIES=true.",
-                id="thisdb.W016",
-            )
-        ]
-    return []

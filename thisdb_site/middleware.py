@@ -1,57 +1,28 @@
-"""Web-page middleware that steps aside for the /v1/ API.
+"""Middleware of our own: the /v1/ API's short way through (with outages as 503 pages for the
+rest), CORS only when a page of another origin asks, the client's address behind a proxy."""
 
-The API authenticates by header on every request and never uses sessions, CSRF cookies, the
-logged-in user, flash messages or a page's security policy, so its hot path does not pay for them.
-"""
-
-from csp import middleware as csp_middleware
+from corsheaders import middleware as cors_middleware
 from django.conf import settings
-from django.contrib.auth import middleware as auth_middleware
-from django.contrib.messages import middleware as messages_middleware
-from django.contrib.sessions import middleware as sessions_middleware
-from django.db import connections
-from django.middleware import csrf
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.urls import get_resolver
 
 from thisdb_site import outages
+
+API_URLCONF = "api.urls"  # the root URLconf includes it at "": the same routes, found sooner
 
 
 def is_api_path(path: str) -> bool:
     return path == "/v1" or path.startswith("/v1/")
 
 
-def skip_for_api(middleware_class):
-    """Return a subclass of `middleware_class` that passes /v1/ requests straight through."""
+class ApiMiddleware:
+    """/v1/ requests leave the chain here, for their view.
 
-    class SkipForApi(middleware_class):  # type: ignore[valid-type, misc]  # a base known at run time
-        def __call__(self, request):
-            if is_api_path(request.path_info):
-                return self.get_response(request)
-            return super().__call__(request)
-
-        def process_view(self, request, callback, callback_args, callback_kwargs):
-            if is_api_path(request.path_info) or not hasattr(super(), "process_view"):
-                return None
-            return super().process_view(request, callback, callback_args, callback_kwargs)
-
-    SkipForApi.__name__ = middleware_class.__name__
-    SkipForApi.__qualname__ = middleware_class.__qualname__
-    return SkipForApi
-
-
-SessionMiddleware = skip_for_api(sessions_middleware.SessionMiddleware)
-CsrfViewMiddleware = skip_for_api(csrf.CsrfViewMiddleware)
-AuthenticationMiddleware = skip_for_api(auth_middleware.AuthenticationMiddleware)
-MessageMiddleware = skip_for_api(messages_middleware.MessageMiddleware)
-CSPMiddleware = skip_for_api(csp_middleware.CSPMiddleware)
-
-
-class DatabaseMiddleware:
-    """The request's database connection, bounded in time (outermost middleware).
-
-    - A pooled connection goes back to the pool as soon as the answer is ready, not after a
-      slow client has read it (Django would wait for request_finished).
-    - A view that finds the database unreachable gets the plain 503 page (the API answers its
-      own 503 in api.errors; anything else reaches handler500, which does the same).
+    The API authenticates by header on every request and never uses sessions, CSRF cookies,
+    the logged-in user, flash messages or a page's security policy: the middleware after this
+    one serves the web pages only, and the API's hot path does not pass through it. (Its views
+    are DRF's, which do their own exception handling, and exempt from CSRF.) What comes before
+    (the database connection's bounds, CORS, security headers) applies to both.
     """
 
     def __init__(self, get_response):
@@ -60,18 +31,45 @@ class DatabaseMiddleware:
 
     def __call__(self, request):
         try:
-            return self.get_response(request)
+            path = request.path_info
+            if not (path == "/v1" or path.startswith("/v1/")):
+                return self.get_response(request)
+            match = get_resolver(API_URLCONF).resolve(path)
+            request.resolver_match = match
+            response = match.func(request, *match.args, **match.kwargs)
+            render = getattr(response, "render", None)
+            return render() if render is not None else response  # DRF's Response renders late
         finally:
             if self.pooled:
-                for connection in connections.all(initialized_only=True):
-                    if not connection.in_atomic_block:
-                        connection.close()  # back to the pool
+                self._release()
+
+    @staticmethod
+    def _release() -> None:
+        """The pooled connection goes back as soon as the answer is ready, whatever the server
+        (Django's request_finished would wait for the server to have sent it all)."""
+        connection = connections[DEFAULT_DB_ALIAS]
+        if connection.connection is not None and not connection.in_atomic_block:
+            connection.close()
 
     def process_exception(self, request, exception):
+        """A page whose view finds the database unreachable gets the plain 503 page (the API
+        answers its own 503, api.errors; anything else reaches handler500, which does the
+        same)."""
         if outages.is_outage(exception):
             outages.report(exception)
             return outages.page_response(request)
         return None
+
+
+class CorsMiddleware(cors_middleware.CorsMiddleware):
+    """django-cors-headers for requests that come from a page of another origin (they say so in
+    Origin); the API's other requests skip it. Every origin may call the API and no answer
+    varies by origin ("*", no credentials), so nothing is lost for them."""
+
+    def __call__(self, request):
+        if "HTTP_ORIGIN" not in request.META:
+            return self.get_response(request)
+        return super().__call__(request)
 
 
 class ForwardedForMiddleware:

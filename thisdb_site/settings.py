@@ -76,21 +76,19 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First, so a pooled database connection goes back as soon as the answer is ready.
-    "thisdb_site.middleware.DatabaseMiddleware",
-    "corsheaders.middleware.CorsMiddleware",
+    "thisdb_site.middleware.CorsMiddleware",
+    # /v1/ requests go from here straight to their view: what follows serves the web pages.
+    # (Their security header, nosniff, is the API's own: api.views.)
+    "thisdb_site.middleware.ApiMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    # Sessions, CSRF, login, messages and the page's security policy serve the web pages; the
-    # /v1/ hot path skips them (thisdb_site.middleware).
-    "thisdb_site.middleware.SessionMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "thisdb_site.middleware.CsrfViewMiddleware",
-    "thisdb_site.middleware.AuthenticationMiddleware",
-    # allauth insists on its own path here; it costs the API a context variable, nothing more.
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
     "allauth.account.middleware.AccountMiddleware",
-    "thisdb_site.middleware.MessageMiddleware",
-    "thisdb_site.middleware.CSPMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -247,7 +245,7 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # nginx site, deploy/nginx/thisdb.conf); 0 trusts no such header. See ForwardedForMiddleware.
 THISDB_PROXY_COUNT = env_int("THISDB_PROXY_COUNT", 0)
 if THISDB_PROXY_COUNT:
-    MIDDLEWARE.insert(1, "thisdb_site.middleware.ForwardedForMiddleware")
+    MIDDLEWARE.insert(0, "thisdb_site.middleware.ForwardedForMiddleware")
 
 # Behind a TLS-terminating proxy (see the README): opt in to trusting its X-Forwarded-Proto, so
 # request.is_secure() is true and CSRF accepts the https Origin.
@@ -263,9 +261,6 @@ SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = 14 * 86400  # two weeks, unless "remember me" is off (browser session)
 X_FRAME_OPTIONS = "DENY"
-# The admin's CSRF check is our wrapped middleware, which Django's security.W003 does not
-# recognise; thisdb.W003 checks the real thing (thisdb_site.checks).
-SILENCED_SYSTEM_CHECKS = ["security.W003"]
 
 # Content-Security-Policy on every page (django-csp): our own scripts and styles only, inline
 # script only with the request's nonce. The API's answers are not pages and carry none.
@@ -315,7 +310,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = THISDB_VALUE_MAX_BYTES + 64 * 1024
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.ApiKeyOrTokenAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # No permission classes: authentication itself refuses a request without credentials
+    # (api.authentication), and every view scopes what the caller may do (api.permissions).
+    "DEFAULT_PERMISSION_CLASSES": [],
     "DEFAULT_RENDERER_CLASSES": [
         "api.renderers.PlainTextRenderer",
         "api.renderers.JSONRenderer",
@@ -338,6 +335,7 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],  # the schema and its UI are public pages
     "SWAGGER_UI_DIST": "SIDECAR",  # assets served by the platform itself, no CDN
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
