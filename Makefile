@@ -80,8 +80,7 @@ format: $(STAMP)
 migrations: $(STAMP)
 	$(PY) manage.py makemigrations accounts api
 
-# Throughput and latency of the API on gunicorn + PostgreSQL + Redis (prints figures), then the
-# SQL floor of the same operations without HTTP.
+# The API on the production web tier against its floor (bench/README.md): prints a table and
+# writes bench/RESULTS.md. Needs wrk (Debian: apt-get install wrk). ARGS=--quick for a short run.
 bench: $(STAMP)
-	$(PY) bench/api_bench.py $(ARGS)
-	$(PY) bench/api_bench.py --in-process $(ARGS)
+	$(PY) bench/bench.py $(ARGS)

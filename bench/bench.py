@@ -50,6 +50,7 @@ ENV = {
     "DEBUG": "false",
 }
 TARGETS = {"get": 0.85, "set": 0.85, "incr": 0.8}
+SECTIONS = ("requests", "memory", "sweep", "servers", "workers", "pool")
 
 
 # --- Setup ------------------------------------------------------------------------------------
@@ -131,11 +132,19 @@ def serving(app: str, workers: int, threads: int, log: Path):
         f"WEB_THREADS={threads}",
         f"SERVE_APP={app}",
     ]
+    # make runs granian (its shell exec's into it), granian its workers.
+    with running(command, port, log, {}, lambda pid: grandchildren(pid)) as pids:
+        yield port, pids
+
+
+@contextmanager
+def running(command: list[str], port: int, log: Path, env: dict, workers):
+    """Runs a server until it answers on `port`; yields workers(its pid)."""
     with open(log, "ab") as output:
         server = subprocess.Popen(
             command,
             cwd=ROOT,
-            env={**os.environ, **ENV},
+            env={**os.environ, **ENV, **env},
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -147,10 +156,10 @@ def serving(app: str, workers: int, threads: int, log: Path):
                 if call(port, "GET", "/v1/x", {})[0]:
                     break
             except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{app} did not answer; see {log}") from None
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"{command[0]} did not answer; see {log}") from None
                 time.sleep(0.2)
-        yield port, worker_pids(server.pid)
+        yield workers(server.pid)
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
@@ -161,10 +170,8 @@ def children(pid: int) -> list[int]:
     return [int(child) for child in done.stdout.split()]
 
 
-def worker_pids(make: int) -> list[int]:
-    """granian's worker processes: make runs granian (its shell exec's into it), granian its
-    workers."""
-    return [worker for granian in children(make) for worker in children(granian)]
+def grandchildren(pid: int) -> list[int]:
+    return [grandchild for child in children(pid) for grandchild in children(child)]
 
 
 def rss_mib(pid: int) -> float:
@@ -189,11 +196,15 @@ def wrk(
         "--timeout",
         "10s",
     ]
+    shown = list(command)  # the command as RESULTS.md prints it: no secret, no port
     for name, value in headers.items():
         command += ["-H", f"{name}: {value}"]
+        shown += ["-H", f"'{name}: ${name.upper().replace('-', '_')}'"]
     if script:
         command += ["-s", str(WRK / script)]
+        shown += ["-s", f"bench/wrk/{script}"]
     command.append(f"http://127.0.0.1:{port}{path}")
+    shown.append(f"'http://127.0.0.1:$PORT{path}'")
     done = subprocess.run(
         command, capture_output=True, text=True, env={**os.environ, "BENCH_TAG": tag}
     )
@@ -206,7 +217,7 @@ def wrk(
         "errors": int(m.group(1))
         if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out))
         else 0,
-        "command": " ".join(command),
+        "command": " ".join(shown),
     }
     for p in (50, 99):
         value, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out).groups()
@@ -243,13 +254,22 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--quick", action="store_true", help="no 1M-key bucket, sweep or memory")
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated sections to run, of {','.join(SECTIONS)} (default: all)",
+    )
+    parser.add_argument("--quick", action="store_true", help="--only requests")
     parser.add_argument(
         "--save-baseline",
         action="store_true",
         help="keep this run's figures as the 'before' of later runs",
     )
     args = parser.parse_args()
+    only = {"requests"} if args.quick else set(args.only.split(","))
+    if only - set(SECTIONS):
+        parser.error(f"unknown sections: {', '.join(sorted(only - set(SECTIONS)))}")
+    big = bool(only & {"requests", "memory"}) and not args.quick  # the 1,000,000-key bucket
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install wrk (Debian's package)")
 
@@ -295,7 +315,7 @@ def main() -> None:
                 [buckets["mixed"]],
             )
             fill(conn, buckets["list10k"], 10_000)
-            if not args.quick:
+            if big:
                 fill(conn, buckets["list1m"], 1_000_000)
             conn.execute("ANALYZE api_item")
         print(
@@ -319,14 +339,15 @@ def main() -> None:
             report["scenarios"][name] = result
             print_row(name, result)
 
-        print_header()
-        scenario("get", f"/v1/{buckets['get']}/k")
-        scenario("set", f"/v1/{buckets['set']}", "set.lua")
-        scenario("incr", f"/v1/{buckets['incr']}", "incr.lua")
-        scenario("mixed", f"/v1/{buckets['mixed']}", "mixed.lua")
-        scenario("token get", f"/v1/{buckets['get']}/k", headers={"X-Token": token.decode()})
-        scenario("list 10k", f"/v1/{buckets['list10k']}?values=true&limit=1000")
-        if not args.quick:
+        if "requests" in only:
+            print_header()
+            scenario("get", f"/v1/{buckets['get']}/k")
+            scenario("set", f"/v1/{buckets['set']}", "set.lua")
+            scenario("incr", f"/v1/{buckets['incr']}", "incr.lua")
+            scenario("mixed", f"/v1/{buckets['mixed']}", "mixed.lua")
+            scenario("token get", f"/v1/{buckets['get']}/k", headers={"X-Token": token.decode()})
+            scenario("list 10k", f"/v1/{buckets['list10k']}?values=true&limit=1000")
+        if "requests" in only and big:
             scenario("list 1M", f"/v1/{buckets['list1m']}?values=true&limit=1000")
             report["list_ratio"] = (
                 report["scenarios"]["list 10k"]["product"]["rps"]
@@ -336,8 +357,16 @@ def main() -> None:
                 f"\nlisting the 1,000,000-key bucket takes {report['list_ratio']:.2f}x the time of "
                 "the 10,000-key one (target: within 1.5x)"
             )
+        if "memory" in only and big:
             report["memory"] = memory(port, pids, auth, buckets["list1m"], args)
+        if "sweep" in only:
             report["sweep"] = sweep(port, auth, buckets, args)
+    if "servers" in only:
+        report["servers"] = compare_servers(auth, buckets, args, log)
+    if "workers" in only:
+        report["scaling"] = scaling(auth, buckets, args, log)
+    if "pool" in only:
+        report["pool"] = pool_sizes(auth, buckets, args, log)
     report["seconds"] = time.time() - started
     forget_redis_keys()
     if args.save_baseline:
@@ -452,6 +481,194 @@ def sweep(port, auth, buckets, args) -> dict:
     return result
 
 
+# --- Serving: server candidates, workers, pool size -----------------------------------------
+
+GUNICORN = str(ROOT / ".venv" / "bin" / "gunicorn")
+GRANIAN = str(ROOT / ".venv" / "bin" / "granian")
+
+
+def candidates(port: int, workers: int, threads: int) -> dict:
+    """Each server under the defences the hardening asks for, where it has them: name ->
+    (command, environment). The pool is sized to the threads each one runs Django in."""
+    bind = f"127.0.0.1:{port}"
+    granian = [GRANIAN, "--http", "1", "--no-ws", "--host", "127.0.0.1", "--port", str(port)]
+    granian += ["--workers", str(workers), "--runtime-threads", "1", "--log-level", "warning"]
+    granian += ["--http1-header-read-timeout", "5000"]
+    gunicorn = [GUNICORN, "-b", bind, "-w", str(workers), "--timeout", "30", "--log-level"]
+    gunicorn += ["warning"]
+    pool = {"THISDB_WEB_THREADS": str(threads)}
+    return {
+        "gunicorn sync": (
+            [*gunicorn, "-k", "sync", "thisdb_site.wsgi:application"],
+            {"THISDB_WEB_THREADS": "1"},
+        ),
+        "gunicorn gthread": (
+            [*gunicorn, "-k", "gthread", "--threads", str(threads), "thisdb_site.wsgi:application"],
+            pool,
+        ),
+        "granian WSGI": (
+            [*granian, "--interface", "wsgi", "--blocking-threads", str(threads)]
+            + ["thisdb_site.wsgi:application"],
+            pool,
+        ),
+        "granian ASGI, Django's handler": (
+            [*granian, "--interface", "asgi", "bench.django_asgi:application"],
+            pool,
+        ),
+        "make serve (granian ASGI, our front)": (
+            [*granian, "--interface", "asgi", "thisdb_site.asgi:application"],
+            pool,
+        ),
+    }
+
+
+def slow_clients(port: int, auth: dict, path: str, count: int = 200, seconds: float = 12) -> dict:
+    """`count` connections sending their request head a byte every 2 s and `count` sending
+    their body so; meanwhile a normal client GETs `path` on fresh connections. Its slowest
+    answer and its failures."""
+    slow = []
+    for n in range(2 * count):
+        try:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        except OSError:
+            break
+        if n % 2:
+            sock.sendall(
+                f"PUT {path}x{n} HTTP/1.1\r\nHost: b\r\nContent-Length: 1000\r\n".encode()
+                + b"".join(f"{k}: {v}\r\n".encode() for k, v in auth.items())
+                + b"\r\n"
+            )
+        else:
+            sock.sendall(b"GET / HTTP/1.1\r\n")
+        slow.append(sock)
+    drip = b"X-A: 1\r\n"
+    latencies, failures = [], 0
+    started = last_drip = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if time.monotonic() - last_drip >= 2:
+            last_drip = time.monotonic()
+            for n, sock in enumerate(slow):
+                try:
+                    sock.send(b"x" if n % 2 else drip[:1])
+                except OSError:
+                    pass
+        start = time.monotonic()
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            conn.request("GET", path, headers=auth)
+            if conn.getresponse().status != 200:
+                failures += 1
+            conn.close()
+            latencies.append(time.monotonic() - start)
+        except OSError:
+            failures += 1
+        time.sleep(0.1)
+    for sock in slow:
+        sock.close()
+    return {
+        "opened": len(slow),
+        "requests": len(latencies) + failures,
+        "failures": failures,
+        "slowest_ms": max(latencies) * 1000 if latencies else None,
+    }
+
+
+def compare_servers(auth, buckets, args, log) -> dict:
+    """GET and SET on each candidate, the candidates taking turns round by round, then each
+    one's slow-client probe."""
+    names = list(candidates(0, args.workers, args.threads))
+    figures: dict = {name: {"get": [], "set": []} for name in names}
+    for n in range(args.rounds):
+        for name in names if n % 2 == 0 else reversed(names):
+            port = free_port()
+            command, env = candidates(port, args.workers, args.threads)[name]
+            with running(command, port, log, env, children):
+                for scenario, path, script in (
+                    ("get", f"/v1/{buckets['get']}/k", None),
+                    ("set", f"/v1/{buckets['set']}", "set.lua"),
+                ):
+                    figures[name][scenario].append(
+                        wrk(port, path, args.seconds, args.connections, auth, script, f"s{n}")
+                    )
+    results = {}
+    print(f"\n{'server':<38} {'GET r/s':>8} {'p99':>7}  {'SET r/s':>8} {'p99':>7}  slow clients")
+    for name in names:
+        port = free_port()
+        command, env = candidates(port, args.workers, args.threads)[name]
+        with running(command, port, log, env, children):
+            probe = slow_clients(port, auth, f"/v1/{buckets['get']}/k")
+        row = {"slow": probe, "command": " ".join(command).replace(str(ROOT) + "/", "")}
+        for scenario, runs in figures[name].items():
+            row[scenario] = {k: statistics.fmean(r[k] for r in runs) for k in ("rps", "p99")}
+            row[scenario]["errors"] = sum(r["errors"] for r in runs)
+        results[name] = row
+        print(
+            f"{name:<38} {row['get']['rps']:>8.0f} {row['get']['p99']:>5.1f}ms  "
+            f"{row['set']['rps']:>8.0f} {row['set']['p99']:>5.1f}ms  {slow_summary(probe)}"
+        )
+    return results
+
+
+def slow_summary(probe: dict) -> str:
+    if probe["failures"] == probe["requests"]:
+        return f"{probe['opened']} slow: a normal client got no answer"
+    return (
+        f"{probe['opened']} slow: normal client's slowest {probe['slowest_ms']:.0f} ms, "
+        f"{probe['failures']} of {probe['requests']} failed"
+    )
+
+
+def scaling(auth, buckets, args, log) -> dict:
+    """GET from 1 and from 2 workers, product and floor."""
+    results = {}
+    for workers in (1, 2):
+        with (
+            serving("thisdb_site.asgi:application", workers, args.threads, log) as (port, _),
+            serving("bench.floor.asgi:application", workers, args.threads, log) as (floor, _),
+        ):
+
+            def run(port_, n, who):
+                path = f"/v1/{buckets['get']}/k"
+                return wrk(port_, path, args.seconds, args.connections, auth, tag=f"{who}{n}")
+
+            results[workers] = interleaved(floor, port, args.rounds, run)
+    growth = results[2]["product"]["rps"] / results[1]["product"]["rps"]
+    floor_growth = results[2]["floor"]["rps"] / results[1]["floor"]["rps"]
+    print(
+        f"\nGET with 1 worker: {results[1]['product']['rps']:,.0f} r/s (floor "
+        f"{results[1]['floor']['rps']:,.0f}); with 2: {results[2]['product']['rps']:,.0f} r/s "
+        f"(floor {results[2]['floor']['rps']:,.0f}): x{growth:.2f} (floor x{floor_growth:.2f})"
+    )
+    return {"by_workers": results, "growth": growth, "floor_growth": floor_growth}
+
+
+def pool_sizes(auth, buckets, args, log) -> dict:
+    """GET and SET at several threads per worker (the pool is as large), and the connections
+    PostgreSQL saw."""
+    results = {}
+    print(f"\n{'threads':>7} {'GET r/s':>8} {'p99':>7}  {'SET r/s':>8} {'p99':>7}  connections")
+    for threads in (1, 2, 4, 8):
+        with serving("thisdb_site.asgi:application", args.workers, threads, log) as (port, _):
+            row = {}
+            for scenario, path, script in (
+                ("get", f"/v1/{buckets['get']}/k", None),
+                ("set", f"/v1/{buckets['set']}", "set.lua"),
+            ):
+                r = wrk(port, path, args.seconds, args.connections, auth, script)
+                row[scenario] = {"rps": r["rps"], "p99": r["p99"]}
+            with database_connection() as conn:
+                row["connections"] = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid()"
+                ).fetchone()[0]
+        results[threads] = row
+        print(
+            f"{threads:>7} {row['get']['rps']:>8.0f} {row['get']['p99']:>5.1f}ms  "
+            f"{row['set']['rps']:>8.0f} {row['set']['p99']:>5.1f}ms  {row['connections']}"
+        )
+    return results
+
+
 # --- bench/RESULTS.md -------------------------------------------------------------------------
 
 
@@ -550,6 +767,48 @@ def write_results(report: dict) -> None:
             f"{', '.join(f'{v:.0f}' for v in m['after_listing'].values())} after listing "
             f"{m['keys']:,} keys in {m['pages']} pages: {m['growth']:+.1%} (target: within 10%)."
         )
+        lines.append("")
+    if "servers" in report:
+        lines += [
+            f"Server candidates, {report['args']['workers']} workers, Django in "
+            f"{report['args']['threads']} threads each where the server has threads (the pool "
+            "as large), the candidates taking turns round by round; then each one with 200 "
+            "slow-header and 200 slow-body connections open while a normal client reads:",
+            "",
+            "| server | GET req/s | GET p99 ms | SET req/s | SET p99 ms | under slow clients |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, row in report["servers"].items():
+            lines.append(
+                f"| {name} | {row['get']['rps']:,.0f} | {row['get']['p99']:.1f} | "
+                f"{row['set']['rps']:,.0f} | {row['set']['p99']:.1f} | "
+                f"{slow_summary(row['slow'])} |"
+            )
+        lines += ["", "```"] + [row["command"] for row in report["servers"].values()]
+        lines += ["```", ""]
+    if "scaling" in report:
+        sc = report["scaling"]
+        one, two = sc["by_workers"][1], sc["by_workers"][2]
+        lines.append(
+            f"Workers: GET of one key at {one['product']['rps']:,.0f} req/s from 1 worker "
+            f"(floor {one['floor']['rps']:,.0f}) and {two['product']['rps']:,.0f} from 2 "
+            f"(floor {two['floor']['rps']:,.0f}): x{sc['growth']:.2f} (floor "
+            f"x{sc['floor_growth']:.2f}), with wrk, PostgreSQL and Redis on the same 2 cores."
+        )
+        lines.append("")
+    if "pool" in report:
+        lines += [
+            "Threads (and pool size) per worker, "
+            f"{report['args']['workers']} workers; connections PostgreSQL held after the run:",
+            "",
+            "| threads | GET req/s | GET p99 ms | SET req/s | SET p99 ms | connections |",
+            "|---|---|---|---|---|---|",
+        ]
+        for threads, row in report["pool"].items():
+            lines.append(
+                f"| {threads} | {row['get']['rps']:,.0f} | {row['get']['p99']:.1f} | "
+                f"{row['set']['rps']:,.0f} | {row['set']['p99']:.1f} | {row['connections']} |"
+            )
         lines.append("")
     lines += ["Commands (product; the floor's are the same on its port):", "", "```"]
     lines += [r["product"]["command"] for r in report["scenarios"].values()]

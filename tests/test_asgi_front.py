@@ -13,7 +13,11 @@ SCOPE = {
     "path": "/v1/x/k",
     "raw_path": b"/v1/x/k",
     "query_string": b"ttl=5",
-    "headers": [(b"x-api-key", b"secret"), (b"content-type", b"text/plain")],
+    "headers": [
+        (b"x-api-key", b"secret"),
+        (b"content-type", b"text/plain"),
+        (b"transfer-encoding", b"chunked"),
+    ],
     "client": ("203.0.113.7", 4711),
     "server": ("127.0.0.1", 8000),
     "scheme": "http",
@@ -81,6 +85,20 @@ def test_the_application_gets_the_whole_body_and_its_answer_goes_out_whole():
     assert sent[0]["status"] == 201
     assert (b"x-thing", b"1") in sent[0]["headers"]
     assert sent[1]["body"] == b"ok"
+
+
+def test_a_request_that_announces_no_body_is_served_without_reading_one():
+    app = Recorder()
+    sent, send = collector()
+
+    async def receive():
+        raise AssertionError("no body was announced: nothing to receive")
+
+    scope = {**SCOPE, "method": "GET", "headers": [(b"x-api-key", b"secret")]}
+    asyncio.run(front(app)(scope, receive, send))
+    assert app.bodies == [b""]
+    assert app.environs[0]["CONTENT_LENGTH"] == "0"
+    assert sent[0]["status"] == 201
 
 
 def test_the_environ_is_what_a_wsgi_server_would_build():

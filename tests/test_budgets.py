@@ -152,3 +152,29 @@ def test_a_list_page_of_a_million_keys_is_one_index_range_scan(alice):
     assert "Index Scan using item_bucket_key" in plan, plan
     assert "Sort" not in plan and "Seq Scan" not in plan, plan
     assert "Limit" in plan
+
+
+def test_without_the_pool_a_persistent_connection_adds_no_health_check(wire, tmp_path):
+    """DATABASE_POOL_SIZE=0: one persistent connection per thread, used without a "SELECT 1"
+    before each request."""
+    postgres, redis, (database_url, redis_url) = wire
+    alice = Persona("alice")
+    bucket = alice.new_bucket()
+    alice.set(bucket, "k", "v")
+    key = {"X-Api-Key": alice.key}
+    with served(
+        database_url,
+        tmp_path / "server.log",
+        REDIS_URL=redis_url,
+        THISDB_REDIS_PREFIX=RUN_PREFIX,
+        WEB_WORKERS="1",
+        WEB_THREADS="1",
+        DATABASE_POOL_SIZE="0",
+    ) as port:
+        assert request(port, "GET", f"/v1/{bucket}/k", headers=key)[0] == 200
+        costs = []
+        for _ in range(3):
+            postgres.reset()
+            assert request(port, "GET", f"/v1/{bucket}/k", headers=key)[0] == 200
+            costs.append(postgres.reset())
+    assert costs == [1, 1, 1]

@@ -23,10 +23,14 @@ class BufferedWSGI:
             return await self._lifespan(receive, send)
         if scope["type"] != "http":
             return  # no websockets here
-        try:
-            body, complete = await asyncio.wait_for(self._read(receive), self.body_timeout)
-        except TimeoutError:
-            return await self._answer(send, 408, [], b"the request body did not arrive in time")
+        if has_body(scope):
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    body, complete = await self._read(receive)
+            except TimeoutError:
+                return await self._answer(send, 408, [], b"the request body did not arrive in time")
+        else:
+            body, complete = b"", True  # no Content-Length, no Transfer-Encoding: no body
         if complete is None:
             return  # the client left: nobody to answer
         environ = wsgi_environ(scope, body, complete)
@@ -92,6 +96,15 @@ class BufferedWSGI:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+def has_body(scope) -> bool:
+    """Whether the request says a body follows (HTTP/1.1: Content-Length or Transfer-Encoding)."""
+    for name, value in scope.get("headers", ()):
+        name = name.lower()  # ASGI servers send them lowercased; a client's case is no matter
+        if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
+            return True
+    return False
 
 
 def wsgi_environ(scope, body: bytes, complete: bool) -> dict:

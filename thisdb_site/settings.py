@@ -119,7 +119,10 @@ DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
-        conn_health_checks=True,
+        # No "SELECT 1" before each request's first query: a connection that fails is closed at
+        # the end of its request (Django checks one that saw an error) and the next reconnects,
+        # so a broken connection costs one 503, where a check would cost every request a trip.
+        conn_health_checks=False,
     )
 }
 # PostgreSQL connections come from a pool of a fixed size in each web (and Celery) process
@@ -140,9 +143,6 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 3)  # s: fail fast
     if DATABASE_POOL_SIZE:
         DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections
-        # The pool drops a connection that broke when it comes back; checking each one before
-        # use would cost every request a round trip.
-        DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": 1,
             "max_size": DATABASE_POOL_SIZE,

@@ -1,0 +1,158 @@
+"""Time one GET of a key in-process, through Django's WSGI handler (no server, no HTTP), for the
+product and for the floor (bench/floor), on the bench's PostgreSQL and Redis; and the two round
+trips alone. With --profile, pyinstrument's view of where a product GET spends its time.
+
+    .venv/bin/python bench/profile.py [--requests N] [--profile]
+"""
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.bench import ENV, fresh_database  # noqa: E402
+
+
+def environ(method: str, path: str, headers: dict, body: bytes = b"") -> dict:
+    env = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "CONTENT_LENGTH": str(len(body)),
+    }
+    for name, value in headers.items():
+        env["HTTP_" + name.upper().replace("-", "_")] = value
+    return env
+
+
+def call(handler, method, path, headers, body=b"") -> tuple[str, bytes]:
+    answer = {}
+
+    def start_response(status, response_headers, exc_info=None):
+        answer["status"] = status
+
+    result = handler(environ(method, path, headers, body), start_response)
+    try:
+        content = b"".join(result)
+    finally:
+        result.close()
+    return answer["status"], content
+
+
+def per_request_us(run, requests: int) -> float:
+    """The best of 5 batches, in microseconds per request (the least disturbed batch)."""
+    best = []
+    for _ in range(5):
+        started = time.perf_counter()
+        for _ in range(requests):
+            run()
+        best.append((time.perf_counter() - started) / requests * 1e6)
+    return min(best)
+
+
+def product(requests: int, profile: bool) -> dict:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "thisdb_site.settings"
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.core.wsgi import get_wsgi_application
+
+    call_command("migrate", verbosity=0)
+    out = io.StringIO()
+    call_command("createapikey", "profile", "--create-user", "--name", "profile", stdout=out)
+    auth = {"X-Api-Key": out.getvalue().strip().splitlines()[-1]}
+    handler = get_wsgi_application()
+    status, bucket = call(handler, "POST", "/v1/", auth)
+    assert status.startswith("200"), bucket
+    path = f"/v1/{bucket.decode()}/k"
+    status, body = call(handler, "POST", path, auth, b"v" * 100)
+    assert status.startswith("200"), body
+
+    def get():
+        status, body = call(handler, "GET", path, auth)
+        assert status.startswith("200"), body
+
+    for _ in range(200):
+        get()  # warm: lookups cached, connections open
+    if profile:
+        from pyinstrument import Profiler
+
+        with Profiler(interval=0.0001) as profiler:
+            for _ in range(requests):
+                get()
+        print(profiler.output_text(unicode=True, color=sys.stdout.isatty()))
+    return {"bucket": bucket.decode(), "us": per_request_us(get, requests)}
+
+
+def floor(requests: int, bucket: str) -> dict:
+    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.floor.settings"
+    import django
+
+    django.setup()
+    from django.core.wsgi import get_wsgi_application
+    from django.db import connection
+
+    from bench.floor import views
+
+    handler = get_wsgi_application()
+    path = f"/v1/{bucket}/k"
+
+    def get():
+        status, body = call(handler, "GET", path, {})
+        assert status.startswith("200"), body
+
+    def trips():
+        views.redis_trip(bucket, "k")
+        with connection.cursor() as cursor:
+            cursor.execute(views.GET, [bucket, "k"])
+            cursor.fetchone()
+
+    for _ in range(200):
+        get()
+    return {"us": per_request_us(get, requests), "trips_us": per_request_us(trips, requests)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="per batch (default 2000)")
+    parser.add_argument("--profile", action="store_true", help="pyinstrument's tree of a GET")
+    parser.add_argument("--floor", help=argparse.SUPPRESS)  # the floor's run, in a subprocess
+    args = parser.parse_args()
+    os.environ.update(ENV)
+    if args.floor:
+        print(json.dumps(floor(args.requests, args.floor)))
+        return
+    fresh_database()
+    mine = product(args.requests, args.profile)
+    done = subprocess.run(
+        [sys.executable, __file__, "--floor", mine["bucket"], "--requests", str(args.requests)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    theirs = json.loads(done.stdout)
+    print(
+        f"GET of one key in-process: product {mine['us']:.0f} us, floor {theirs['us']:.0f} us "
+        f"(ratio {theirs['us'] / mine['us']:.2f}); the two round trips alone "
+        f"{theirs['trips_us']:.0f} us, {theirs['trips_us'] / mine['us']:.0%} of the product's "
+        "request"
+    )
+
+
+if __name__ == "__main__":
+    main()
