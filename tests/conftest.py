@@ -12,6 +12,7 @@ from allauth.account.models import EmailAddress
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.core.cache import caches
+from django.db import connection
 from django.test import Client
 
 from accounts.models import ApiKey
@@ -127,3 +128,16 @@ def staff(db):
 def bucket(alice):
     """A bucket of alice's."""
     return alice.new_bucket()
+
+
+def fill_keys(bucket: str, count: int) -> None:
+    """`count` keys k0000000.. of one byte in one INSERT ... SELECT, then fresh planner
+    statistics (a plan read from EXPLAIN must see the keys)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO api_item (bucket_id, key, value, expires_at, updated_at) "
+            "SELECT %s, 'k' || lpad(i::text, 7, '0'), 'v'::bytea, NULL, now() "
+            "FROM generate_series(0, %s - 1) AS i",
+            [bucket, count],
+        )
+        cursor.execute("ANALYZE api_item")

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import connection
 
 from api.models import Item
-from tests.conftest import RUN_PREFIX, Persona
+from tests.conftest import RUN_PREFIX, Persona, fill_keys
 from tests.serving import request, served
 from tests.wire import PostgresStatements, Proxy, RedisCommands
 
@@ -35,15 +35,19 @@ def wire():
     redis.close()
 
 
-def fill(bucket: str, count: int) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO api_item (bucket_id, key, value, expires_at, updated_at) "
-            "SELECT %s, 'k' || lpad(i::text, 7, '0'), 'v'::bytea, NULL, now() "
-            "FROM generate_series(0, %s - 1) AS i",
-            [bucket, count],
-        )
-        cursor.execute("ANALYZE api_item")
+def serve_through(wire, tmp_path, **env):
+    """`make serve` (1 worker, 1 thread: its cached lookups serve every request) talking to
+    PostgreSQL and Redis through the counting proxies."""
+    _, _, (database_url, redis_url) = wire
+    return served(
+        database_url,
+        tmp_path / "server.log",
+        REDIS_URL=redis_url,
+        THISDB_REDIS_PREFIX=RUN_PREFIX,
+        WEB_WORKERS="1",
+        WEB_THREADS="1",
+        **env,
+    )
 
 
 # (what, method, path, body, expected status); {b}: the bucket, {big}: the 1,000,000-key one
@@ -61,24 +65,16 @@ REQUESTS = [
 
 
 def test_each_operation_costs_one_statement_and_one_redis_command(wire, tmp_path):
-    postgres, redis, (database_url, redis_url) = wire
+    postgres, redis, _ = wire
     alice = Persona("alice")
     bucket, big = alice.new_bucket(), alice.new_bucket()
     alice.set(bucket, "k", "v")
     alice.set(bucket, "n", "1")
     alice.set(bucket, "gone", "v")
-    fill(big, 1_000_000)
+    fill_keys(big, 1_000_000)
     token = alice.token(bucket, "", "read")
     key = {"X-Api-Key": alice.key}
-    with served(
-        database_url,
-        tmp_path / "server.log",
-        REDIS_URL=redis_url,
-        THISDB_REDIS_PREFIX=RUN_PREFIX,
-        WEB_WORKERS="1",
-        WEB_THREADS="1",  # one thread: its cached lookups serve every request
-        THISDB_AUTH_CACHE_SECONDS="300",
-    ) as port:
+    with serve_through(wire, tmp_path, THISDB_AUTH_CACHE_SECONDS="300") as port:
         # Warm up: the key's, the token's and the buckets' lookups are cached now, and the
         # key's last use is written (at most once a minute).
         for path in (f"/v1/{bucket}/k", f"/v1/{big}?limit=1"):
@@ -101,19 +97,12 @@ def test_each_operation_costs_one_statement_and_one_redis_command(wire, tmp_path
 def test_an_uncached_lookup_costs_its_statements_once(wire, tmp_path):
     """The first request of a key (the key's and the bucket's lookups, its last use) pays what
     the cache then saves: the second request costs one statement."""
-    postgres, redis, (database_url, redis_url) = wire
+    postgres, redis, _ = wire
     alice = Persona("alice")
     bucket = alice.new_bucket()
     alice.set(bucket, "k", "v")
     key = {"X-Api-Key": alice.key}
-    with served(
-        database_url,
-        tmp_path / "server.log",
-        REDIS_URL=redis_url,
-        THISDB_REDIS_PREFIX=RUN_PREFIX,
-        WEB_WORKERS="1",
-        WEB_THREADS="1",
-    ) as port:
+    with serve_through(wire, tmp_path) as port:
         assert request(port, "GET", "/readyz")[0] == 200  # the pool's connection, opened
         postgres.reset()
         assert request(port, "GET", f"/v1/{bucket}/k", headers=key)[0] == 200
@@ -126,7 +115,7 @@ def test_an_uncached_lookup_costs_its_statements_once(wire, tmp_path):
 
 def test_a_list_page_of_a_million_keys_is_one_index_range_scan(alice):
     bucket = alice.new_bucket()
-    fill(bucket, 1_000_000)
+    fill_keys(bucket, 1_000_000)
     from api import operations
 
     captured = []
@@ -157,20 +146,12 @@ def test_a_list_page_of_a_million_keys_is_one_index_range_scan(alice):
 def test_without_the_pool_a_persistent_connection_adds_no_health_check(wire, tmp_path):
     """DATABASE_POOL_SIZE=0: one persistent connection per thread, used without a "SELECT 1"
     before each request."""
-    postgres, redis, (database_url, redis_url) = wire
+    postgres, redis, _ = wire
     alice = Persona("alice")
     bucket = alice.new_bucket()
     alice.set(bucket, "k", "v")
     key = {"X-Api-Key": alice.key}
-    with served(
-        database_url,
-        tmp_path / "server.log",
-        REDIS_URL=redis_url,
-        THISDB_REDIS_PREFIX=RUN_PREFIX,
-        WEB_WORKERS="1",
-        WEB_THREADS="1",
-        DATABASE_POOL_SIZE="0",
-    ) as port:
+    with serve_through(wire, tmp_path, DATABASE_POOL_SIZE="0") as port:
         assert request(port, "GET", f"/v1/{bucket}/k", headers=key)[0] == 200
         costs = []
         for _ in range(3):

@@ -8,13 +8,12 @@ from datetime import timedelta
 from urllib.parse import quote
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from accounts.models import ApiKey
 from api import limits
 from api.models import Item, Token
-from tests.conftest import token_client
+from tests.conftest import fill_keys, token_client
 
 TOKEN_RE = re.compile(rb"\b[a-z0-9]{40}\b")
 
@@ -29,17 +28,6 @@ def listed_keys(html: str) -> list[str]:
     return re.findall(r'<a class="key" href="[^"]*">([^<]*)</a>', html)
 
 
-def fill(bucket: str, count: int) -> None:
-    """`count` keys k0000000.. in one INSERT ... SELECT."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO api_item (bucket_id, key, value, expires_at, updated_at) "
-            "SELECT %s, 'k' || lpad(i::text, 7, '0'), 'v'::bytea, NULL, now() "
-            "FROM generate_series(0, %s - 1) AS i",
-            [bucket, count],
-        )
-
-
 # Browsing
 
 
@@ -52,7 +40,7 @@ def test_the_page_lists_keys_in_byte_order_with_a_prefix_filter(alice, bucket):
 
 
 def test_next_page_follows_the_apis_cursor_over_a_million_keys(alice, bucket):
-    fill(bucket, 1_000_000)
+    fill_keys(bucket, 1_000_000)
     first = page(alice, bucket)
     assert listed_keys(first)[:2] == ["k0000000", "k0000001"]
     assert len(listed_keys(first)) == 50
