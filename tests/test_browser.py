@@ -22,8 +22,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from django.db import connection
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import RUN_PREFIX
@@ -166,8 +168,7 @@ class Visit:
         self.check_page()
 
     def click_link(self, text: str) -> None:
-        self.driver.find_element(By.LINK_TEXT, text).click()
-        self.check_page()
+        self.follow(self.driver.find_element(By.LINK_TEXT, text))
 
     def fill(self, **fields) -> None:
         for name, value in fields.items():
@@ -176,7 +177,21 @@ class Visit:
             element.send_keys(value)
 
     def submit(self, text: str) -> None:
-        self.driver.find_element(By.XPATH, f"//button[normalize-space()='{text}']").click()
+        self.follow(self.driver.find_element(By.XPATH, f"//button[normalize-space()='{text}']"))
+
+    def follow(self, element, *, submit: bool = False) -> None:
+        """Click something that loads a page (or submit its form), and wait for that page: until
+        the old one is gone (its readyState is still "complete" just after the click)."""
+        old_page = self.driver.find_element(By.TAG_NAME, "html")
+        if submit:
+            element.submit()
+        else:
+            element.click()
+        # Mid-navigation, Chrome may say the old node "does not belong to the document" rather
+        # than that it is stale: ask again until it says stale.
+        WebDriverWait(self.driver, 10, ignored_exceptions=[WebDriverException]).until(
+            expected_conditions.staleness_of(old_page)
+        )
         self.check_page()
 
     def text(self) -> str:
@@ -330,13 +345,11 @@ def test_from_the_home_page_to_a_stored_value_then_staff_suspend_and_reactivate(
     visit.shoot("staff-overview")
     visit.open("/admin/auth/user/")
     visit.fill(q=email)
-    visit.driver.find_element(By.ID, "searchbar").submit()
-    visit.check_page()
+    visit.follow(visit.driver.find_element(By.ID, "searchbar"), submit=True)
     row = browser.find_element(By.XPATH, f"//tr[.//a[text()='{email}']]")
     row.find_element(By.NAME, "_selected_action").click()
     browser.find_element(By.NAME, "action").send_keys("Suspend the selected accounts")
-    browser.find_element(By.NAME, "index").click()
-    visit.check_page()
+    visit.follow(browser.find_element(By.NAME, "index"))
     assert "Suspended 1 account(s)" in visit.text()
     status, body = api(base_url, "GET", f"/v1/{bucket}/greeting", second)
     assert status == 403
@@ -345,15 +358,13 @@ def test_from_the_home_page_to_a_stored_value_then_staff_suspend_and_reactivate(
     row = browser.find_element(By.XPATH, f"//tr[.//a[text()='{email}']]")
     row.find_element(By.NAME, "_selected_action").click()
     browser.find_element(By.NAME, "action").send_keys("Reactivate the selected accounts")
-    browser.find_element(By.NAME, "index").click()
-    visit.check_page()
+    visit.follow(browser.find_element(By.NAME, "index"))
     assert "Reactivated 1 account(s)" in visit.text()
     assert api(base_url, "GET", f"/v1/{bucket}/greeting", second) == (
         200,
         b"hello, edited in the browser",
     )
-    browser.find_element(By.LINK_TEXT, email).click()
-    visit.check_page()
+    visit.follow(browser.find_element(By.LINK_TEXT, email))
     assert "Suspended the account" in visit.text() and "Reactivated the account" in visit.text()
 
     for name in SCREENSHOTS:
