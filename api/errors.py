@@ -5,8 +5,8 @@ import logging
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
-from rest_framework.response import Response
 
+from api.renderers import ApiResponse, Message
 from thisdb_site import outages
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def exception_handler(exc, context):
         exc.detail = exceptions.ErrorDetail(
             "missing credentials: send your API key in X-Api-Key or a token in X-Token"
         )
-    response = Response({"error": _message(exc.detail)}, status=exc.status_code)
+    response = ApiResponse(Message(_message(exc.detail), json_name="error"), exc.status_code)
     if isinstance(exc, exceptions.MethodNotAllowed):
         view = context.get("view")
         if view is not None:

@@ -8,9 +8,9 @@ import base64
 import json
 from abc import ABC, abstractmethod
 
+from django.http import HttpResponse
 from rest_framework import exceptions, renderers
 from rest_framework.negotiation import DefaultContentNegotiation
-from rest_framework.response import Response
 
 FORMATS = ("text", "json", "ndjson")
 
@@ -125,21 +125,13 @@ class KeyList(Payload):
         return self._items()
 
 
-def _payload(data) -> Payload:
-    if isinstance(data, Payload):
-        return data
-    if isinstance(data, dict) and set(data) == {"error"}:
-        return Message(data["error"], json_name="error")
-    raise TypeError(f"the v1 API renders Payloads, not {type(data).__name__}")
-
-
 class PlainTextRenderer(renderers.BaseRenderer):
     media_type = "text/plain"
     format = "text"
     charset = "utf-8"
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
-        return _payload(data).as_text()
+        return data.as_text()  # data: the Payload of an ApiResponse
 
 
 def _dumps(obj) -> bytes:
@@ -152,7 +144,7 @@ class JSONRenderer(renderers.BaseRenderer):
     charset = None  # JSON is UTF-8 by definition (RFC 8259)
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
-        return _dumps(_payload(data).as_json())
+        return _dumps(data.as_json())
 
 
 class NDJSONRenderer(renderers.BaseRenderer):
@@ -161,7 +153,7 @@ class NDJSONRenderer(renderers.BaseRenderer):
     charset = None
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
-        return b"".join(_dumps(line) + b"\n" for line in _payload(data).as_ndjson())
+        return b"".join(_dumps(line) + b"\n" for line in data.as_ndjson())
 
 
 class FormatNegotiation(DefaultContentNegotiation):
@@ -179,7 +171,9 @@ class FormatNegotiation(DefaultContentNegotiation):
     def select_renderer(self, request, renderers, format_suffix=None):
         # ?format= wins over Accept (the JS SDK sends Accept: application/json on every call and
         # ?format= when one call asks for another format); DRF would match both and answer 406.
-        wanted = format_suffix or request.query_params.get(self.settings.URL_FORMAT_OVERRIDE)
+        wanted = format_suffix
+        if not wanted and request._request.META.get("QUERY_STRING"):  # most requests have none
+            wanted = request.query_params.get(self.settings.URL_FORMAT_OVERRIDE)
         if wanted:
             renderer = self.filter_renderers(renderers, wanted)[0]
             return renderer, renderer.media_type
@@ -197,17 +191,25 @@ class FormatNegotiation(DefaultContentNegotiation):
             ) from None
 
 
-class ApiResponse(Response):
-    """A DRF Response that keeps its Content-Type when the body is empty (an empty bucket, an
-    empty value): DRF drops the header then, and the official SDKs need it on every answer."""
+class ApiResponse(HttpResponse):
+    """An answer of the v1 API: a Payload and a status, rendered in the format negotiated for the
+    request once the answer is final (ApiViewSet.finalize_response).
 
-    @property
-    def rendered_content(self):
-        content = super().rendered_content
-        if not content:
-            renderer = self.accepted_renderer
-            charset = renderer.charset
-            self["Content-Type"] = (
-                f"{renderer.media_type}; charset={charset}" if charset else renderer.media_type
-            )
-        return content
+    A plain HttpResponse rather than DRF's Response (a template response rendered late): the
+    renderer is known before the view runs, so there is nothing to defer, and the content type
+    is the renderer's even when the body is empty (an empty bucket, an empty value), which the
+    official SDKs need on every answer.
+    """
+
+    def __init__(self, payload: Payload, status: int = 200):
+        super().__init__(status=status)
+        self.payload = payload
+
+    def render_with(self, renderer: renderers.BaseRenderer) -> None:
+        self.content = renderer.render(self.payload)
+        self["Content-Type"] = content_type(renderer)
+
+
+def content_type(renderer: renderers.BaseRenderer) -> str:
+    charset = renderer.charset
+    return f"{renderer.media_type}; charset={charset}" if charset else renderer.media_type

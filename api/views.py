@@ -126,13 +126,14 @@ class ApiViewSet(viewsets.ViewSet):
     def finalize_response(self, request, response, *args, **kwargs):
         # DRF's own adds "Allow" to every answer and merges "Vary" through a header parser;
         # here an answer varies by Accept (the format) and nothing else, and the 405s say
-        # "Allow" themselves (api.errors).
-        if not getattr(request, "accepted_renderer", None):
-            neg = self.perform_content_negotiation(request, force=True)
-            request.accepted_renderer, request.accepted_media_type = neg
-        response.accepted_renderer = request.accepted_renderer
-        response.accepted_media_type = request.accepted_media_type
-        response.renderer_context = {"view": self, "request": request}
+        # "Allow" themselves (api.errors). The answer is rendered here, once.
+        renderer = getattr(request, "accepted_renderer", None)
+        if renderer is None:  # negotiation itself failed (a 406): answer in the first format
+            renderer, request.accepted_media_type = self.perform_content_negotiation(
+                request, force=True
+            )
+            request.accepted_renderer = renderer
+        response.render_with(renderer)
         response["Vary"] = "Accept"
         # A value is whatever was stored: no browser may take text/plain for a page.
         response["X-Content-Type-Options"] = "nosniff"

@@ -12,7 +12,7 @@ from django.db import connection
 from api.models import Item
 from tests.conftest import RUN_PREFIX, Persona, fill_keys
 from tests.serving import request, served
-from tests.wire import PostgresStatements, Proxy, RedisCommands
+from tests.wire import PostgresParses, PostgresStatements, Proxy, RedisCommands
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -159,3 +159,41 @@ def test_without_the_pool_a_persistent_connection_adds_no_health_check(wire, tmp
             assert request(port, "GET", f"/v1/{bucket}/k", headers=key)[0] == 200
             costs.append(postgres.reset())
     assert costs == [1, 1, 1]
+
+
+def test_the_api_statements_are_prepared_once_per_connection(tmp_path):
+    """From its 5th run on a connection, a statement is PostgreSQL's prepared statement: a GET,
+    a set and an increment then send neither a Query nor a Parse, so nothing is parsed or
+    planned again (DATABASE_PREPARED_STATEMENTS, thisdb_site/settings.py)."""
+    db = connection.settings_dict
+    parses = Proxy((db["HOST"], int(db["PORT"])), PostgresParses)
+    alice = Persona("alice")
+    bucket = alice.new_bucket()
+    alice.set(bucket, "k", "v")
+    key = {"X-Api-Key": alice.key}
+    # Each write to a new key: a key takes one write per second.
+    steps = [
+        ("GET", "/v1/{b}/k", None),
+        ("POST", "/v1/{b}/s{n}", b"v"),
+        ("PATCH", "/v1/{b}/i{n}", b"1"),
+    ]
+    try:
+        with served(
+            f"postgres://{db['USER']}@127.0.0.1:{parses.port}/{db['NAME']}",
+            tmp_path / "server.log",
+            REDIS_URL=settings.REDIS_URL,
+            THISDB_REDIS_PREFIX=RUN_PREFIX,
+            WEB_WORKERS="1",
+            WEB_THREADS="1",
+        ) as port:
+            for n in range(8):  # past the 5th run of each statement
+                for method, path, body in steps:
+                    answer = request(port, method, path.format(b=bucket, n=n), body, key)
+                    assert answer[0] == 200, answer
+            parses.reset()
+            for method, path, body in steps:
+                answer = request(port, method, path.format(b=bucket, n="last"), body, key)
+                assert answer[0] == 200, answer
+            assert parses.reset() == 0
+    finally:
+        parses.close()

@@ -1,7 +1,7 @@
 """Counting what reaches PostgreSQL and Redis, on the wire: TCP proxies that a server under test
-connects through, counting the statements (PostgreSQL's Query and Sync messages) and the
-commands (Redis's request arrays) its connections send. Everything a whole request costs is
-seen, health checks, transaction statements and signal handlers included."""
+connects through, counting the statements (PostgreSQL's Query and Sync messages, or the ones it
+must parse) and the commands (Redis's request arrays) its connections send. Everything a whole
+request costs is seen, health checks, transaction statements and signal handlers included."""
 
 import socket
 import struct
@@ -64,11 +64,11 @@ class Proxy:
         self.listener.close()
 
 
-class PostgresStatements:
-    """Frontend messages of the PostgreSQL protocol: each statement ends with a Query ('Q', the
-    simple protocol) or a Sync ('S', the extended one), one round trip each."""
+class PostgresMessages:
+    """Frontend messages of the PostgreSQL protocol of the given kinds (type bytes)."""
 
-    def __init__(self):
+    def __init__(self, kinds: bytes):
+        self.kinds = kinds
         self.buffer = b""
         self.started = False
 
@@ -93,8 +93,20 @@ class PostgresStatements:
             if len(self.buffer) < 1 + length:
                 return count
             self.buffer = self.buffer[1 + length :]
-            if kind in (b"Q", b"S"):
+            if kind in self.kinds:
                 count += 1
+
+
+def PostgresStatements() -> PostgresMessages:  # noqa: N802  (a parser factory, like a class)
+    """Statements: each ends with a Query ('Q', the simple protocol) or a Sync ('S', the
+    extended one), one round trip each."""
+    return PostgresMessages(b"QS")
+
+
+def PostgresParses() -> PostgresMessages:  # noqa: N802
+    """Statements PostgreSQL must parse and plan: a Query ('Q') or a Parse ('P'); a prepared
+    statement's run sends neither, only Bind and Execute."""
+    return PostgresMessages(b"QP")
 
 
 class RedisCommands:

@@ -36,9 +36,7 @@ class ApiMiddleware:
                 return self.get_response(request)
             match = get_resolver(API_URLCONF).resolve(path)
             request.resolver_match = match
-            response = match.func(request, *match.args, **match.kwargs)
-            render = getattr(response, "render", None)
-            return render() if render is not None else response  # DRF's Response renders late
+            return match.func(request, *match.args, **match.kwargs)
         finally:
             if self.pooled:
                 self._release()

@@ -141,6 +141,14 @@ DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", THISDB_WEB_THREADS)
 DATABASE_POOL_TIMEOUT = env_int("DATABASE_POOL_TIMEOUT", 2, minimum=1)
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 3)  # s: fail fast
+    # Parameters bound by the server, and a statement run a 5th time on a connection prepared:
+    # PostgreSQL parses and plans each of the API's few statements once per connection instead
+    # of once per request, which halves its CPU per request (bench/NOTES.md). Django leaves
+    # this off for external poolers; ours is in-process. DATABASE_PREPARED_STATEMENTS=false
+    # for a pooler that cannot keep them (PgBouncer before 1.21 in transaction mode).
+    if env_bool("DATABASE_PREPARED_STATEMENTS", True):
+        DATABASES["default"]["OPTIONS"]["server_side_binding"] = True
+        DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 5  # psycopg's own default
     if DATABASE_POOL_SIZE:
         DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections
         DATABASES["default"]["OPTIONS"]["pool"] = {
