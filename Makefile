@@ -32,7 +32,7 @@ run: $(STAMP)
 # and one that dies is respawned. `kill -HUP` on the main process restarts the workers
 # gracefully. Put a buffering proxy in front for the internet (deploy/nginx/thisdb.conf).
 WEB_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
-WEB_THREADS ?= 4
+WEB_THREADS ?= 2
 WEB_WORKER_LIFETIME ?= 21600
 WEB_WORKER_MAX_RSS ?= 1024
 SERVE_APP ?= thisdb_site.asgi:application

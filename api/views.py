@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, viewsets
+from rest_framework.request import Request
 
 from api import actions, inputs, limits, operations
 from api import schema as openapi
@@ -25,6 +26,15 @@ from thisdb_site import outages
 
 OK = "OK"
 PERMISSIONS = ("read", "write")
+
+
+class ApiRequest(Request):
+    """DRF's Request, with the method read once: DRF's dispatch and ours read it several times
+    a request, each time through Request.__getattr__ (an attribute lookup that fails first)."""
+
+    def __init__(self, request, **kwargs):
+        super().__init__(request, **kwargs)
+        self.method = request.method
 
 
 class ApiViewSet(viewsets.ViewSet):
@@ -58,6 +68,18 @@ class ApiViewSet(viewsets.ViewSet):
     @property
     def default_response_headers(self):
         return {}  # "Vary" is set in finalize_response; a 405 says "Allow" (api.errors)
+
+    def initialize_request(self, request, *args, **kwargs):
+        # DRF's (APIView's and ViewSetMixin's) with the shared instances and an ApiRequest.
+        api_request = ApiRequest(
+            request,
+            authenticators=self._authenticators,
+            negotiator=self._negotiator,
+            parser_context={"view": self, "args": args, "kwargs": kwargs},
+        )
+        method = api_request.method.lower()
+        self.action = "metadata" if method == "options" else self.action_map.get(method)
+        return api_request
 
     def initial(self, request, *args, **kwargs):
         if request.method in ("POST", "PUT", "PATCH"):

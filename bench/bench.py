@@ -253,7 +253,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="A/B rounds per scenario")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument(
+        "--threads", type=int, default=2, help="per worker (default 2, as make serve)"
+    )
     parser.add_argument(
         "--only",
         default=",".join(SECTIONS),
@@ -647,7 +649,7 @@ def pool_sizes(auth, buckets, args, log) -> dict:
     PostgreSQL saw."""
     results = {}
     print(f"\n{'threads':>7} {'GET r/s':>8} {'p99':>7}  {'SET r/s':>8} {'p99':>7}  connections")
-    for threads in (1, 2, 4, 8):
+    for threads in (1, 2, 3, 4, 8):
         with serving("thisdb_site.asgi:application", args.workers, threads, log) as (port, _):
             row = {}
             for scenario, path, script in (

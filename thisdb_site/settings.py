@@ -134,7 +134,7 @@ DATABASES = {
 # Requests inside Django at once in one web process (`make serve`: thisdb_site.asgi), so the
 # threads a process runs are bounded; each needs at most one database connection at a time, so
 # the pool's size follows it unless set.
-THISDB_WEB_THREADS = env_int("THISDB_WEB_THREADS", 4, minimum=1)
+THISDB_WEB_THREADS = env_int("THISDB_WEB_THREADS", 2, minimum=1)
 # Seconds a request's body may take to arrive before the server gives up on it (408).
 THISDB_BODY_TIMEOUT = env_int("THISDB_BODY_TIMEOUT", 30, minimum=1)
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", THISDB_WEB_THREADS)
@@ -156,6 +156,10 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
             "max_size": DATABASE_POOL_SIZE,
             "timeout": DATABASE_POOL_TIMEOUT,
             "max_idle": 60,  # seconds: after a burst the pool shrinks back within a minute
+            # A connection the pool fails to open is retried after 1, 2, 4... s; giving up after
+            # 2 s lets the next request start over at 1 s, so the database is found again within
+            # about a second of its return, however long it was away (tests/test_outage.py).
+            "reconnect_timeout": 2,
         }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
