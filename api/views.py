@@ -34,7 +34,7 @@ class ApiRequest(Request):
 
     def __init__(self, request, **kwargs):
         super().__init__(request, **kwargs)
-        self.method = request.method
+        self.method: str = request.method or "GET"  # a WSGI request always has one
 
 
 class ApiViewSet(viewsets.ViewSet):
@@ -78,7 +78,9 @@ class ApiViewSet(viewsets.ViewSet):
             parser_context={"view": self, "args": args, "kwargs": kwargs},
         )
         method = api_request.method.lower()
-        self.action = "metadata" if method == "options" else self.action_map.get(method)
+        # None for a method without an action, as DRF does (its stubs say str)
+        action = "metadata" if method == "options" else self.action_map.get(method)
+        self.action = action  # type: ignore[assignment]
         return api_request
 
     def initial(self, request, *args, **kwargs):
