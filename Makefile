@@ -32,6 +32,7 @@ run: $(STAMP)
 # and one that dies is respawned. `kill -HUP` on the main process restarts the workers
 # gracefully. Put a buffering proxy in front for the internet (deploy/nginx/thisdb.conf).
 WEB_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
+# Two threads per worker: the fastest measured (README, "Database connections").
 WEB_THREADS ?= 2
 WEB_WORKER_LIFETIME ?= 21600
 WEB_WORKER_MAX_RSS ?= 1024
