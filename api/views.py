@@ -317,6 +317,8 @@ class ItemViewSet(ApiViewSet):
         return actions.may_create_keys(self.principal(), bucket)
 
     def _ttl(self, request, bucket) -> int:
+        if not request._request.META.get("QUERY_STRING"):  # most writes: no QueryDict to build
+            return bucket.default_ttl
         raw = request.query_params.get("ttl")
         return bucket.default_ttl if raw is None else inputs.ttl(raw)
 
