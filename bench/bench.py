@@ -489,7 +489,6 @@ def sweep(port, auth, buckets, args) -> dict:
     result["rows_per_second"] = result["deleted"] / result["seconds"]
     result["get_p99_without"] = statistics.median(baseline)
     result["get_p99_during"] = during["p99"]
-    result["get_rps_during"] = during["rps"]
     print(
         f"\nsweep: {result['deleted']:,} expired keys in {result['seconds']:.1f} s = "
         f"{result['rows_per_second']:,.0f} rows/s (target 50,000), {result['statements']} "
