@@ -1,12 +1,14 @@
-"""Time one GET of a key in-process, through Django's WSGI handler (no server, no HTTP), for the
+"""Time one request in-process, through Django's WSGI handler (no server, no HTTP), for the
 product and for the floor (bench/floor), on the bench's PostgreSQL and Redis; and the two round
-trips alone. With --profile, pyinstrument's view of where a product GET spends its time.
+trips alone. The request is a GET of one key, a set of a new key or an increment of a new key
+(--op). With --profile, pyinstrument's view of where the product's request spends its time.
 
-    .venv/bin/python bench/profile.py [--requests N] [--profile]
+    .venv/bin/python bench/profile.py [--op get|set|incr] [--requests N] [--profile [--all-frames]]
 """
 
 import argparse
 import io
+import itertools
 import json
 import os
 import subprocess
@@ -67,7 +69,21 @@ def per_request_us(run, requests: int) -> dict:
     return {"wall": min(wall), "cpu": min(cpu)}
 
 
-def product(requests: int, profile: bool) -> dict:
+# The three requests: method, key (a new one each time for a write: one write per key per second),
+# body. Each side numbers its keys apart so that the product and the floor never meet.
+NUMBERS = itertools.count()
+
+
+def request_of(op: str, side: str) -> tuple[str, str, bytes]:
+    if op == "get":
+        return "GET", "k", b""
+    n = next(NUMBERS)
+    if op == "set":
+        return "POST", f"{side}-{n}", b"value-%d" % n
+    return "PATCH", f"{side}-{n}", b"+1"
+
+
+def product(op: str, requests: int, profile: bool, show_all: bool) -> dict:
     os.environ["DJANGO_SETTINGS_MODULE"] = "thisdb_site.settings"
     import django
 
@@ -82,68 +98,85 @@ def product(requests: int, profile: bool) -> dict:
     handler = get_wsgi_application()
     status, bucket = call(handler, "POST", "/v1/", auth)
     assert status.startswith("200"), bucket
-    path = f"/v1/{bucket.decode()}/k"
-    status, body = call(handler, "POST", path, auth, b"v" * 100)
+    prefix = f"/v1/{bucket.decode()}/"
+    status, body = call(handler, "POST", prefix + "k", auth, b"v" * 100)
     assert status.startswith("200"), body
 
-    def get():
-        status, body = call(handler, "GET", path, auth)
-        assert status.startswith("200"), body
+    def one():
+        method, key, body = request_of(op, "product")
+        status, answer = call(handler, method, prefix + key, auth, body)
+        assert status.startswith("200"), answer
 
     for _ in range(200):
-        get()  # warm: lookups cached, connections open
+        one()  # warm: lookups cached, connections open, statements prepared
     if profile:
         from pyinstrument import Profiler
 
         with Profiler(interval=0.0001) as profiler:
             for _ in range(requests):
-                get()
-        print(profiler.output_text(unicode=True, color=sys.stdout.isatty()))
-    return {"bucket": bucket.decode(), "us": per_request_us(get, requests)}
+                one()
+        text = profiler.output_text(unicode=True, color=sys.stdout.isatty(), show_all=show_all)
+        print(text)
+    return {"bucket": bucket.decode(), "us": per_request_us(one, requests)}
 
 
-def floor(requests: int, bucket: str) -> dict:
+def floor(op: str, requests: int, bucket: str) -> dict:
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.floor.settings"
     import django
 
     django.setup()
     from django.core.wsgi import get_wsgi_application
     from django.db import connection
+    from django.utils import timezone
 
     from bench.floor import views
 
     handler = get_wsgi_application()
-    path = f"/v1/{bucket}/k"
+    prefix = f"/v1/{bucket}/"
 
-    def get():
-        status, body = call(handler, "GET", path, {})
-        assert status.startswith("200"), body
+    def one():
+        method, key, body = request_of(op, "floor")
+        status, answer = call(handler, method, prefix + key, {}, body)
+        assert status.startswith("200"), answer
 
     def trips():
-        views.redis_trip(bucket, "k")
+        method, key, body = request_of(op, "trips")
+        views.redis_trip(bucket, key)
         with connection.cursor() as cursor:
-            cursor.execute(views.GET, [bucket, "k"])
-            cursor.fetchone()
+            if method == "GET":
+                cursor.execute(views.GET, [bucket, key])
+                cursor.fetchone()
+            elif method == "POST":
+                cursor.execute(views.SET, [bucket, key, body, timezone.now()])
+            else:
+                cursor.execute(views.INCREMENT, [bucket, key, 1, timezone.now(), 1])
+                cursor.fetchone()
 
     for _ in range(200):
-        get()
-    return {"us": per_request_us(get, requests), "trips_us": per_request_us(trips, requests)}
+        one()
+    return {"us": per_request_us(one, requests), "trips_us": per_request_us(trips, requests)}
+
+
+OPS = {"get": "GET of one key", "set": "set of a new key", "incr": "increment of a new key"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="per batch (default 2000)")
-    parser.add_argument("--profile", action="store_true", help="pyinstrument's tree of a GET")
+    parser.add_argument("--op", choices=("get", "set", "incr"), default="get")
+    parser.add_argument("--profile", action="store_true", help="pyinstrument's tree of a request")
+    parser.add_argument("--all-frames", action="store_true", help="with --profile: no frame hidden")
     parser.add_argument("--floor", help=argparse.SUPPRESS)  # the floor's run, in a subprocess
     args = parser.parse_args()
     os.environ.update(ENV)
     if args.floor:
-        print(json.dumps(floor(args.requests, args.floor)))
+        print(json.dumps(floor(args.op, args.requests, args.floor)))
         return
     fresh_database()
-    mine = product(args.requests, args.profile)
+    mine = product(args.op, args.requests, args.profile, args.all_frames)
     done = subprocess.run(
-        [sys.executable, __file__, "--floor", mine["bucket"], "--requests", str(args.requests)],
+        [sys.executable, __file__, "--floor", mine["bucket"], "--op", args.op]
+        + ["--requests", str(args.requests)],
         capture_output=True,
         text=True,
         check=True,
@@ -151,7 +184,7 @@ def main() -> None:
     theirs = json.loads(done.stdout)
     ours, floors, trips = mine["us"], theirs["us"], theirs["trips_us"]
     print(
-        f"GET of one key in-process: product {ours['wall']:.0f} us, floor {floors['wall']:.0f} us "
+        f"{OPS[args.op]} in-process: product {ours['wall']:.0f} us, floor {floors['wall']:.0f} us "
         f"(ratio {floors['wall'] / ours['wall']:.2f}); the process's CPU: product "
         f"{ours['cpu']:.0f} us, floor {floors['cpu']:.0f} us "
         f"(ratio {floors['cpu'] / ours['cpu']:.2f}); the two round trips alone "

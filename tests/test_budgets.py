@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
 from api.models import Item
 from tests.conftest import RUN_PREFIX, Persona, fill_keys
@@ -141,6 +142,43 @@ def test_a_list_page_of_a_million_keys_is_one_index_range_scan(alice):
     assert "Index Scan using item_bucket_key" in plan, plan
     assert "Sort" not in plan and "Seq Scan" not in plan, plan
     assert "Limit" in plan
+
+
+def test_the_sweep_reads_expired_keys_from_their_index(alice):
+    """Each batch of the sweep, its last one included, is an index range scan on expires_at:
+    with most of a table expired, a plain LIMIT is planned as a sequential scan, and the
+    statement that finds the sweep done then reads every row of the table."""
+    live, expired = alice.new_bucket(), alice.new_bucket()
+    fill_keys(live, 50_000)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO api_item (bucket_id, key, value, expires_at, updated_at) "
+            "SELECT %s, 'x' || lpad(i::text, 7, '0'), 'v'::bytea, "
+            "now() - interval '1 minute' - i * interval '1 millisecond', now() "
+            "FROM generate_series(0, 199999) AS i",
+            [expired],
+        )
+        cursor.execute("ANALYZE api_item")
+    from api import operations
+
+    plans = []
+
+    def explain(execute, sql, params, many, context):
+        if sql.startswith("DELETE"):
+            with connection.cursor() as cursor:
+                cursor.execute("EXPLAIN " + sql, params)
+                plans.append("\n".join(row[0] for row in cursor.fetchall()))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(explain):
+        deleted = operations.sweep_expired_items(timezone.now(), rest=0)
+    assert deleted == 200_000
+    assert len(plans) == 101  # 100 full batches of 2,000, then the one that finds none
+    for plan in (plans[0], plans[-1]):
+        assert "Index Scan using item_expires_at" in plan, plan
+        assert "Index Scan using api_item_pkey" in plan, plan
+        assert "Seq Scan" not in plan and "Sort" not in plan, plan
+    assert Item.objects.filter(bucket_id=live).count() == 50_000
 
 
 def test_without_the_pool_a_persistent_connection_adds_no_health_check(wire, tmp_path):
