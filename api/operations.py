@@ -276,13 +276,13 @@ def sweep_expired_items(now: datetime, batch: int = SWEEP_BATCH, rest: float = S
     The batch is read in expires_at order, from the item_expires_at index. Without the order,
     PostgreSQL reads it with a sequential scan when most rows have expired, and the last
     statement (the one that finds fewer than `batch` rows) then reads the whole table: 80 to
-    440 ms for a sweep of 1,000,000 keys, against 10 to 20 ms for any statement in index order.
+    440 ms for a sweep of 1,000,000 keys, against 6 to 11 ms for any statement in index order.
     """
-    skip_locked = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    skip_locked = " FOR UPDATE SKIP LOCKED" if _PG else ""
     batch_ids = (
         f"SELECT id FROM {_T} WHERE expires_at <= %s ORDER BY expires_at LIMIT %s{skip_locked}"
     )
-    if connection.vendor == "postgresql":
+    if _PG:
         # The batch as an array: the DELETE then finds its rows by primary key whatever the
         # planner thinks of the table (an IN (...) was planned as a hash join over a full scan).
         sql = f"DELETE FROM {_T} WHERE id = ANY(ARRAY({batch_ids})) AND expires_at <= %s"
