@@ -69,6 +69,21 @@ class ApiViewSet(viewsets.ViewSet):
     def default_response_headers(self):
         return {}  # "Vary" is set in finalize_response; a 405 says "Allow" (api.errors)
 
+    def dispatch(self, request, *args, **kwargs):
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        finally:
+            # DRF's view function binds the handlers onto the instance (self.get = self.retrieve),
+            # and its Request holds itself and the view in its parser_context: reference cycles
+            # that hold the whole request (about 36 objects), which only the garbage collector
+            # frees. That made a collection every ~24 requests, ~11 us a request
+            # (bench/NOTES.md). The answer is complete here: without these links, reference
+            # counting frees it all.
+            api_request = self.__dict__.get("request")
+            if isinstance(api_request, ApiRequest):
+                api_request.parser_context = {}  # nothing parses after the answer
+            self.__dict__.clear()
+
     def initialize_request(self, request, *args, **kwargs):
         # DRF's (APIView's and ViewSetMixin's) with the shared instances and an ApiRequest.
         api_request = ApiRequest(

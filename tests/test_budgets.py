@@ -3,10 +3,14 @@ commands that reach Redis, counted on the wire (tests/wire.py) between the produ
 (`make serve`) and the two servers. Once an API key's or a token's lookup is cached, every key
 operation and a list page cost one statement and one Redis command."""
 
+import gc
+import io
+import sys
 from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
+from django.core.handlers.wsgi import WSGIHandler
 from django.db import connection
 from django.utils import timezone
 
@@ -235,3 +239,67 @@ def test_the_api_statements_are_prepared_once_per_connection(tmp_path):
             assert parses.reset() == 0
     finally:
         parses.close()
+
+
+def _wsgi_call(handler, method: str, path: str, headers: dict, body: bytes = b"") -> int:
+    """One request through Django's WSGI handler, as a server makes it; its status."""
+    path, _, query = path.partition("?")
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "CONTENT_LENGTH": str(len(body)),
+        **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()},
+    }
+    status = []
+    result = handler(environ, lambda line, headers, exc_info=None: status.append(line))
+    try:
+        b"".join(result)
+    finally:
+        result.close()
+    return int(status[0].split()[0])
+
+
+def test_an_api_request_leaves_no_reference_cycles(alice):
+    """A request's objects are freed by reference counting as soon as it is answered: none is
+    left in a reference cycle, which only the garbage collector frees. (DRF's view and Request
+    hold themselves in cycles; a collection every ~24 requests cost ~11 us a request.) Not
+    asked of a statement that fails (incrementing a value that is not a number): Django's
+    DatabaseErrorWrapper keeps the traceback in its own frame, a cycle of Django's."""
+    bucket = alice.new_bucket()
+    alice.set(bucket, "k", "v")
+    alice.set(bucket, "gone-0", "v")
+    alice.set(bucket, "gone-1", "v")
+    handler = WSGIHandler()
+    key = {"X-Api-Key": alice.key}
+    requests = [  # {n}: 0 warms up, 1 is counted; a key takes one write per second
+        ("GET", "/v1/{b}/k", b"", 200),
+        ("GET", "/v1/{b}/nothing", b"", 404),
+        ("POST", "/v1/{b}/s{n}", b"v", 200),
+        ("PATCH", "/v1/{b}/i{n}", b"+1", 200),
+        ("PATCH", "/v1/{b}/i{n}", b"one", 400),  # not a number
+        ("POST", "/v1/{b}/t{n}?ttl=soon", b"v", 400),
+        ("DELETE", "/v1/{b}/gone-{n}", b"", 200),
+        ("GET", "/v1/{b}?values=true&format=json", b"", 200),
+        ("GET", "/v1/nosuchbucket/k", b"", 404),
+    ]
+    left = {}
+    gc.collect()
+    for method, path, body, status in requests:
+        for n in range(2):
+            gc.disable()
+            try:
+                got = _wsgi_call(handler, method, path.format(b=bucket, n=n), key, body)
+                found = gc.collect()  # the objects that only the collector could free
+            finally:
+                gc.enable()
+            assert got == status, (method, path)
+        left[f"{method} {path}"] = found
+    assert left == {name: 0 for name in left}
