@@ -44,6 +44,7 @@ class ApiViewSet(viewsets.ViewSet):
     metadata_class = None  # OPTIONS is for CORS preflight only (answered by the middleware)
     _counted = False
     _decision: limits.Decision | None = None
+    _principal: Principal  # set by initial(), which every action runs after
 
     # The hot path through DRF, kept lean (bench/README.md): the renderers, the authentication
     # and the negotiation are stateless, so one instance of each serves every request; there is
@@ -107,9 +108,12 @@ class ApiViewSet(viewsets.ViewSet):
         )
         request.version, request.versioning_scheme = None, None
         self.perform_authentication(request)
+        # What the authentication class gives (it refuses a request without credentials). Kept
+        # here: through DRF's request.user, each of a write's five reads costs a property.
+        self._principal = cast(Principal, request.user)
 
     def principal(self) -> Principal:
-        return cast(Principal, self.request.user)  # what the authentication class gives
+        return self._principal
 
     def count_request(self, write: tuple[str, str] | None = None) -> None:
         principal = self.principal()
@@ -145,7 +149,9 @@ class ApiViewSet(viewsets.ViewSet):
         # past the hourly limit the answer is the 429.
         if outages.is_outage(exc):
             return super().handle_exception(exc)  # no database: nothing to look up or count
-        if not self._counted and isinstance(self._caller(), Principal):
+        caller = None if self._counted else self._caller()
+        if isinstance(caller, Principal):
+            self._principal = caller  # initial() may have failed before it was set (a 406)
             try:
                 self.count_request()
             except (TooManyRequests, Forbidden) as over_the_limit_or_blocked:
