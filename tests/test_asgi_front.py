@@ -2,8 +2,13 @@
 a deadline, then the WSGI application in a bounded pool of threads, then the whole answer."""
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
+
+from django.conf import settings
 
 from thisdb_site.front import BufferedWSGI, wsgi_environ
 
@@ -166,3 +171,22 @@ def test_lifespan_is_answered():
 
     asyncio.run(front(Recorder())({"type": "lifespan"}, receive, send))
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+def test_the_production_application_freezes_what_it_loads():
+    """thisdb_site.asgi loads the URLconf and its views, then freezes every object loaded so far,
+    which the garbage collector then never scans (a full collection of them took 60 ms)."""
+    script = (
+        "import gc, sys; import thisdb_site.asgi; "
+        "print(gc.get_freeze_count(), 'api.views' in sys.modules, 'accounts.views' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=settings.BASE_DIR,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "thisdb_site.settings"},
+    )
+    frozen, api_views, page_views = result.stdout.split()
+    assert int(frozen) > 50_000, result.stderr
+    assert (api_views, page_views) == ("True", "True")

@@ -17,7 +17,9 @@ Django runs through its WSGI handler, not its ASGI one: the ASGI handler starts 
 each request and hops between threads several times in it, about four times the cost here.
 """
 
+import gc
 import os
+from importlib import import_module
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "thisdb_site.settings")
 
@@ -34,3 +36,11 @@ application = BufferedWSGI(
     body_timeout=settings.THISDB_BODY_TIMEOUT,
     threads=settings.THISDB_WEB_THREADS,
 )
+
+# The URLconf and the views it imports, now rather than at the first request: a broken one stops
+# the server here, and their objects are then loaded for the freeze below.
+import_module(settings.ROOT_URLCONF)
+# What is loaded by now (about 110,000 objects: Django, DRF, the apps) lives as long as the worker.
+# Frozen, the garbage collector never scans it again: a full collection took 60 ms or more with
+# it, and holds the GIL, so every request of the worker waited that long (bench/NOTES.md).
+gc.freeze()
