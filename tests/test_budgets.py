@@ -4,14 +4,13 @@ commands that reach Redis, counted on the wire (tests/wire.py) between the produ
 operation and a list page cost one statement and one Redis command."""
 
 import gc
-import io
-import sys
 from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import connection
+from django.test import RequestFactory
 from django.utils import timezone
 
 from api.models import Item
@@ -241,23 +240,8 @@ def test_the_api_statements_are_prepared_once_per_connection(tmp_path):
         parses.close()
 
 
-def _wsgi_call(handler, method: str, path: str, headers: dict, body: bytes = b"") -> int:
+def _wsgi_call(handler, environ: dict) -> int:
     """One request through Django's WSGI handler, as a server makes it; its status."""
-    path, _, query = path.partition("?")
-    environ = {
-        "REQUEST_METHOD": method,
-        "PATH_INFO": path,
-        "QUERY_STRING": query,
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(body),
-        "wsgi.errors": sys.stderr,
-        "CONTENT_LENGTH": str(len(body)),
-        **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()},
-    }
     status = []
     result = handler(environ, lambda line, headers, exc_info=None: status.append(line))
     try:
@@ -277,7 +261,7 @@ def test_an_api_request_leaves_no_reference_cycles(alice):
     alice.set(bucket, "k", "v")
     alice.set(bucket, "gone-0", "v")
     alice.set(bucket, "gone-1", "v")
-    handler = WSGIHandler()
+    handler, factory = WSGIHandler(), RequestFactory()
     key = {"X-Api-Key": alice.key}
     requests = [  # {n}: 0 warms up, 1 is counted; a key takes one write per second
         ("GET", "/v1/{b}/k", b"", 200),
@@ -294,9 +278,10 @@ def test_an_api_request_leaves_no_reference_cycles(alice):
     gc.collect()
     for method, path, body, status in requests:
         for n in range(2):
+            environ = factory.generic(method, path.format(b=bucket, n=n), body, headers=key).environ
             gc.disable()
             try:
-                got = _wsgi_call(handler, method, path.format(b=bucket, n=n), key, body)
+                got = _wsgi_call(handler, environ)
                 found = gc.collect()  # the objects that only the collector could free
             finally:
                 gc.enable()
