@@ -51,6 +51,7 @@ ENV = {
     "DEBUG": "false",
 }
 TARGETS = {"get": 0.85, "set": 0.85, "incr": 0.8}
+CONTROL = "get A/A"  # the floor against a second floor: the noise of a ratio, with no difference
 SECTIONS = ("requests", "memory", "sweep", "servers", "workers", "pool")
 
 
@@ -295,6 +296,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5, help="per wrk run (default 5)")
     # Four rounds: with two, a ratio moved by up to 0.05 from run to run on 2 cores.
     parser.add_argument("--rounds", type=int, default=4, help="A/B rounds per scenario (4)")
+    # The scenarios with a target, and the floor-against-floor control, take twice as many: even
+    # two identical floors measured 0.95 to 1.03 of each other in 4 rounds (bench/NOTES.md).
+    parser.add_argument(
+        "--target-rounds", type=int, default=8, help="A/B rounds of get, set, incr and A/A (8)"
+    )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument(
@@ -334,6 +340,8 @@ def main() -> None:
     with (
         serving("thisdb_site.asgi:application", args.workers, args.threads, log) as (port, pids),
         serving("bench.floor.asgi:application", args.workers, args.threads, log) as (floor, _),
+        # A second floor, for the control: how far a ratio moves when nothing differs.
+        serving("bench.floor.asgi:application", args.workers, args.threads, log) as (floor2, _),
     ):
         auth = {"X-Api-Key": key}
         buckets = {}
@@ -366,10 +374,12 @@ def main() -> None:
             conn.execute("ANALYZE api_item")
         print(
             f"product and floor: granian, {args.workers} workers x {args.threads} threads; "
-            f"wrk -t1 -c{args.connections}, {args.rounds} rounds of {args.seconds:g} s each\n"
+            f"wrk -t1 -c{args.connections}, {args.rounds} rounds of {args.seconds:g} s each "
+            f"({args.target_rounds} for the scenarios with a target and the control)\n"
         )
 
-        def scenario(name, path, script=None, headers=None):
+        def scenario(name, path, script=None, headers=None, against=None):
+            rounds = args.target_rounds if name in TARGETS or against else args.rounds
             def run(port_, n, who):
                 return wrk(
                     port_,
@@ -381,13 +391,16 @@ def main() -> None:
                     tag=f"{who}{n}",
                 )
 
-            result = interleaved(floor, port, args.rounds, run)
+            result = interleaved(floor, against or port, rounds, run)
             report["scenarios"][name] = result
             print_row(name, result)
 
         if "requests" in only:
             print_header()
             scenario("get", f"/v1/{buckets['get']}/k")
+            # The control: the floor against a second floor, the same GET (the key is read by
+            # SQL, so the API key's header is only sent along).
+            scenario(CONTROL, f"/v1/{buckets['get']}/k", against=floor2)
             scenario("set", f"/v1/{buckets['set']}", "set.lua")
             scenario("incr", f"/v1/{buckets['incr']}", "incr.lua")
             scenario("mixed", f"/v1/{buckets['mixed']}", "mixed.lua")
@@ -783,9 +796,13 @@ def write_results(report: dict) -> None:
         f"Both servers: `make serve` (granian, {report['args']['workers']} workers x "
         f"{report['args']['threads']} threads), product `thisdb_site.asgi`, floor "
         f"`bench.floor.asgi`; {report['args']['rounds']} interleaved rounds of "
-        f"{report['args']['seconds']:g} s per scenario, a PostgreSQL checkpoint before each. "
-        "The ratio is the product's mean requests/s over the floor's; rounds: the lowest and "
-        "highest of the rounds' own ratios.",
+        f"{report['args']['seconds']:g} s per scenario "
+        f"({report['args'].get('target_rounds', report['args']['rounds'])} for the scenarios "
+        "with a target and the control), a PostgreSQL checkpoint before each. The ratio is the "
+        "product's mean requests/s over the floor's; rounds: the lowest and highest of the "
+        f"rounds' own ratios. `{CONTROL}` is the control: the floor against a second floor "
+        "server (its figures in the API columns), the same GET; its ratio is how far a ratio "
+        "of this run moves when nothing differs.",
         "",
         "| scenario | floor req/s | floor p50 / p99 ms | API req/s | API p50 / p99 ms | ratio "
         "| rounds | target |" + (" before |" if before else ""),
@@ -877,7 +894,7 @@ def write_results(report: dict) -> None:
             )
         lines.append("")
     lines += ["Commands (product; the floor's are the same on its port):", "", "```"]
-    lines += [r["product"]["command"] for r in report["scenarios"].values()]
+    lines += [r["product"]["command"] for n, r in report["scenarios"].items() if n != CONTROL]
     lines += ["```", ""]
     extra = Path(__file__).resolve().parent / "NOTES.md"
     if extra.exists():
