@@ -797,7 +797,7 @@ def write_results(report: dict) -> None:
         f"{report['args']['threads']} threads), product `thisdb_site.asgi`, floor "
         f"`bench.floor.asgi`; {report['args']['rounds']} interleaved rounds of "
         f"{report['args']['seconds']:g} s per scenario "
-        f"({report['args'].get('target_rounds', report['args']['rounds'])} for the scenarios "
+        f"({report['args']['target_rounds']} for the scenarios "
         "with a target and the control), a PostgreSQL checkpoint before each. The ratio is the "
         "product's mean requests/s over the floor's; rounds: the lowest and highest of the "
         f"rounds' own ratios. `{CONTROL}` is the control: the floor against a second floor "
