@@ -72,7 +72,9 @@ return wait
 """
 
 
-@dataclass(frozen=True)
+# Made on every request: not frozen, as a frozen dataclass's __init__ calls object.__setattr__
+# once a field.
+@dataclass(slots=True)
 class Decision:
     limit: int
     count: int  # this request included
@@ -154,8 +156,17 @@ class RedisLimiter:
 
     def count(self, keys: list[str], args: list) -> tuple[int, int] | None:
         """Run the script; None if Redis cannot be reached (limits are then off)."""
-        result = self._call(self.script, keys, args)
+        result = self._call(self._run_script, keys, args)
         return None if result is None else (int(result[0]), int(result[1]))
+
+    def _run_script(self, keys: list[str], args: list):
+        # EVALSHA itself: redis-py's Script.__call__ costs as much Python again on every request
+        # (it imports and checks for a pipeline first). Script.__call__ is the way back when
+        # Redis has forgotten the script (a restart): it loads it and runs it.
+        try:
+            return self.client.evalsha(self.script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return self.script(keys=keys, args=args)
 
     def claim_write(self, marker: str, window_ms: int) -> int | None:
         """The wait in ms before `marker`'s key may be written (0: now); None if Redis is down."""

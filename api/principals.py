@@ -11,6 +11,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from django.utils import timezone
 
@@ -61,6 +62,11 @@ class Principal:
     blocks: tuple[tuple[str, str], ...] = ()
 
     is_authenticated = True  # what DRF asks of a user
+
+    @cached_property
+    def block_names(self) -> tuple[str, ...]:
+        """The markers of `blocks`, as every request of this caller passes them to Redis."""
+        return tuple(name for name, _ in self.blocks)
 
 
 def _account_columns(user_path: str) -> list[str]:
@@ -144,13 +150,14 @@ def _key_blocks(api_key_id: int, user_id: int) -> tuple[tuple[str, str], ...]:
     )
 
 
-def _check_key_state(revoked_at, is_active, expires_at, now) -> None:
-    """Refuse a genuine key that may not be used, saying why (the secret was right)."""
+def _check_key_state(revoked_at, is_active, expires_at, now: datetime | None = None) -> None:
+    """Refuse a genuine key that may not be used, saying why (the secret was right). The clock
+    is read only for a key that expires (most never do), unless the caller read it already."""
     if not is_active:
         raise Refused(SUSPENDED)
     if revoked_at is not None:
         raise Refused(KEY_REVOKED)
-    if expires_at is not None and expires_at <= now:
+    if expires_at is not None and expires_at <= (now or timezone.now()):
         raise Refused(
             f"this API key expired on {expires_at:%Y-%m-%d %H:%M} UTC: "
             "create a new one in your account"
@@ -198,7 +205,7 @@ def principal_for_api_key(secret: str) -> Principal | None:
             _api_keys.keep(secret, cached)
     principal = cached.principal
     assert principal.api_key_id is not None  # an API key's principal has its id
-    _check_key_state(cached.revoked_at, cached.is_active, principal.key_expires_at, timezone.now())
+    _check_key_state(cached.revoked_at, cached.is_active, principal.key_expires_at)
     _touch_last_used(principal.api_key_id)
     return principal
 

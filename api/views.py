@@ -108,9 +108,15 @@ class ApiViewSet(viewsets.ViewSet):
         )
         request.version, request.versioning_scheme = None, None
         self.perform_authentication(request)
+
+    def perform_authentication(self, request):
+        # DRF's reads request.user, whose first step, hasattr(request, "_user"), fails twice on a
+        # new request (on DRF's Request, then on Django's through its __getattr__): two
+        # exceptions raised and caught on every request. Authenticating directly does the same.
+        request._authenticate()
         # What the authentication class gives (it refuses a request without credentials). Kept
         # here: through DRF's request.user, each of a write's five reads costs a property.
-        self._principal = cast(Principal, request.user)
+        self._principal = cast(Principal, request._user)
 
     def principal(self) -> Principal:
         return self._principal
@@ -124,7 +130,7 @@ class ApiViewSet(viewsets.ViewSet):
             principal.api_key_id,
             principal.quotas.requests_per_hour,
             write,
-            blocks=tuple(name for name, _ in principal.blocks),
+            blocks=principal.block_names,
         )
         if decision is None:
             return  # Redis unreachable: serve without limits
@@ -179,14 +185,15 @@ class ApiViewSet(viewsets.ViewSet):
             )
             request.accepted_renderer = renderer
         response.render_with(renderer)
-        response["Vary"] = "Accept"
+        headers = response.headers
+        headers.put("vary", "Vary", "Accept")
         # A value is whatever was stored: no browser may take text/plain for a page.
-        response["X-Content-Type-Options"] = "nosniff"
+        headers.put("x-content-type-options", "X-Content-Type-Options", "nosniff")
         decision = self._decision
         if decision is not None:
-            response["X-RateLimit-Limit"] = str(decision.limit)
-            response["X-RateLimit-Remaining"] = str(decision.remaining)
-            response["X-RateLimit-Reset"] = str(decision.reset_at)
+            headers.put("x-ratelimit-limit", "X-RateLimit-Limit", str(decision.limit))
+            headers.put("x-ratelimit-remaining", "X-RateLimit-Remaining", str(decision.remaining))
+            headers.put("x-ratelimit-reset", "X-RateLimit-Reset", str(decision.reset_at))
         return response
 
 

@@ -285,3 +285,22 @@ def test_an_empty_answer_still_has_its_content_type(alice, bucket, query, conten
     response = alice.client.get(f"/v1/{bucket}/empty")
     assert response.content == b""
     assert response["Content-Type"] == "text/plain; charset=utf-8"
+
+
+@pytest.mark.parametrize("query", ["", "?format=json", "?format=ndjson"])
+def test_the_apis_own_headers_are_what_djangos_checks_would_store(alice, filled, query):
+    """The content type, Vary, nosniff and the rate-limit figures are stored without Django's
+    header checks (api.renderers.ApiHeaders): each must come out of those checks unchanged."""
+    from django.http.response import ResponseHeaders
+
+    for response in (
+        alice.client.get(f"/v1/{filled}/foo{query}"),
+        alice.client.get(f"/v1/{filled}/nope{query}"),  # an error
+        alice.set(filled, "foo", "baz", query=query),
+    ):
+        given = list(response.items())
+        assert list(ResponseHeaders(dict(given)).items()) == given
+        assert all(type(value) is str for _, value in given)
+        names = {name for name, _ in given}
+        assert {"Content-Type", "Vary", "X-Content-Type-Options", "X-RateLimit-Limit"} <= names
+        assert response.headers["x-ratelimit-remaining"] == response["X-RateLimit-Remaining"]

@@ -340,3 +340,18 @@ def test_a_406_is_counted_and_carries_the_headers(alice, bucket):
     response = alice.client.get(f"/v1/{bucket}?format=xml")
     assert response.status_code == 406
     assert response["X-RateLimit-Remaining"] == str(1000 - 2)  # the bucket's creation, this
+
+
+def test_a_redis_that_forgot_the_limit_script_is_given_it_again(alice, bucket):
+    """A restarted Redis has no scripts: the request that finds it so loads the script, runs it
+    and is counted like any other."""
+    limiter = limits.limiter()
+    assert isinstance(limiter, limits.RedisLimiter)
+    before = int(alice.client.get(f"/v1/{bucket}")["X-RateLimit-Remaining"])
+    limiter.client.script_flush()
+    assert limiter.client.script_exists(limiter.script.sha) == [False]
+
+    response = alice.client.get(f"/v1/{bucket}")
+    assert response.status_code == 200
+    assert int(response["X-RateLimit-Remaining"]) == before - 1
+    assert limiter.client.script_exists(limiter.script.sha) == [True]
