@@ -1,5 +1,6 @@
 """The v1 API viewsets: authenticate, scope, validate, call one operation, render."""
 
+import functools
 import time
 from typing import cast
 
@@ -66,24 +67,65 @@ class ApiViewSet(viewsets.ViewSet):
     def get_content_negotiator(self):
         return self._negotiator
 
-    @property
-    def default_response_headers(self):
-        return {}  # "Vary" is set in finalize_response; a 405 says "Allow" (api.errors)
+    @classmethod
+    def as_view(cls, actions=None, **initkwargs):
+        """DRF's view function for the route's actions, with less to do per request.
+
+        DRF's binds every action of the route onto each new viewset (self.get = self.retrieve,
+        six of them for a key's route: bound methods made and set on every request) for its
+        dispatch to find the handler by method. Here dispatch calls the action by name
+        (self.action, which initialize_request takes from the same map, HEAD as GET as in DRF).
+        DRF's as_view still checks the arguments and makes the function whose attributes
+        (cls, initkwargs, actions, csrf_exempt) the schema and the URL resolver read.
+        """
+        drf_view = super().as_view(actions, **initkwargs)  # refuses no or wrong actions
+        action_map = dict(actions or {})
+        if "get" in action_map:
+            action_map.setdefault("head", action_map["get"])
+
+        def view(request, *args, **kwargs):
+            self = cls(**initkwargs)
+            self.action_map = action_map
+            self.request = request
+            return self.dispatch(request, *args, **kwargs)
+
+        return functools.wraps(drf_view, assigned=("__module__", "__name__", "__doc__"))(view)
+
+    def _allowed_methods(self):
+        # What DRF finds by the handlers it binds (see as_view): the route's, and OPTIONS.
+        return [m.upper() for m in self.http_method_names if m in self.action_map or m == "options"]
 
     def dispatch(self, request, *args, **kwargs):
         try:
-            return super().dispatch(request, *args, **kwargs)
+            return self._respond(request, *args, **kwargs)
         finally:
-            # DRF's view function binds the handlers onto the instance (self.get = self.retrieve),
-            # and its Request holds itself and the view in its parser_context: reference cycles
-            # that hold the whole request (about 36 objects), which only the garbage collector
-            # frees. That made a collection every ~24 requests, ~11 us a request
-            # (bench/NOTES.md). The answer is complete here: without these links, reference
-            # counting frees it all.
+            # DRF's Request holds itself and the view in its parser_context, and the view holds
+            # the request: reference cycles that hold the whole request (about 36 objects), which
+            # only the garbage collector frees. That made a collection every ~24 requests, ~11 us
+            # a request (bench/NOTES.md). The answer is complete here: without these links,
+            # reference counting frees it all.
             api_request = self.__dict__.get("request")
             if isinstance(api_request, ApiRequest):
                 api_request.parser_context = {}  # nothing parses after the answer
             self.__dict__.clear()
+
+    def _respond(self, request, *args, **kwargs):
+        # DRF's APIView.dispatch, calling the action by name (see as_view).
+        self.args, self.kwargs = args, kwargs
+        api_request = self.initialize_request(request, *args, **kwargs)
+        self.request = api_request
+        try:
+            self.initial(api_request, *args, **kwargs)
+            action = self.action
+            handler = (
+                getattr(self, action)
+                if action is not None and action != "metadata"
+                else self.http_method_not_allowed
+            )
+            response = handler(api_request, *args, **kwargs)
+        except Exception as exc:
+            response = self.handle_exception(exc)
+        return self.finalize_response(api_request, response, *args, **kwargs)
 
     def initialize_request(self, request, *args, **kwargs):
         # DRF's (APIView's and ViewSetMixin's) with the shared instances and an ApiRequest.

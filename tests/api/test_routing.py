@@ -278,3 +278,36 @@ def test_a_path_under_v1_that_names_nothing_is_the_apis_404(client, db, path):
     assert response.content.startswith(b"not found")
     response = client.get(path + "?format=json")
     assert response.json()["error"].startswith("not found")
+
+
+# Methods (api.views.ApiViewSet.as_view calls each route's actions by name)
+
+
+@pytest.mark.parametrize(
+    "path, allow",
+    [
+        ("/v1/{b}/k", "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"),
+        ("/v1/{b}", "GET, PATCH, DELETE, HEAD, OPTIONS"),
+        ("/v1/", "GET, POST, HEAD, OPTIONS"),
+        ("/v1/tokens", "POST, OPTIONS"),
+    ],
+)
+@pytest.mark.parametrize("method", ["OPTIONS", "TRACE", "FOO"])
+def test_a_method_a_route_has_no_action_for_is_405_with_the_routes_methods(
+    alice, bucket, path, allow, method
+):
+    response = alice.client.generic(method, path.format(b=bucket))
+    assert response.status_code == 405
+    assert response["Allow"] == allow
+    assert response.content == f'Method "{method}" not allowed.'.encode()
+
+
+@pytest.mark.parametrize("path", ["/v1/{b}/k", "/v1/{b}", "/v1/"])
+def test_head_is_get_without_the_body(alice, bucket, path):
+    alice.set(bucket, "k", "value")
+    get = alice.client.get(path.format(b=bucket))
+    head = alice.client.head(path.format(b=bucket))
+    assert get.status_code == head.status_code == 200
+    assert get.content and not head.content
+    assert head["Content-Type"] == get["Content-Type"]
+    assert int(head["X-RateLimit-Remaining"]) == int(get["X-RateLimit-Remaining"]) - 1
