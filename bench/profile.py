@@ -2,17 +2,27 @@
 product and for the floor (bench/floor), on the bench's PostgreSQL and Redis; and the two round
 trips alone. The request is a GET of one key, a set of a new key or an increment of a new key
 (--op). With --profile, pyinstrument's view of where the product's request spends its time.
+With --instructions, the instructions each side's process executes per request, counted by
+valgrind's callgrind: the same figure to within 0.5% however busy the machine is (the waits on
+PostgreSQL and Redis, and the kernel's work, are not counted). With --opcodes, the Python opcodes
+each side executes per request (sys.settrace's opcode events), and the functions where they
+differ most.
 
     .venv/bin/python bench/profile.py [--op get|set|incr] [--requests N] [--profile [--all-frames]]
+    .venv/bin/python bench/profile.py --instructions [--op get|set|incr]
+    .venv/bin/python bench/profile.py --opcodes [--op get|set|incr]
 """
 
 import argparse
+import collections
 import io
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -83,8 +93,13 @@ def request_of(op: str, side: str) -> tuple[str, str, bytes]:
     return "PATCH", f"{side}-{n}", b"+1"
 
 
-def product(op: str, requests: int, profile: bool, show_all: bool) -> dict:
-    os.environ["DJANGO_SETTINGS_MODULE"] = "thisdb_site.settings"
+SETTINGS = {"product": "thisdb_site.settings", "floor": "bench.floor.settings"}
+
+
+def setup() -> tuple:
+    """The product's database, an API key and a bucket holding the key "k" (100 bytes): the
+    WSGI handler, the key's header, the bucket."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS["product"]
     import django
 
     django.setup()
@@ -98,9 +113,14 @@ def product(op: str, requests: int, profile: bool, show_all: bool) -> dict:
     handler = get_wsgi_application()
     status, bucket = call(handler, "POST", "/v1/", auth)
     assert status.startswith("200"), bucket
-    prefix = f"/v1/{bucket.decode()}/"
-    status, body = call(handler, "POST", prefix + "k", auth, b"v" * 100)
+    status, body = call(handler, "POST", f"/v1/{bucket.decode()}/k", auth, b"v" * 100)
     assert status.startswith("200"), body
+    return handler, auth, bucket.decode()
+
+
+def product(op: str, requests: int, profile: bool, show_all: bool) -> dict:
+    handler, auth, bucket = setup()
+    prefix = f"/v1/{bucket}/"
 
     def one():
         method, key, body = request_of(op, "product")
@@ -117,7 +137,7 @@ def product(op: str, requests: int, profile: bool, show_all: bool) -> dict:
                 one()
         text = profiler.output_text(unicode=True, color=sys.stdout.isatty(), show_all=show_all)
         print(text)
-    return {"bucket": bucket.decode(), "us": per_request_us(one, requests)}
+    return {"bucket": bucket, "us": per_request_us(one, requests)}
 
 
 def floor(op: str, requests: int, bucket: str) -> dict:
@@ -157,6 +177,128 @@ def floor(op: str, requests: int, bucket: str) -> dict:
     return {"us": per_request_us(one, requests), "trips_us": per_request_us(trips, requests)}
 
 
+def counted(side: str, op: str, requests: int, bucket: str, opcodes: bool = False) -> None:
+    """The process callgrind counts: 30 requests of one side to warm up, then `requests` more
+    (its keys apart from every other count's, so that each run makes the same new keys). With
+    `opcodes`, Python counts the opcodes of those requests itself and prints them (JSON)."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = SETTINGS[side]
+    import django
+
+    django.setup()
+    from django.core.wsgi import get_wsgi_application
+
+    handler = get_wsgi_application()
+    auth = {"X-Api-Key": os.environ["BENCH_API_KEY"]} if side == "product" else {}
+
+    def one():
+        method, key, body = request_of(op, f"{side}-{requests}")
+        status, answer = call(handler, method, f"/v1/{bucket}/{key}", auth, body)
+        assert status.startswith("200"), answer
+
+    for _ in range(30):
+        one()
+    if not opcodes:
+        for _ in range(requests):
+            one()
+        return
+    ops: collections.Counter = collections.Counter()
+    calls: collections.Counter = collections.Counter()
+
+    def tracer(frame, event, arg):
+        code = frame.f_code
+        where = f"{short_path(code.co_filename)}:{code.co_firstlineno} {code.co_name}"
+        if event == "call":
+            calls[where] += 1
+            frame.f_trace_opcodes = True  # then an "opcode" event for each opcode of the frame
+        elif event == "opcode":
+            ops[where] += 1
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        for _ in range(requests):
+            one()
+    finally:
+        sys.settrace(None)
+    print(json.dumps({"ops": ops, "calls": calls}))
+
+
+def short_path(filename: str) -> str:
+    for root in ("site-packages/", "/lib/python3", str(ROOT) + "/"):
+        if root in filename:
+            return filename.split(root, 1)[1]
+    return filename
+
+
+def opcodes(op: str, requests: int = 200) -> None:
+    """Python opcodes a request, each side, and the functions where they differ most."""
+    fresh_database()
+    _, auth, bucket = setup()
+    counts = {}
+    for side in ("product", "floor"):
+        done = subprocess.run(
+            [sys.executable, __file__, "--count", side, "--opcodes", "--op", op]
+            + ["--requests", str(requests), "--bucket", bucket],
+            env={**os.environ, "BENCH_API_KEY": auth["X-Api-Key"]},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        counts[side] = json.loads(done.stdout.splitlines()[-1])
+    ours, theirs = counts["product"], counts["floor"]
+    print(
+        f"{OPS[op]} in-process, Python opcodes a request: product "
+        f"{sum(ours['ops'].values()) / requests:,.0f} in "
+        f"{sum(ours['calls'].values()) / requests:,.0f} calls, floor "
+        f"{sum(theirs['ops'].values()) / requests:,.0f} in "
+        f"{sum(theirs['calls'].values()) / requests:,.0f} calls\n"
+    )
+    print(f"{'product':>8} {'floor':>8} {'more':>6}  calls  function (the 30 that differ most)")
+    names = set(ours["ops"]) | set(theirs["ops"])
+    more = {name: ours["ops"].get(name, 0) - theirs["ops"].get(name, 0) for name in names}
+    for name in sorted(names, key=lambda n: -abs(more[n]))[:30]:
+        mine, floors = ours["ops"].get(name, 0), theirs["ops"].get(name, 0)
+        print(
+            f"{mine / requests:8.0f} {floors / requests:8.0f} {more[name] / requests:+6.0f}  "
+            f"{ours['calls'].get(name, 0) / requests:5.1f}  {name}"
+        )
+
+
+# Two counts of each side, whose difference is the requests alone: Python's start, Django's
+# setup and the warm-up cancel out. 200 requests take about a minute under callgrind.
+FEW, MANY = 20, 220
+
+
+def instructions(op: str) -> None:
+    if not shutil.which("valgrind"):
+        sys.exit("valgrind is missing: apt-get install valgrind (Debian's package)")
+    fresh_database()
+    _, auth, bucket = setup()
+    per_request = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for side in ("product", "floor"):
+            totals = {}
+            for requests in (FEW, MANY):
+                out = Path(scratch) / f"{side}.{requests}"
+                subprocess.run(
+                    ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+                    + [sys.executable, __file__, "--count", side, "--op", op]
+                    + ["--requests", str(requests), "--bucket", bucket],
+                    # One hash seed: dicts and sets then lay out alike in every run.
+                    env={**os.environ, "BENCH_API_KEY": auth["X-Api-Key"], "PYTHONHASHSEED": "0"},
+                    capture_output=True,
+                    check=True,
+                )
+                lines = out.read_text().splitlines()
+                totals[requests] = next(int(x.split()[1]) for x in lines if x.startswith("totals:"))
+            per_request[side] = (totals[MANY] - totals[FEW]) / (MANY - FEW)
+    ours, theirs = per_request["product"], per_request["floor"]
+    print(
+        f"{OPS[op]} in-process, instructions a request (callgrind): product {ours:,.0f}, "
+        f"floor {theirs:,.0f} (ratio {theirs / ours:.3f})"
+    )
+
+
 OPS = {"get": "GET of one key", "set": "set of a new key", "incr": "increment of a new key"}
 
 
@@ -166,11 +308,28 @@ def main() -> None:
     parser.add_argument("--op", choices=("get", "set", "incr"), default="get")
     parser.add_argument("--profile", action="store_true", help="pyinstrument's tree of a request")
     parser.add_argument("--all-frames", action="store_true", help="with --profile: no frame hidden")
+    parser.add_argument(
+        "--instructions", action="store_true", help="callgrind's instruction counts instead"
+    )
+    parser.add_argument(
+        "--opcodes", action="store_true", help="Python's opcode counts, by function, instead"
+    )
     parser.add_argument("--floor", help=argparse.SUPPRESS)  # the floor's run, in a subprocess
+    parser.add_argument("--count", help=argparse.SUPPRESS)  # a side's run under callgrind
+    parser.add_argument("--bucket", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.update(ENV)
     if args.floor:
         print(json.dumps(floor(args.op, args.requests, args.floor)))
+        return
+    if args.count:
+        counted(args.count, args.op, args.requests, args.bucket, args.opcodes)
+        return
+    if args.instructions:
+        instructions(args.op)
+        return
+    if args.opcodes:
+        opcodes(args.op)
         return
     fresh_database()
     mine = product(args.op, args.requests, args.profile, args.all_frames)
