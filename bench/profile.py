@@ -223,6 +223,12 @@ def counted(side: str, op: str, requests: int, bucket: str, opcodes: bool = Fals
     print(json.dumps({"ops": ops, "calls": calls}))
 
 
+def count_command(side: str, op: str, requests: int, bucket: str) -> list[str]:
+    """The command of one side's counted run (counted()); the API key goes in BENCH_API_KEY."""
+    counts = ["--count", side, "--op", op, "--requests", str(requests), "--bucket", bucket]
+    return [sys.executable, __file__, *counts]
+
+
 def short_path(filename: str) -> str:
     for root in ("site-packages/", "/lib/python3", str(ROOT) + "/"):
         if root in filename:
@@ -237,8 +243,7 @@ def opcodes(op: str, requests: int = 200) -> None:
     counts = {}
     for side in ("product", "floor"):
         done = subprocess.run(
-            [sys.executable, __file__, "--count", side, "--opcodes", "--op", op]
-            + ["--requests", str(requests), "--bucket", bucket],
+            count_command(side, op, requests, bucket) + ["--opcodes"],
             env={**os.environ, "BENCH_API_KEY": auth["X-Api-Key"]},
             capture_output=True,
             text=True,
@@ -282,8 +287,7 @@ def instructions(op: str) -> None:
                 out = Path(scratch) / f"{side}.{requests}"
                 subprocess.run(
                     ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
-                    + [sys.executable, __file__, "--count", side, "--op", op]
-                    + ["--requests", str(requests), "--bucket", bucket],
+                    + count_command(side, op, requests, bucket),
                     # One hash seed: dicts and sets then lay out alike in every run.
                     env={**os.environ, "BENCH_API_KEY": auth["X-Api-Key"], "PYTHONHASHSEED": "0"},
                     capture_output=True,
