@@ -19,6 +19,9 @@ from django.test import Client
 from accounts.models import ApiKey
 from api import limits, permissions, principals
 
+# The browser and server fixtures of the end-to-end tests (tests/test_browser*.py).
+pytest_plugins = ["tests.browser"]
+
 # Every Redis key a test run writes lives under its own prefix, removed at the end.
 RUN_PREFIX = f"thisdb-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
