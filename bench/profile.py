@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench import ENV, fresh_database  # noqa: E402
+from bench.stack import ENV, fresh_database  # noqa: E402
 
 
 def environ(method: str, path: str, headers: dict, body: bytes = b"") -> dict:

@@ -1,0 +1,195 @@
+"""The results: the table printed as the scenarios run, and bench/RESULTS.md."""
+
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import psycopg
+import redis
+
+from bench.serving import slow_summary
+from bench.stack import REDIS_URL, database_connection
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+BASELINE = Path(__file__).resolve().parent / "baseline.json"
+TARGETS = {"get": 0.85, "set": 0.85, "incr": 0.8}
+CONTROL = "get A/A"  # the floor against a second floor: the noise of a ratio, with no difference
+
+
+def print_header() -> None:
+    print(
+        f"{'scenario':<10} {'floor r/s':>10} {'p50':>7} {'p99':>7}   {'API r/s':>9} {'p50':>7} "
+        f"{'p99':>7}  {'ratio':>6}  {'rounds':>9}  errors"
+    )
+
+
+def print_row(name: str, r: dict) -> None:
+    f, p = r["floor"], r["product"]
+    print(
+        f"{name:<10} {f['rps']:>10.0f} {f['p50']:>6.2f}ms {f['p99']:>6.2f}ms  {p['rps']:>9.0f} "
+        f"{p['p50']:>6.2f}ms {p['p99']:>6.2f}ms  {r['ratio']:>6.2f}  {spread(r):>9}  "
+        f"{p['errors'] + f['errors']}"
+    )
+
+
+def spread(r: dict) -> str:
+    """The lowest and highest of the rounds' own ratios."""
+    return f"{min(r['round_ratios']):.2f}-{max(r['round_ratios']):.2f}"
+
+
+def machine() -> dict:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    with database_connection() as conn:
+        postgres = conn.execute("SHOW server_version").fetchone()[0]
+    client = redis.Redis.from_url(REDIS_URL)
+    redis_version = client.info("server")["redis_version"]
+    client.close()
+    import django
+    import granian
+    import rest_framework
+
+    wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout
+    return {
+        "cores": os.cpu_count(),
+        "model": model,
+        "python": platform.python_version(),
+        "django": django.get_version(),
+        "drf": rest_framework.VERSION,
+        "granian": granian.__version__,
+        "psycopg": psycopg.__version__,
+        "redis-py": redis.__version__,
+        "postgresql": postgres,
+        "redis": redis_version,
+        "wrk": wrk_version.split("[")[0].strip(),
+    }
+
+
+def write_results(report: dict) -> None:
+    info = machine()
+    before = json.loads(BASELINE.read_text()) if BASELINE.exists() else None
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (bench/bench.py); see bench/README.md for what is measured.",
+        "",
+        f"Machine: {info['cores']} cores, {info['model']}. Python {info['python']}, Django "
+        f"{info['django']}, DRF {info['drf']}, granian {info['granian']}, psycopg "
+        f"{info['psycopg']}, redis-py {info['redis-py']}, PostgreSQL {info['postgresql']}, Redis "
+        f"{info['redis']}, {info['wrk']}.",
+        "",
+        f"Both servers: `make serve` (granian, {report['args']['workers']} workers x "
+        f"{report['args']['threads']} threads), product `thisdb_site.asgi`, floor "
+        f"`bench.floor.asgi`; {report['args']['rounds']} interleaved rounds of "
+        f"{report['args']['seconds']:g} s per scenario "
+        f"({report['args']['target_rounds']} for the scenarios "
+        "with a target and the control), a PostgreSQL checkpoint before each. The ratio is the "
+        "product's mean requests/s over the floor's; rounds: the lowest and highest of the "
+        f"rounds' own ratios. `{CONTROL}` is the control: the floor against a second floor "
+        "server (its figures in the API columns), the same GET; its ratio is how far a ratio "
+        "of this run moves when nothing differs.",
+        "",
+        "| scenario | floor req/s | floor p50 / p99 ms | API req/s | API p50 / p99 ms | ratio "
+        "| rounds | target |" + (" before |" if before else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|" if before else ""),
+    ]
+    for name, r in report["scenarios"].items():
+        f, p = r["floor"], r["product"]
+        target = TARGETS.get(name)
+        row = (
+            f"| {name} | {f['rps']:,.0f} | {f['p50']:.2f} / {f['p99']:.2f} | {p['rps']:,.0f} | "
+            f"{p['p50']:.2f} / {p['p99']:.2f} | **{r['ratio']:.2f}** | {spread(r)} | "
+            f"{f'>= {target}' if target else '-'} |"
+        )
+        if before:
+            old = before["scenarios"].get(name)
+            row += f" {old['ratio']:.2f} |" if old else " - |"
+        lines.append(row)
+    lines.append("")
+    if "list_ratio" in report:
+        lines.append(
+            f"Listing 1,000 keys with values from the 1,000,000-key bucket takes "
+            f"{report['list_ratio']:.2f}x the time of the 10,000-key bucket (target 1.5x)."
+        )
+        lines.append("")
+    if "sweep" in report:
+        s = report["sweep"]
+        lines.append(
+            f"Sweep: {s['deleted']:,} expired keys in {s['seconds']:.1f} s = "
+            f"{s['rows_per_second']:,.0f} rows/s (target 50,000) in {s['statements']} "
+            f"statements, median {s['median'] * 1000:.0f} ms, the longest "
+            f"{s['longest'] * 1000:.0f} ms (target 250; statement {s['longest_at']}, the next "
+            f"longest {s['next'] * 1000:.0f} ms); {s['checkpoints']} checkpoints fell "
+            f"inside it. GET p99: {s['get_p99_during']:.2f} ms over the whole sweep (one wrk run "
+            f"from its start to its end), {s['get_p99_without']:.2f} ms in a run as long right "
+            "after it (target: within 2x)."
+        )
+        lines.append("")
+    if "memory" in report:
+        m = report["memory"]
+        lines.append(
+            "Worker resident size (MiB, each worker): "
+            f"{', '.join(f'{v:.0f}' for v in m['before'].values())} at start; "
+            f"{', '.join(f'{v:.0f}' for v in m['after_requests'].values())} after "
+            f"{m['requests']:,} requests; "
+            f"{', '.join(f'{v:.0f}' for v in m['after_listing'].values())} after listing "
+            f"{m['keys']:,} keys in {m['pages']} pages: {m['growth']:+.1%} (target: within 10%)."
+        )
+        lines.append("")
+    if "servers" in report:
+        lines += [
+            f"Server candidates, {report['args']['workers']} workers, Django in "
+            f"{report['args']['threads']} threads each where the server has threads (the pool "
+            "as large), the candidates taking turns round by round; then each one with 200 "
+            "slow-header and 200 slow-body connections open while a normal client reads:",
+            "",
+            "| server | GET req/s | GET p99 ms | SET req/s | SET p99 ms | under slow clients |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, row in report["servers"].items():
+            lines.append(
+                f"| {name} | {row['get']['rps']:,.0f} | {row['get']['p99']:.1f} | "
+                f"{row['set']['rps']:,.0f} | {row['set']['p99']:.1f} | "
+                f"{slow_summary(row['slow'])} |"
+            )
+        lines += ["", "```"] + [row["command"] for row in report["servers"].values()]
+        lines += ["```", ""]
+    if "scaling" in report:
+        sc = report["scaling"]
+        one, two = sc["by_workers"][1], sc["by_workers"][2]
+        lines.append(
+            f"Workers: GET of one key at {one['product']['rps']:,.0f} req/s from 1 worker "
+            f"(floor {one['floor']['rps']:,.0f}) and {two['product']['rps']:,.0f} from 2 "
+            f"(floor {two['floor']['rps']:,.0f}): x{sc['growth']:.2f} (floor "
+            f"x{sc['floor_growth']:.2f}), with wrk, PostgreSQL and Redis on the same 2 cores."
+        )
+        lines.append("")
+    if "pool" in report:
+        lines += [
+            "Threads (and pool size) per worker, "
+            f"{report['args']['workers']} workers; connections PostgreSQL held after the run:",
+            "",
+            "| threads | GET req/s | GET p99 ms | SET req/s | SET p99 ms | connections |",
+            "|---|---|---|---|---|---|",
+        ]
+        for threads, row in report["pool"].items():
+            lines.append(
+                f"| {threads} | {row['get']['rps']:,.0f} | {row['get']['p99']:.1f} | "
+                f"{row['set']['rps']:,.0f} | {row['set']['p99']:.1f} | {row['connections']} |"
+            )
+        lines.append("")
+    lines += ["Commands (product; the floor's are the same on its port):", "", "```"]
+    lines += [r["product"]["command"] for n, r in report["scenarios"].items() if n != CONTROL]
+    lines += ["```", ""]
+    extra = Path(__file__).resolve().parent / "NOTES.md"
+    if extra.exists():
+        lines += [extra.read_text().strip(), ""]
+    RESULTS.write_text("\n".join(lines))
