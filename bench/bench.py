@@ -17,11 +17,12 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 # Run as a script (`make bench`): the project's root on the path, for the bench package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.load import interleaved, wrk  # noqa: E402
+from bench.load import Figures, interleaved, wrk  # noqa: E402
 from bench.memory import memory  # noqa: E402
 from bench.results import (  # noqa: E402
     BASELINE,
@@ -93,7 +94,7 @@ def main() -> None:
     log = ROOT / "var" / "bench-server.log"
     log.parent.mkdir(exist_ok=True)
     log.write_bytes(b"")
-    report: dict = {"args": vars(args), "scenarios": {}}
+    report: dict[str, Any] = {"args": vars(args), "scenarios": {}}
 
     with (
         serving("thisdb_site.asgi:application", args.workers, args.threads, log) as (port, pids),
@@ -102,7 +103,7 @@ def main() -> None:
         serving("bench.floor.asgi:application", args.workers, args.threads, log) as (floor2, _),
     ):
         auth = {"X-Api-Key": key}
-        buckets = {}
+        buckets: dict[str, str] = {}
         for name in ("get", "set", "incr", "mixed", "list10k", "list1m", "sweep"):
             status, body, _ = call(port, "POST", "/v1/", auth, b"default_ttl=0")
             assert status == 200, body
@@ -136,10 +137,16 @@ def main() -> None:
             f"({args.target_rounds} for the scenarios with a target and the control)\n"
         )
 
-        def scenario(name, path, script=None, headers=None, against=None):
+        def scenario(
+            name: str,
+            path: str,
+            script: str | None = None,
+            headers: dict[str, str] | None = None,
+            against: int | None = None,
+        ) -> None:
             rounds = args.target_rounds if name in TARGETS or against else args.rounds
 
-            def run(port_, n, who):
+            def run(port_: int, n: int, who: str) -> Figures:
                 return wrk(
                     port_,
                     path,

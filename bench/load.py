@@ -6,11 +6,34 @@ import re
 import signal
 import statistics
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
-from bench.stack import database_connection
+from bench.stack import database_connection, one_value
 
 WRK = Path(__file__).resolve().parent / "wrk"
+
+
+class Figures(TypedDict):
+    """wrk's figures of one run, or the mean of one side's rounds (interleaved())."""
+
+    rps: float
+    requests: int
+    errors: int  # answers other than 2xx and 3xx
+    command: str  # as RESULTS.md prints it
+    p50: float  # ms
+    p99: float  # ms
+
+
+class Comparison(TypedDict):
+    """Floor and product over the same rounds: their mean figures, the ratio of the means
+    (product over floor) and each round's own ratio."""
+
+    floor: Figures
+    product: Figures
+    ratio: float
+    round_ratios: list[float]
 
 
 def wrk(
@@ -18,11 +41,11 @@ def wrk(
     path: str,
     seconds: float,
     connections: int,
-    headers: dict,
-    script=None,
-    tag="run",
+    headers: dict[str, str],
+    script: str | None = None,
+    tag: str = "run",
     until: subprocess.Popen | None = None,
-) -> dict:
+) -> Figures:
     """wrk's figures for `seconds`, or, with `until`, for as long as that process runs (wrk
     stops at SIGINT and still reports)."""
     command = [
@@ -56,18 +79,29 @@ def wrk(
     out, err = runner.communicate()
     if "Requests/sec" not in out:
         raise RuntimeError(f"wrk failed: {' '.join(command)}\n{out}{err}")
-    figures = {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-        "errors": int(m.group(1))
-        if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out))
-        else 0,
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)  # absent when there were none
+    return {
+        "rps": float(found(r"Requests/sec:\s+([\d.]+)", out, command).group(1)),
+        "requests": int(found(r"(\d+) requests in", out, command).group(1)),
+        "errors": int(errors.group(1)) if errors else 0,
         "command": " ".join(shown),
+        "p50": latency_ms(50, out, command),
+        "p99": latency_ms(99, out, command),
     }
-    for p in (50, 99):
-        value, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out).groups()
-        figures[f"p{p}"] = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-    return figures
+
+
+def found(pattern: str, out: str, command: list[str]) -> re.Match[str]:
+    """`pattern` in wrk's output, or an error that shows the command and the output."""
+    match = re.search(pattern, out)
+    if match is None:
+        raise RuntimeError(f"wrk's output has no {pattern!r}: {' '.join(command)}\n{out}")
+    return match
+
+
+def latency_ms(percentile: int, out: str, command: list[str]) -> float:
+    """A percentile of wrk's latency distribution (--latency), in milliseconds."""
+    value, unit = found(rf"\s{percentile}%\s+([\d.]+)(us|ms|s)", out, command).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
 def checkpoint() -> None:
@@ -81,31 +115,43 @@ def checkpoint() -> None:
 def checkpoints_so_far() -> int:
     """How many checkpoints PostgreSQL has made (timed or requested) since its statistics began."""
     with database_connection() as conn:
-        row = conn.execute(
-            "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"
-        ).fetchone()
-    return int(row[0])
+        return int(
+            one_value(conn, "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")
+        )
 
 
-def interleaved(floor_port, product_port, rounds, run) -> dict:
+def interleaved(
+    floor_port: int, product_port: int, rounds: int, run: Callable[[int, int, str], Figures]
+) -> Comparison:
     """run(port, round, who) for floor and product, A/B then B/A, ...; their mean figures, the
     ratio of the means and each round's own ratio (how far the rounds agree)."""
     checkpoint()
-    results = {"floor": [], "product": []}
+    results: dict[str, list[Figures]] = {"floor": [], "product": []}
     for n in range(rounds):
         order = [("floor", floor_port), ("product", product_port)]
         if n % 2:
             order.reverse()
         for who, port in order:
             results[who].append(run(port, n, who))
-    merged = {}
-    for who, runs in results.items():
-        merged[who] = {key: statistics.fmean(r[key] for r in runs) for key in ("rps", "p50", "p99")}
-        merged[who]["errors"] = sum(r["errors"] for r in runs)
-        merged[who]["requests"] = sum(r["requests"] for r in runs)
-        merged[who]["command"] = runs[0]["command"]
-    merged["ratio"] = merged["product"]["rps"] / merged["floor"]["rps"]
-    merged["round_ratios"] = [
-        p["rps"] / f["rps"] for f, p in zip(results["floor"], results["product"], strict=True)
-    ]
-    return merged
+    floor, product = mean(results["floor"]), mean(results["product"])
+    return {
+        "floor": floor,
+        "product": product,
+        "ratio": product["rps"] / floor["rps"],
+        "round_ratios": [
+            p["rps"] / f["rps"] for f, p in zip(results["floor"], results["product"], strict=True)
+        ],
+    }
+
+
+def mean(runs: list[Figures]) -> Figures:
+    """One side's figures over its rounds: the mean rate and latencies, the errors and requests
+    summed, the first round's command."""
+    return {
+        "rps": statistics.fmean(r["rps"] for r in runs),
+        "p50": statistics.fmean(r["p50"] for r in runs),
+        "p99": statistics.fmean(r["p99"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+        "requests": sum(r["requests"] for r in runs),
+        "command": runs[0]["command"],
+    }

@@ -1,7 +1,9 @@
 """The web workers' resident size: at start, after 100,000 requests, and after listing the
 1,000,000-key bucket page by page with values."""
 
+import argparse
 from pathlib import Path
+from typing import Any
 
 from bench.load import wrk
 from bench.stack import call
@@ -14,7 +16,9 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def memory(port, pids, auth, bucket, args) -> dict:
+def memory(
+    port: int, pids: list[int], auth: dict[str, str], bucket: str, args: argparse.Namespace
+) -> dict[str, Any]:
     """Workers' resident size now, after 100,000 requests in all, and after listing the
     1,000,000-key bucket page by page."""
     before = {pid: rss_mib(pid) for pid in pids}

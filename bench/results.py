@@ -5,12 +5,14 @@ import os
 import platform
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import redis
 
+from bench.load import Comparison
 from bench.serving import slow_summary
-from bench.stack import REDIS_URL, database_connection
+from bench.stack import REDIS_URL, database_connection, one_value
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 BASELINE = Path(__file__).resolve().parent / "baseline.json"
@@ -25,7 +27,7 @@ def print_header() -> None:
     )
 
 
-def print_row(name: str, r: dict) -> None:
+def print_row(name: str, r: Comparison) -> None:
     f, p = r["floor"], r["product"]
     print(
         f"{name:<10} {f['rps']:>10.0f} {f['p50']:>6.2f}ms {f['p99']:>6.2f}ms  {p['rps']:>9.0f} "
@@ -34,12 +36,12 @@ def print_row(name: str, r: dict) -> None:
     )
 
 
-def spread(r: dict) -> str:
+def spread(r: Comparison) -> str:
     """The lowest and highest of the rounds' own ratios."""
     return f"{min(r['round_ratios']):.2f}-{max(r['round_ratios']):.2f}"
 
 
-def machine() -> dict:
+def machine() -> dict[str, Any]:
     model = next(
         (
             line.split(":", 1)[1].strip()
@@ -49,9 +51,12 @@ def machine() -> dict:
         platform.processor(),
     )
     with database_connection() as conn:
-        postgres = conn.execute("SHOW server_version").fetchone()[0]
+        postgres = one_value(conn, "SHOW server_version")
     client = redis.Redis.from_url(REDIS_URL)
-    redis_version = client.info("server")["redis_version"]
+    server = client.info("server")
+    # redis-py types its answers as its asyncio client's too; this client's are plain values
+    assert isinstance(server, dict), server
+    redis_version = server["redis_version"]
     client.close()
     import django
     import granian
@@ -73,7 +78,7 @@ def machine() -> dict:
     }
 
 
-def write_results(report: dict) -> None:
+def write_results(report: dict[str, Any]) -> None:
     info = machine()
     before = json.loads(BASELINE.read_text()) if BASELINE.exists() else None
     lines = [

@@ -1,19 +1,60 @@
 """Serving: the server candidates (each also under slow clients), GET from 1 and from 2 workers,
 and the threads and pool size per worker."""
 
+import argparse
 import http.client
 import socket
 import statistics
 import time
+from pathlib import Path
+from typing import Any, TypedDict
 
-from bench.load import interleaved, wrk
-from bench.stack import ROOT, children, database_connection, free_port, running, serving
+from bench.load import Comparison, Figures, interleaved, wrk
+from bench.stack import ROOT, children, database_connection, free_port, one_value, running, serving
 
 GUNICORN = str(ROOT / ".venv" / "bin" / "gunicorn")
 GRANIAN = str(ROOT / ".venv" / "bin" / "granian")
 
 
-def candidates(port: int, workers: int, threads: int) -> dict:
+class SlowProbe(TypedDict):
+    """What a normal client met while slow clients held connections open (slow_clients())."""
+
+    opened: int  # the slow connections the server accepted
+    requests: int  # the normal client's
+    failures: int
+    slowest_ms: float | None  # None when no request was answered
+
+
+class Speed(TypedDict):
+    rps: float
+    p99: float  # ms
+
+
+class CandidateSpeed(Speed):
+    errors: int  # over the candidate's rounds
+
+
+class Candidate(TypedDict):
+    """A server candidate's row: its slow-client probe, its command, its GET and SET."""
+
+    slow: SlowProbe
+    command: str
+    get: CandidateSpeed
+    set: CandidateSpeed
+
+
+class PoolSize(TypedDict):
+    """GET and SET at one number of threads (and pool size) per worker, and the connections
+    PostgreSQL held after them."""
+
+    get: Speed
+    set: Speed
+    connections: int
+
+
+def candidates(
+    port: int, workers: int, threads: int
+) -> dict[str, tuple[list[str], dict[str, str]]]:
     """Each server under the defences the hardening asks for, where it has them: name ->
     (command, environment). The pool is sized to the threads each one runs Django in."""
     bind = f"127.0.0.1:{port}"
@@ -48,7 +89,9 @@ def candidates(port: int, workers: int, threads: int) -> dict:
     }
 
 
-def slow_clients(port: int, auth: dict, path: str, count: int = 200, seconds: float = 12) -> dict:
+def slow_clients(
+    port: int, auth: dict[str, str], path: str, count: int = 200, seconds: float = 12
+) -> SlowProbe:
     """`count` connections sending their request head a byte every 2 s and `count` sending
     their body so; meanwhile a normal client GETs `path` on fresh connections. Its slowest
     answer and its failures."""
@@ -68,7 +111,8 @@ def slow_clients(port: int, auth: dict, path: str, count: int = 200, seconds: fl
             sock.sendall(b"GET / HTTP/1.1\r\n")
         slow.append(sock)
     drip = b"X-A: 1\r\n"
-    latencies, failures = [], 0
+    latencies: list[float] = []
+    failures = 0
     started = last_drip = time.monotonic()
     while time.monotonic() - started < seconds:
         if time.monotonic() - last_drip >= 2:
@@ -99,11 +143,13 @@ def slow_clients(port: int, auth: dict, path: str, count: int = 200, seconds: fl
     }
 
 
-def compare_servers(auth, buckets, args, log) -> dict:
+def compare_servers(
+    auth: dict[str, str], buckets: dict[str, str], args: argparse.Namespace, log: Path
+) -> dict[str, Candidate]:
     """GET and SET on each candidate, the candidates taking turns round by round, then each
     one's slow-client probe."""
     names = list(candidates(0, args.workers, args.threads))
-    figures: dict = {name: {"get": [], "set": []} for name in names}
+    figures: dict[str, dict[str, list[Figures]]] = {name: {"get": [], "set": []} for name in names}
     # Two rounds at most: the candidates differ by up to 3x, not by the 0.02 the ratios need.
     for n in range(min(args.rounds, 2)):
         for name in names if n % 2 == 0 else reversed(names):
@@ -117,17 +163,19 @@ def compare_servers(auth, buckets, args, log) -> dict:
                     figures[name][scenario].append(
                         wrk(port, path, args.seconds, args.connections, auth, script, f"s{n}")
                     )
-    results = {}
+    results: dict[str, Candidate] = {}
     print(f"\n{'server':<38} {'GET r/s':>8} {'p99':>7}  {'SET r/s':>8} {'p99':>7}  slow clients")
     for name in names:
         port = free_port()
         command, env = candidates(port, args.workers, args.threads)[name]
         with running(command, port, log, env, children):
             probe = slow_clients(port, auth, f"/v1/{buckets['get']}/k")
-        row = {"slow": probe, "command": " ".join(command).replace(str(ROOT) + "/", "")}
-        for scenario, runs in figures[name].items():
-            row[scenario] = {k: statistics.fmean(r[k] for r in runs) for k in ("rps", "p99")}
-            row[scenario]["errors"] = sum(r["errors"] for r in runs)
+        row: Candidate = {
+            "slow": probe,
+            "command": " ".join(command).replace(str(ROOT) + "/", ""),
+            "get": candidate_speed(figures[name]["get"]),
+            "set": candidate_speed(figures[name]["set"]),
+        }
         results[name] = row
         print(
             f"{name:<38} {row['get']['rps']:>8.0f} {row['get']['p99']:>5.1f}ms  "
@@ -136,7 +184,16 @@ def compare_servers(auth, buckets, args, log) -> dict:
     return results
 
 
-def slow_summary(probe: dict) -> str:
+def candidate_speed(runs: list[Figures]) -> CandidateSpeed:
+    """A candidate's mean rate and p99 over its rounds, and its errors."""
+    return {
+        "rps": statistics.fmean(r["rps"] for r in runs),
+        "p99": statistics.fmean(r["p99"] for r in runs),
+        "errors": sum(r["errors"] for r in runs),
+    }
+
+
+def slow_summary(probe: SlowProbe) -> str:
     if probe["failures"] == probe["requests"]:
         return f"{probe['opened']} slow: a normal client got no answer"
     return (
@@ -145,16 +202,18 @@ def slow_summary(probe: dict) -> str:
     )
 
 
-def scaling(auth, buckets, args, log) -> dict:
+def scaling(
+    auth: dict[str, str], buckets: dict[str, str], args: argparse.Namespace, log: Path
+) -> dict[str, Any]:
     """GET from 1 and from 2 workers, product and floor."""
-    results = {}
+    results: dict[int, Comparison] = {}
     for workers in (1, 2):
         with (
             serving("thisdb_site.asgi:application", workers, args.threads, log) as (port, _),
             serving("bench.floor.asgi:application", workers, args.threads, log) as (floor, _),
         ):
 
-            def run(port_, n, who):
+            def run(port_: int, n: int, who: str) -> Figures:
                 path = f"/v1/{buckets['get']}/k"
                 return wrk(port_, path, args.seconds, args.connections, auth, tag=f"{who}{n}")
 
@@ -169,25 +228,29 @@ def scaling(auth, buckets, args, log) -> dict:
     return {"by_workers": results, "growth": growth, "floor_growth": floor_growth}
 
 
-def pool_sizes(auth, buckets, args, log) -> dict:
+def pool_sizes(
+    auth: dict[str, str], buckets: dict[str, str], args: argparse.Namespace, log: Path
+) -> dict[int, PoolSize]:
     """GET and SET at several threads per worker (the pool is as large), and the connections
     PostgreSQL saw."""
-    results = {}
+    results: dict[int, PoolSize] = {}
     print(f"\n{'threads':>7} {'GET r/s':>8} {'p99':>7}  {'SET r/s':>8} {'p99':>7}  connections")
     for threads in (1, 2, 3, 4, 8):
         with serving("thisdb_site.asgi:application", args.workers, threads, log) as (port, _):
-            row = {}
+            speeds: dict[str, Speed] = {}
             for scenario, path, script in (
                 ("get", f"/v1/{buckets['get']}/k", None),
                 ("set", f"/v1/{buckets['set']}", "set.lua"),
             ):
                 r = wrk(port, path, args.seconds, args.connections, auth, script)
-                row[scenario] = {"rps": r["rps"], "p99": r["p99"]}
+                speeds[scenario] = {"rps": r["rps"], "p99": r["p99"]}
             with database_connection() as conn:
-                row["connections"] = conn.execute(
+                connections = one_value(
+                    conn,
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND pid <> pg_backend_pid()"
-                ).fetchone()[0]
+                    "AND pid <> pg_backend_pid()",
+                )
+        row: PoolSize = {"get": speeds["get"], "set": speeds["set"], "connections": connections}
         results[threads] = row
         print(
             f"{threads:>7} {row['get']['rps']:>8.0f} {row['get']['p99']:>5.1f}ms  "

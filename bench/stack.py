@@ -8,13 +8,16 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import psycopg
 import redis
 from psycopg import sql
+from psycopg.rows import TupleRow
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://root@127.0.0.1:5432/thisdb_bench")
@@ -34,11 +37,19 @@ ENV = {
 }
 
 
-def database_connection(dbname: str | None = None):
+def database_connection(dbname: str | None = None) -> psycopg.Connection[TupleRow]:
     url = urlsplit(DATABASE_URL)
     if dbname:
         url = url._replace(path=f"/{dbname}")
     return psycopg.connect(url.geturl(), autocommit=True)
+
+
+def one_value(conn: psycopg.Connection[TupleRow], query: str) -> Any:
+    """The first column of the query's first row."""
+    row = conn.execute(query).fetchone()
+    if row is None:
+        raise RuntimeError(f"no row from {query}")
+    return row[0]
 
 
 def fresh_database() -> None:
@@ -63,7 +74,13 @@ def manage(*args: str) -> str:
     return done.stdout
 
 
-def fill(conn, bucket: str, count: int, prefix: str = "k", expired: bool = False) -> None:
+def fill(
+    conn: psycopg.Connection[TupleRow],
+    bucket: str,
+    count: int,
+    prefix: str = "k",
+    expired: bool = False,
+) -> None:
     """`count` keys <prefix>0000000.. of 100 bytes, in one INSERT ... SELECT."""
     expires = "now() - interval '1 minute'" if expired else "NULL"
     conn.execute(
@@ -87,7 +104,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def call(port: int, method: str, path: str, headers: dict, body: bytes | None = None):
+def call(
+    port: int, method: str, path: str, headers: dict[str, str], body: bytes | None = None
+) -> tuple[int, bytes, str | None]:
+    """One request on a new connection: the status, the body and the next page's cursor."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         conn.request(method, path, body=body, headers=headers)
@@ -98,7 +118,7 @@ def call(port: int, method: str, path: str, headers: dict, body: bytes | None = 
 
 
 @contextmanager
-def serving(app: str, workers: int, threads: int, log: Path):
+def serving(app: str, workers: int, threads: int, log: Path) -> Iterator[tuple[int, list[int]]]:
     """`make serve` with SERVE_APP=app; yields (port, the workers' pids)."""
     port = free_port()
     command = [
@@ -116,7 +136,13 @@ def serving(app: str, workers: int, threads: int, log: Path):
 
 
 @contextmanager
-def running(command: list[str], port: int, log: Path, env: dict, workers):
+def running(
+    command: list[str],
+    port: int,
+    log: Path,
+    env: dict[str, str],
+    workers: Callable[[int], list[int]],
+) -> Iterator[list[int]]:
     """Runs a server until it answers on `port`; yields workers(its pid)."""
     with open(log, "ab") as output:
         server = subprocess.Popen(

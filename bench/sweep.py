@@ -1,10 +1,12 @@
 """The sweep of 1,000,000 expired keys by the function beat's task calls, every statement timed,
 with GET's p99 while it runs against a run as long after it."""
 
+import argparse
 import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 from bench.load import checkpoint, checkpoints_so_far, wrk
 from bench.stack import ENV, ROOT, database_connection, fill
@@ -33,7 +35,9 @@ print(json.dumps({"deleted": deleted, "seconds": time.perf_counter() - started,
 """
 
 
-def sweep(port, auth, buckets, args) -> dict:
+def sweep(
+    port: int, auth: dict[str, str], buckets: dict[str, str], args: argparse.Namespace
+) -> dict[str, Any]:
     """Sweep 1,000,000 expired keys as beat's task does, while GETs run beside it."""
     with database_connection() as conn:
         fill(conn, buckets["sweep"], 1_000_000, prefix="x", expired=True)
@@ -50,7 +54,8 @@ def sweep(port, auth, buckets, args) -> dict:
     )
     # One wrk run from the sweep's start to its end: the p99 of every GET made meanwhile.
     during = wrk(port, path, 3600, args.connections, auth, until=process)
-    result = json.loads(process.stdout.read())
+    out, _ = process.communicate()  # its one line of JSON, once it has ended
+    result = json.loads(out)
     result["checkpoints"] = checkpoints_so_far() - checkpoints
     result["rows_per_second"] = result["deleted"] / result["seconds"]
     # Then as long again without the sweep: a p99 is compared with one of a run as long (a
