@@ -118,6 +118,28 @@ def test_bucket_create_list_update_delete(home, server, carol, monkeypatch):
     ]
 
 
+def test_parallel_bucket_creates_remember_every_bucket(home, server, carol):
+    """Ten `thisdb bucket create` at once each re-read and write the profile file under a lock:
+    none of the ten is lost."""
+    ConfigFile.load().save_profile("default", server, carol.key, make_default=True)
+    env = {**os.environ, "HOME": str(home)}  # XDG_CONFIG_HOME of the home fixture
+    processes = [
+        subprocess.Popen([THISDB, "bucket", "create"], stdout=subprocess.PIPE, env=env)
+        for _ in range(10)
+    ]
+    made = []
+    for process in processes:
+        out, _ = process.communicate(timeout=120)
+        assert process.returncode == 0
+        made.append(out.decode().strip())
+
+    assert sorted(ConfigFile.load().buckets("default")) == sorted(made)
+    assert set(Bucket.objects.filter(owner=carol.user).values_list("pk", flat=True)) == set(made)
+    path = home / "config" / "thisdb" / "config.toml"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()) == ["config.toml", "config.toml.lock"]
+
+
 def test_bucket_list_asks_the_server_for_every_page(cli, carol, monkeypatch):
     made = [Bucket.objects.create(owner=carol.user, default_ttl=ttl).pk for ttl in (0, 90, 3600)]
     made += [cli("bucket", "create").text.strip() for _ in range(2)]  # and remembered

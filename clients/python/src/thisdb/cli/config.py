@@ -9,15 +9,26 @@
                                          # `bucket list` on servers that cannot list buckets)
 
 It holds secrets, so it is written with mode 0600 in a folder of mode 0700.
+
+Several `thisdb` processes may change it at once (ten `bucket create` in parallel): each change
+re-reads the file and writes it back while holding an exclusive lock (flock) on
+config.toml.lock beside it, and the write is a temporary file renamed over the old one, so no
+change is lost and no reader ever sees half a file.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+if sys.platform != "win32":
+    import fcntl
 
 import click
 import tomli_w
@@ -51,21 +62,7 @@ class ConfigFile:
     @classmethod
     def load(cls, path: Path | None = None) -> ConfigFile:
         path = path or config_path()
-        try:
-            with path.open("rb") as file:
-                data = tomllib.load(file)
-        except FileNotFoundError:
-            data = {}
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-        profiles = data.get("profiles", {})
-        if not isinstance(profiles, dict) or not all(
-            isinstance(p, dict) for p in profiles.values()
-        ):
-            raise ConfigError(f"{path}: [profiles.NAME] must be tables")
-        return cls(path, data)
+        return cls(path, _read(path))
 
     @property
     def profiles(self) -> dict[str, dict[str, Any]]:
@@ -81,13 +78,16 @@ class ConfigFile:
         return self.profiles.get(name)
 
     def save_profile(self, name: str, url: str, api_key: str, make_default: bool) -> None:
-        profile = self.profiles.setdefault(name, {})
-        profile["url"] = url
-        profile["api_key"] = api_key
-        profile.pop("token", None)
-        if make_default or "default_profile" not in self.data:
-            self.data["default_profile"] = name
-        self.save()
+        def change(config: ConfigFile) -> bool:
+            profile = config.profiles.setdefault(name, {})
+            profile["url"] = url
+            profile["api_key"] = api_key
+            profile.pop("token", None)
+            if make_default or "default_profile" not in config.data:
+                config.data["default_profile"] = name
+            return True
+
+        self.update(change)
 
     def buckets(self, name: str) -> list[str]:
         profile = self.profile(name) or {}
@@ -96,20 +96,54 @@ class ConfigFile:
 
     def remember_bucket(self, name: str, bucket: str) -> bool:
         """Add a bucket to a profile that exists in the file; False if there is none."""
-        profile = self.profile(name)
-        if profile is None:
+
+        def change(config: ConfigFile) -> bool:
+            profile = config.profile(name)
+            if profile is None or bucket in config.buckets(name):
+                return False
+            profile["buckets"] = [*config.buckets(name), bucket]
+            return True
+
+        if self.profile(name) is None:
             return False
-        buckets = self.buckets(name)
-        if bucket not in buckets:
-            profile["buckets"] = [*buckets, bucket]
-            self.save()
-        return True
+        self.update(change)
+        return self.profile(name) is not None
 
     def forget_bucket(self, name: str, bucket: str) -> None:
-        profile = self.profile(name)
-        if profile is not None and bucket in self.buckets(name):
-            profile["buckets"] = [b for b in self.buckets(name) if b != bucket]
-            self.save()
+        def change(config: ConfigFile) -> bool:
+            profile = config.profile(name)
+            if profile is None or bucket not in config.buckets(name):
+                return False
+            profile["buckets"] = [b for b in config.buckets(name) if b != bucket]
+            return True
+
+        if bucket in self.buckets(name):
+            self.update(change)
+
+    def update(self, change: Callable[[ConfigFile], bool]) -> None:
+        """Apply `change` to the file as it is now and write it back if `change` says it
+        changed something, all under the lock: what another process wrote meanwhile is kept."""
+        with self._locked():
+            self.data = _read(self.path)
+            if change(self):
+                self.save()
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        folder = self.path.parent
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if sys.platform == "win32":  # no flock: changes at once may overwrite each other
+            yield
+            return
+        # The lock file stays: removing it would let two processes lock two different files.
+        descriptor = os.open(
+            self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600
+        )
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)  # released when the descriptor is closed
+            yield
+        finally:
+            os.close(descriptor)
 
     def save(self) -> None:
         """Write the file atomically (a temporary file renamed over it), readable by its owner
@@ -125,3 +159,19 @@ class ConfigFile:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as file:
+            data = tomllib.load(file)
+    except FileNotFoundError:
+        data = {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    profiles = data.get("profiles", {})
+    if not isinstance(profiles, dict) or not all(isinstance(p, dict) for p in profiles.values()):
+        raise ConfigError(f"{path}: [profiles.NAME] must be tables")
+    return data
