@@ -9,9 +9,10 @@ Values are text when they are UTF-8, else base64 (the API's own JSON shape). A r
 with "exported_at" (Unix time) saying when: import then gives the key what is left of it, so a
 copy expires when the original does (within a second); a key that expired meanwhile is skipped.
 Records without "ttl" get --ttl, else the bucket's default ttl. Import writes the keys one by
-one, keeps the API's one write per second per key (a key
-written again within the second waits), waits out a 429 the server asks at most --max-wait
-seconds for, and otherwise stops and says which line to go on from.
+one, keeps the API's one write per second per key (a key written again within the second
+waits), waits out a 429 the server asks at most --max-wait seconds for, and otherwise stops;
+stopped (or interrupted by Ctrl-C) it prints the command that goes on from the first line not
+known to be written, with the options it was given.
 """
 
 from __future__ import annotations
