@@ -69,7 +69,7 @@ screenshots: $(STAMP)
 
 check: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy --config-file clients/python/pyproject.toml clients/python/thisdb
+	$(VENV)/bin/mypy --config-file clients/python/pyproject.toml clients/python/src/thisdb
 	$(VENV)/bin/mypy api accounts thisdb_site dashboard bench
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) manage.py check

@@ -154,17 +154,21 @@ def script(*args: str, stdin: bytes = b"", env: dict | None = None) -> Result:
 
 @contextmanager
 def answering(
-    answers: list[tuple[int, dict[str, str], bytes]], seen: list[tuple[str, str]] | None = None
+    answers: list[tuple[int, dict[str, str], bytes]],
+    seen: list[tuple[str, str]] | None = None,
+    headers_seen: list[str] | None = None,
 ) -> Iterator[str]:
     """A stand-in HTTP server giving these answers in turn, whatever the request (a proxy in
     front of the platform, or a server of another version); yields its URL. Each request's
-    method and path are added to `seen`."""
+    method and path are added to `seen`, its X-Api-Key or X-Token to `headers_seen`."""
 
     class Answers(http.server.BaseHTTPRequestHandler):
         def answer(self):
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
             if seen is not None:
                 seen.append((self.command, self.path))
+            if headers_seen is not None:
+                headers_seen.append(self.headers.get("X-Api-Key") or self.headers.get("X-Token"))
             status, headers, body = answers.pop(0)
             self.send_response(status)
             for name, value in headers.items():

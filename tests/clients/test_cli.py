@@ -8,11 +8,13 @@ import base64
 import json
 import os
 import re
+import signal
 import stat
 import subprocess
 import time
 from datetime import timedelta
 
+import pexpect
 import pytest
 from django.utils import timezone
 from thisdb.cli.config import ConfigFile
@@ -54,8 +56,8 @@ def test_login_checks_the_key_and_writes_a_private_profile(home, server, carol, 
     assert wrong.status == 1
     assert b"403 Forbidden: invalid API key" in wrong.err
     elsewhere = run_main(monkeypatch, ["login", "--url", server + "/x", "--api-key", carol.key])
-    assert elsewhere.status == 1
-    assert b"does not answer like a ThisDB v1 API" in elsewhere.err
+    assert elsewhere.status == 4
+    assert b"not like a ThisDB v1 API: check the base URL" in elsewhere.err
     assert not path.exists()
 
     done = run_main(monkeypatch, ["login", "--url", server + "/v1", "--api-key", carol.key])
@@ -116,6 +118,28 @@ def test_bucket_create_list_update_delete(home, server, carol, monkeypatch):
     assert [line.split("\t")[0] for line in run_main(monkeypatch, ["bucket", "list"]).lines] == [
         second
     ]
+
+
+def test_parallel_bucket_creates_remember_every_bucket(home, server, carol):
+    """Ten `thisdb bucket create` at once each re-read and write the profile file under a lock:
+    none of the ten is lost."""
+    ConfigFile.load().save_profile("default", server, carol.key, make_default=True)
+    env = {**os.environ, "HOME": str(home)}  # XDG_CONFIG_HOME of the home fixture
+    processes = [
+        subprocess.Popen([THISDB, "bucket", "create"], stdout=subprocess.PIPE, env=env)
+        for _ in range(10)
+    ]
+    made = []
+    for process in processes:
+        out, _ = process.communicate(timeout=120)
+        assert process.returncode == 0
+        made.append(out.decode().strip())
+
+    assert sorted(ConfigFile.load().buckets("default")) == sorted(made)
+    assert set(Bucket.objects.filter(owner=carol.user).values_list("pk", flat=True)) == set(made)
+    path = home / "config" / "thisdb" / "config.toml"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()) == ["config.toml", "config.toml.lock"]
 
 
 def test_bucket_list_asks_the_server_for_every_page(cli, carol, monkeypatch):
@@ -211,6 +235,13 @@ def test_incr_and_del(cli, bucket):
     assert cli("incr", bucket, "n", "+3", "--ttl", "0").text == "-5\n"
     assert Item.objects.get(bucket_id=bucket, key="n").expires_at is None
     assert json.loads(cli("--json", "incr", bucket, "n").out) == {"key": "n", "value": -4}
+    assert cli("incr", bucket, "n", "--by", "3").text == "-1\n"
+    assert cli("incr", bucket, "n", "--by", "-4", "--ttl", "0").text == "-5\n"
+    assert cli("incr", bucket, "n", "--by=+7").text == "2\n"
+    both = cli("incr", bucket, "n", "2", "--by", "3")
+    assert both.status == 2 and b"give BY or --by, not both" in both.err
+    assert cli("incr", bucket, "n", "--by", "x").status == 2
+    assert cli("get", bucket, "n").out == b"2"
 
     assert cli("del", bucket, "n").text == "OK\n"
     assert stored(bucket) == {}
@@ -227,11 +258,48 @@ def test_keys_lists_every_page(cli, bucket):
     assert cli("keys", bucket).lines == [*keys, "zz"]
     assert cli("keys", bucket, "--prefix", "user:14").lines == keys[1400:]
     assert cli("keys", bucket, "--limit", "3").lines == keys[:3]
-    assert cli("keys", bucket, "--values", "--prefix", "z").lines == ["zz\t<binary, 2 bytes>"]
+    assert cli("keys", bucket, "--values", "--prefix", "z").lines == ["zz\t\\xff\\x00"]
     records = [json.loads(line) for line in cli("--json", "keys", bucket, "--values").lines]
     assert len(records) == 1501
     assert records[0] == {"key": "user:0000", "value": "v"}
     assert records[-1] == {"key": "zz", "value": "/wA=", "encoding": "base64"}
+
+
+TSV_ESCAPE = re.compile(rb"\\(?:x([0-9a-f]{2})|(.))")
+
+
+def tsv_unescape(field: bytes) -> bytes:
+    """The README's rule read back: \\\\ \\t \\n \\r, and \\xHH for the byte HH."""
+    named = {b"\\": b"\\", b"t": b"\t", b"n": b"\n", b"r": b"\r"}
+    return TSV_ESCAPE.sub(lambda m: bytes([int(m[1], 16)]) if m[1] else named[m[2]], field)
+
+
+def test_keys_values_tsv_round_trips_tabs_newlines_backslashes_and_bytes(cli, bucket):
+    contents = {
+        "tab\tkey": b"tab\tvalue",
+        "new\nline": b"two\nlines\r\n",
+        "back\\slash\\t": b"C:\\new\\table \\x41 \\\\",
+        "plain": b"text with spaces",
+        "bin": b"\xff\x00\x1b[31m\x7f\xc3",
+        "é ✓": "é ✓".encode(),
+        "empty": b"",
+    }
+    Item.objects.bulk_create(Item(bucket_id=bucket, key=k, value=v) for k, v in contents.items())
+
+    listed = cli("keys", bucket, "--values")
+    assert listed.status == 0
+    lines = listed.out.split(b"\n")
+    assert lines.pop() == b""  # each line ends with a newline, and there is one a key
+    assert len(lines) == len(contents)
+    read = {}
+    for line in lines:
+        key, value = line.split(b"\t")  # exactly two columns
+        read[tsv_unescape(key).decode()] = tsv_unescape(value)
+    assert read == contents
+    assert b"\x1b" not in listed.out and b"\r" not in listed.out
+
+    keys_only = cli("keys", bucket).out.split(b"\n")[:-1]
+    assert sorted(tsv_unescape(k).decode() for k in keys_only) == sorted(contents)
 
 
 def test_token_create(cli, bucket):
@@ -278,6 +346,39 @@ def test_api_errors_exit_1_with_the_servers_message(cli, bucket, server, monkeyp
     assert limited.status == 1
     assert b"429 Too Many Requests: rate limit reached: 1 requests per hour" in limited.err
     assert b"the server asks to wait" in limited.err
+
+
+def test_a_wrong_url_path_is_not_the_api_and_exits_4(cli, bucket, server, monkeypatch):
+    """The platform answers a path outside /v1 with an HTML page: a configuration error with
+    its own exit status, never `404 Not Found` (exit 1) as if the key were missing."""
+    cli("set", bucket, "k", "v")
+    monkeypatch.setenv("THISDB_URL", server + "/wrong")
+    wrong = cli("get", bucket, "k")
+    assert (wrong.status, wrong.out) == (4, b"")
+    assert wrong.err.startswith(f"error: {server}/wrong/v1/{bucket}/k answered 404 ".encode())
+    assert b"not like a ThisDB v1 API: check the base URL" in wrong.err
+    assert b"404 Not Found: " not in wrong.err
+    documents = cli("--json", "keys", bucket)
+    assert documents.status == 4 and "check the base URL" in json.loads(documents.err)["error"]
+    heredoc = script("-c", stdin=f"get {bucket} k\n".encode(), env=dict(os.environ))
+    assert heredoc.status == 4
+
+
+def test_a_binary_value_on_a_terminal_says_how_to_save_it(home, server, carol, tmp_path):
+    bucket = Bucket.objects.create(owner=carol.user).pk
+    Item.objects.create(bucket_id=bucket, key="png", value=b"\x89PNG\r\n\x1a\n\x00\xff")
+    env = {**os.environ, "THISDB_URL": server, "THISDB_API_KEY": carol.key, "NO_COLOR": "1"}
+    shown = pexpect.spawn(THISDB, ["get", bucket, "png"], env=env, timeout=30)
+    shown.expect(pexpect.EOF)
+    shown.close()
+    said = b" ".join(shown.before.split())  # the terminal wraps long lines
+    assert shown.exitstatus == 2
+    assert b"the value of 'png' is binary (10 bytes), not shown on a terminal" in said
+    assert b"--output FILE" in said and b"--json" in said
+    assert b"PNG" not in said.replace(b"'png'", b"")
+    saved = tmp_path / "copy.png"
+    assert script("get", bucket, "png", "--output", str(saved), env=env).status == 0
+    assert saved.read_bytes() == b"\x89PNG\r\n\x1a\n\x00\xff"
 
 
 # Export and import
@@ -402,9 +503,94 @@ def test_import_stops_at_the_hourly_limit_and_says_where(cli, carol):
     assert sorted(stored(bucket)) == ["k0", "k1"]
     assert b"rate limit reached: 2 requests per hour" in result.err
     assert b"imported 2 keys into" in result.err
-    assert f"tail -n +3 FILE | thisdb import {bucket}".encode() in result.err
+    assert f"tail -n +3 FILE | thisdb import {bucket}\n".encode() in result.err
     again = cli("--json", "import", bucket, stdin=lines)
     assert json.loads(again.out) == {"imported": 0, "stopped_at_line": 1}
+
+
+def test_the_resume_command_repeats_the_imports_options(home, server, carol, tmp_path):
+    """Stopped at a malformed line, the import prints a command with its own --url, --profile,
+    --ttl and --max-wait; once the line is mended, that command, run as printed, writes the
+    rest."""
+    ConfigFile.load().save_profile("work", server, carol.key, make_default=False)
+    bucket = Bucket.objects.create(owner=carol.user).pk
+    records = [b'{"key":"k%d","value":"v"}\n' % n for n in range(6)]
+    dump = tmp_path / "my dump.ndjson"
+    dump.write_bytes(b"".join([*records[:3], b"{broken\n", *records[4:]]))
+    env = {**os.environ, "HOME": str(home)}
+    args = ["--url", server, "--profile", "work", "import", bucket, "--file", str(dump)]
+    first = script(*args, "--ttl", "600", "--max-wait", "0.5", env=env)
+
+    assert first.status == 2
+    assert sorted(stored(bucket)) == ["k0", "k1", "k2"]
+    command = (
+        f"tail -n +4 '{dump}' | thisdb --url {server} --profile work import {bucket} "
+        "--ttl 600 --max-wait 0.5"
+    )
+    assert f"then stopped at line 4; to go on from there:\n  {command}\n".encode() in first.err
+
+    dump.write_bytes(b"".join(records))
+    resumed = subprocess.run(
+        command, shell=True, capture_output=True, timeout=60,
+        env={**env, "PATH": os.path.dirname(THISDB) + os.pathsep + env["PATH"]},
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout == f"imported 3 keys into {bucket}\n".encode()
+    assert stored(bucket) == {f"k{n}": b"v" for n in range(6)}
+    expiry = Item.objects.get(bucket_id=bucket, key="k5").expires_at
+    assert timedelta(seconds=590) < expiry - timezone.now() <= timedelta(seconds=600)
+
+
+def test_ctrl_c_during_an_import_prints_the_command_to_go_on(home, strict_server, carol, tmp_path):
+    """Interrupted, the import says how far it got and the command that goes on from the first
+    line not known to be written (that line again: writing it twice is harmless)."""
+    bucket = Bucket.objects.create(owner=carol.user).pk
+    # One key written over and over: the one-write-per-second rule makes each line wait.
+    lines = [b'{"key":"k","value":"%d"}\n' % n for n in range(30)] + [
+        b'{"key":"end","value":"x"}\n'
+    ]
+    dump = tmp_path / "dump.ndjson"
+    dump.write_bytes(b"".join(lines))
+    env = {**os.environ, "HOME": str(home)}
+    process = subprocess.Popen(
+        [THISDB, "--url", strict_server, "--api-key", carol.key, "--timeout", "20",
+         "import", bucket, "--file", str(dump), "--ttl", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while not Item.objects.filter(bucket_id=bucket, key="k", value=b"1").exists():
+        assert time.monotonic() < deadline, "the import did not start"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+
+    assert process.returncode == 130
+    assert b"Traceback" not in err
+    said = re.search(
+        rb"imported (\d+) keys into \w+, interrupted at line (\d+); to go on from there:\n"
+        rb"  tail -n \+(\d+) (\S+) \| thisdb --url (\S+) --api-key KEY --timeout 20 "
+        rb"import (\w+) --ttl 0\n  \(KEY: the API key you gave, not printed here\)\n",
+        err,
+    )
+    assert said, err
+    imported, line, tail_from = int(said[1]), int(said[2]), int(said[3])
+    assert (said[4], said[5], said[6]) == (
+        str(dump).encode(),
+        strict_server.encode(),
+        bucket.encode(),
+    )
+    assert line == tail_from == imported + 1 and imported >= 2
+    assert carol.key.encode() not in err
+
+    # As printed, with the key in place of KEY: the rest comes in, the last value of k last.
+    command = said[0].decode().splitlines()[1].strip().replace(" KEY ", f" {carol.key} ")
+    time.sleep(1)
+    resumed = subprocess.run(
+        command, shell=True, capture_output=True, timeout=120,
+        env={**env, "PATH": os.path.dirname(THISDB) + os.pathsep + env["PATH"]},
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    assert stored(bucket) == {"k": b"29", "end": b"x"}
 
 
 # thisdb -c

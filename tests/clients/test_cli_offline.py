@@ -89,3 +89,55 @@ def test_bucket_list_falls_back_to_the_profile_on_a_server_without_the_listing(h
         assert b"and no profile remembers any: run `thisdb login`" in nothing.err
     assert seen[:2] == [("POST", "/v1/"), ("POST", "/v1/")]
     assert seen[2:] == [("GET", "/v1/?format=json")] * 3
+
+
+def test_a_proxy_page_is_never_printed_as_a_value(home):
+    """A proxy's 200 HTML page (a login portal) in place of the API: exit 4, nothing on stdout."""
+    page = (200, {"Content-Type": "text/html"}, b"<html>Sign in to the network</html>")
+    with answering([page, page]) as url:
+        env = {**os.environ, "THISDB_URL": url, "THISDB_API_KEY": "tdb_x"}
+        result = script("get", BUCKET, "k", env=env)
+        listed = script("--json", "keys", BUCKET, env=env)
+    assert (result.status, result.out) == (4, b"")
+    assert b"answered 200 OK in text/html, not like a ThisDB v1 API" in result.err
+    assert (listed.status, listed.out) == (4, b"")
+
+
+def test_use_of_an_empty_bucket_is_a_usage_error(home):
+    env = {**os.environ, "THISDB_URL": "http://127.0.0.1:9", "THISDB_API_KEY": "tdb_x"}
+    result = script("-c", stdin=b"use ''\nuse\n", env=env)
+    assert result.status == 2
+    assert (
+        result.err == b"error: use BUCKET: an empty bucket cannot be current\nstopped at line 1\n"
+    )
+    assert script("-c", stdin=b'use "" other\n', env=env).status == 2
+
+
+def test_help_in_the_shell_lists_what_the_shell_runs(home):
+    env = {**os.environ, "THISDB_URL": "http://127.0.0.1:9", "THISDB_API_KEY": "tdb_x"}
+    result = script("-c", stdin=b"help\n", env=env)
+    assert result.status == 0
+    commands = [
+        line.split()[0] for line in result.lines if line.startswith("  ") and line[2] != " "
+    ]
+    assert "login" not in commands and "shell" not in commands
+    assert {"get", "set", "keys", "bucket", "import", "use", "help", "exit"} <= set(commands)
+    assert "--api-key" not in result.text  # the tool's own options do not apply to a line
+    refused = script("-c", stdin=b"help login\n", env=env)
+    assert refused.status == 2 and b"`login` is not available in the shell" in refused.err
+    one = script("-c", stdin=b"help incr\n", env=env)
+    assert one.status == 0 and "Usage: thisdb incr [OPTIONS] BUCKET KEY [BY]" in one.text
+
+
+def test_the_help_names_the_profile_file_where_it_is(home, tmp_path):
+    folder = tmp_path / "xdg"
+    env = {**os.environ, "XDG_CONFIG_HOME": str(folder)}
+
+    def unwrapped(text: str) -> str:  # the help is wrapped at spaces and hyphens
+        return "".join(text.split())
+
+    shown = unwrapped(script("--help", env=env).text)
+    assert unwrapped(f"profile file ({folder}/thisdb/config.toml, written by") in shown
+    unset = {k: v for k, v in env.items() if k != "XDG_CONFIG_HOME"}
+    shown = unwrapped(script("--help", env=unset).text)
+    assert unwrapped(f"profile file ({home}/.config/thisdb/config.toml, written by") in shown

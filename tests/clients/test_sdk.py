@@ -1,6 +1,8 @@
 """thisdb.Client against the platform over HTTP: every method, bytes round trips, key encoding,
 paging, configuration, and every error mapped from a real answer of the server."""
 
+import copy
+import pickle
 import time
 from datetime import timedelta
 
@@ -232,6 +234,33 @@ def test_base_url_and_credentials(server, carol, monkeypatch):
     monkeypatch.setenv("THISDB_TOKEN", token)
     with thisdb.Client() as client:
         assert client.list_keys(bucket).items == []
+
+
+def test_a_wrong_base_url_path_is_not_the_api(server, carol):
+    """The platform's own pages answer a path outside /v1 with HTML: a base URL with a wrong
+    path is a configuration error, never a missing key."""
+    for wrong in ("/wrong", "/docs", "/api"):
+        with thisdb.Client(carol.key, base_url=server + wrong) as client:
+            with pytest.raises(thisdb.NotTheAPI, match="not like a ThisDB v1 API") as caught:
+                client.get("A" * 20, "k")
+            assert not isinstance(caught.value, thisdb.NotFound)
+            assert f"check the base URL {server}{wrong}/v1" in str(caught.value)
+            with pytest.raises(thisdb.NotTheAPI):
+                client.create_bucket()
+    assert not Bucket.objects.exists()
+
+
+def test_errors_of_the_server_pickle_without_the_key(db_client, carol):
+    bucket = db_client.create_bucket()
+    with pytest.raises(thisdb.NotFound) as caught:
+        db_client.get(bucket, "missing")
+    for copied in (pickle.loads(pickle.dumps(caught.value)), copy.deepcopy(caught.value)):
+        assert (copied.status, copied.message) == (404, "key not found")
+        assert copied.response.status_code == 404
+    assert "x-api-key" not in caught.value.response.request.headers
+    assert carol.key.encode() not in pickle.dumps(caught.value)
+    db_client.set(bucket, "k", b"v")  # the client still sends its key
+    assert db_client.get(bucket, "k") == b"v"
 
 
 def test_rate_limit_figures_of_the_last_answer(db_client):

@@ -72,3 +72,38 @@ def test_a_shell_session(home, server, carol):
     history = (home / "state" / "thisdb" / "history").read_text()
     assert f"+use {bucket}\n" in history
     assert "+get user:alice\n" in history
+
+
+def test_a_usage_error_in_the_shell_leaves_it_open(home, server, carol):
+    env = {
+        **os.environ,
+        "THISDB_URL": server,
+        "THISDB_API_KEY": carol.key,
+        "TERM": "xterm",
+        "NO_COLOR": "1",
+        "PROMPT_TOOLKIT_NO_CPR": "1",
+    }
+    shell = pexpect.spawn(
+        THISDB, ["shell"], env=env, dimensions=(40, 200), encoding="utf-8", timeout=15
+    )
+    try:
+        shell.expect("thisdb>")
+        shell.send("use ''\r")
+        shell.expect("use BUCKET: an empty bucket cannot be current")
+        shell.expect("thisdb>")  # the session goes on
+        shell.send("help\r")
+        shell.expect("Commands:")
+        shell.expect("In the shell:")
+        listed = shell.before
+        shell.expect("thisdb>")
+        shell.send("bucket create\r")
+        shell.expect(r"([A-Za-z0-9]{20})\r\n")
+        made = shell.match.group(1)
+        shell.send("exit\r")
+        shell.expect(pexpect.EOF)
+    finally:
+        shell.close()
+    assert shell.exitstatus == 0
+    assert "Traceback" not in shell.before
+    assert "  login" not in listed and "  shell" not in listed and "  get " in listed
+    assert Bucket.objects.filter(pk=made, owner=carol.user).exists()

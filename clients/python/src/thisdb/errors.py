@@ -4,16 +4,46 @@ server's own message, and one for the network."""
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Any
 
 import httpx
 
 
 class ThisDBError(Exception):
-    """Base class of every error this package raises."""
+    """Base class of every error this package raises.
+
+    Every one pickles and copies with its attributes (status, message, response, retry_after),
+    so it can cross a process pool or a task queue. Its `response.request` never carries the
+    API key or token (the client takes it off before raising).
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exception's own __reduce__ calls the class again with `self.args`, which are not the
+        # arguments of __init__ here (ApiError's args hold only its formatted text), so
+        # unpickling raised TypeError. Rebuild without __init__ and restore the attributes.
+        return (_rebuild, (type(self), self.args), self.__dict__)
+
+
+def _rebuild(cls: type[ThisDBError], args: tuple[Any, ...]) -> ThisDBError:
+    return cls.__new__(cls, *args)
 
 
 class ConfigurationError(ThisDBError, ValueError):
-    """The client cannot be used as configured (no server URL, key and token both given, ...)."""
+    """The client cannot be used as configured (no server URL, key and token both given, a
+    retries or timeout out of range, a base URL that does not lead to the API, ...)."""
+
+
+class InvalidArgument(ThisDBError, ValueError):
+    """An argument refused before any request: an empty bucket or key, a path not below /v1,
+    an object set_json cannot write as JSON (NaN, Infinity)."""
+
+
+class NotJSON(ThisDBError, ValueError):
+    """get_json: the stored value is not JSON (or not UTF-8)."""
+
+
+class ClientClosed(ThisDBError, RuntimeError):
+    """The client was used after close() / aclose() (or after its `with` block)."""
 
 
 class NetworkError(ThisDBError):
@@ -31,6 +61,18 @@ class UnexpectedResponse(ThisDBError):
     def __init__(self, message: str, response: httpx.Response | None = None):
         super().__init__(message)
         self.response = response
+
+
+class NotTheAPI(ConfigurationError, UnexpectedResponse):
+    """The answer did not come from a ThisDB v1 API: the base URL leads elsewhere (a wrong path,
+    host or port, http for https) or a proxy answered in its place.
+
+    Every answer of the API is 2xx, 4xx or 5xx with a Content-Type of one of its three formats
+    (text/plain, application/json, application/x-ndjson). A redirect, or a 2xx or 4xx (but 429)
+    answer of another type (an HTML page, none at all) is this error, never a value and never
+    NotFound. A 429 or 5xx of another type is still RateLimited or ServerError: a proxy may
+    well answer those for the API.
+    """
 
 
 class ApiError(ThisDBError):

@@ -9,14 +9,16 @@ Values are text when they are UTF-8, else base64 (the API's own JSON shape). A r
 with "exported_at" (Unix time) saying when: import then gives the key what is left of it, so a
 copy expires when the original does (within a second); a key that expired meanwhile is skipped.
 Records without "ttl" get --ttl, else the bucket's default ttl. Import writes the keys one by
-one, keeps the API's one write per second per key (a key
-written again within the second waits), waits out a 429 the server asks at most --max-wait
-seconds for, and otherwise stops and says which line to go on from.
+one, keeps the API's one write per second per key (a key written again within the second
+waits), waits out a 429 the server asks at most --max-wait seconds for, and otherwise stops;
+stopped (or interrupted by Ctrl-C) it prints the command that goes on from the first line not
+known to be written, with the options it was given.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -37,7 +39,7 @@ from rich.progress import (
 )
 
 from thisdb import _core
-from thisdb.cli.output import Output, value_record
+from thisdb.cli.output import INTERRUPTED, Output, value_record
 from thisdb.client import Client
 from thisdb.errors import RateLimited, ThisDBError
 
@@ -163,6 +165,27 @@ class _Writer:
             self.recent = {k: t for k, t in self.recent.items() if now - t < WRITE_INTERVAL}
 
 
+def _stopped(
+    state: State, bucket: str, input_file: str | None, imported: int, line: int, what: str
+) -> None:
+    """Say how far an import got and the command that goes on from `line`: the same options as
+    this one (--url, --profile, --ttl, ...), with the file's lines from there on stdin. A key
+    or token given as an option is not printed: the command names it KEY or TOKEN."""
+    from thisdb.cli.main import given_options
+
+    source = "FILE" if input_file in (None, "-") else shlex.quote(str(input_file))
+    options = given_options(click.get_current_context(), leave_out=("input_file",))
+    command = shlex.join(["thisdb", *state.options, "import", bucket, *options])
+    text = (
+        f"imported {imported} keys into {bucket}, {what} line {line}; to go on from there:\n"
+        f"  tail -n +{line} {source} | {command}"
+    )
+    for flag, word, what_it_is in (("--api-key", "KEY", "API key"), ("--token", "TOKEN", "token")):
+        if flag in state.options:
+            text += f"\n  ({word}: the {what_it_is} you gave, not printed here)"
+    state.output.result_error(text, {"imported": imported, "stopped_at_line": line})
+
+
 def import_bucket(
     state: State, bucket: str, input_file: str | None, ttl: int | None, max_wait: float
 ) -> None:
@@ -175,10 +198,11 @@ def import_bucket(
         raise click.UsageError(f"cannot read {input_file}: {exc.strerror}") from None
     writer = _Writer(client, bucket, max_wait, out)
     imported = expired = 0
-    number = 0
+    pending = 1  # the first line not known to be written
     try:
         with progress(out, f"importing into {bucket}", _count_lines(stream)) as advance:
             for number, line in enumerate(stream, 1):
+                pending = number
                 if line.strip():
                     key, value, record_ttl = parse_record(line, number)
                     if record_ttl == EXPIRED:
@@ -186,16 +210,17 @@ def import_bucket(
                     else:
                         writer.write(key, value, record_ttl if record_ttl is not None else ttl)
                         imported += 1
+                pending = number + 1
                 advance()
     except (ThisDBError, BadRecord) as exc:
         status = out.error(exc)
-        source = "FILE" if from_stdin else str(input_file)
-        out.result_error(
-            f"imported {imported} keys into {bucket}, then stopped at line {number}; to go on "
-            f"from there:\n  tail -n +{number} {source} | thisdb import {bucket}",
-            {"imported": imported, "stopped_at_line": number},
-        )
+        _stopped(state, bucket, input_file, imported, pending, "then stopped at")
         click.get_current_context().exit(status)
+    except KeyboardInterrupt:
+        # Ctrl-C: the line being written may or may not have been; writing it again is harmless.
+        out.err.print()
+        _stopped(state, bucket, input_file, imported, pending, "interrupted at")
+        click.get_current_context().exit(INTERRUPTED)
     finally:
         if not from_stdin:
             stream.close()

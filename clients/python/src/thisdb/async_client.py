@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
@@ -13,8 +12,8 @@ import httpx
 
 from thisdb import _core
 from thisdb._core import Call, Value
-from thisdb.client import BaseClient, _describe
-from thisdb.errors import NetworkError
+from thisdb.client import BaseClient
+from thisdb.errors import ClientClosed, NetworkError
 from thisdb.models import BucketInfo, BucketPage, Item, KeyPage
 
 T = TypeVar("T")
@@ -44,6 +43,7 @@ class AsyncClient(BaseClient):
         super().__init__(api_key, token, base_url, retries, max_retry_wait)
         self._http = httpx.AsyncClient(
             headers=self._settings.headers,
+            auth=self._settings.credential,
             timeout=_core.make_timeout(timeout),
             verify=verify,
         )
@@ -64,13 +64,17 @@ class AsyncClient(BaseClient):
         await self._http.aclose()
 
     async def _run(self, call: Call[T]) -> T:
+        if self._http.is_closed:
+            raise ClientClosed("the client is closed: make a new one")
         request = _core.build_request(self._http, self.base_url, call)
         attempt = 0
         while True:
             try:
                 response = await self._http.send(request)
             except httpx.RequestError as exc:
-                raise NetworkError(f"{call.method} {request.url}: {_describe(exc)}") from exc
+                raise NetworkError(self._failed(call, request, exc)) from exc
+            finally:
+                self._settings.credential.forget(request)
             wait = self._retry.delay(response, attempt)
             if wait is None:
                 return self._answered(call, response)
@@ -151,15 +155,15 @@ class AsyncClient(BaseClient):
         return await self._run(_core.get(bucket, key))
 
     async def get_json(self, bucket: str, key: str) -> Any:
-        """A key's value decoded as JSON."""
-        return json.loads(await self.get(bucket, key))
+        """A key's value decoded as JSON; NotJSON if it is not JSON."""
+        return _core.loads_json(await self.get(bucket, key))
 
     async def set(self, bucket: str, key: str, value: Value, ttl: int | None = None) -> None:
         """Store `value` under `key`; see Client.set."""
         await self._run(_core.set(bucket, key, value, ttl))
 
     async def set_json(self, bucket: str, key: str, obj: Any, ttl: int | None = None) -> None:
-        """Store `obj` as compact UTF-8 JSON."""
+        """Store `obj` as compact UTF-8 JSON; InvalidArgument for NaN or Infinity."""
         await self.set(bucket, key, _core.dumps_json(obj), ttl)
 
     async def increment(self, bucket: str, key: str, by: int = 1, ttl: int | None = None) -> int:

@@ -32,10 +32,33 @@ BUILTINS = ("use", "help", "exit", "quit")
 BUCKET_FIRST = ("get", "set", "incr", "del", "keys", "export", "import")
 KEY_SECOND = ("get", "set", "incr", "del")
 NOT_IN_SHELL = ("shell", "login")
-SHELL_HELP = """\
-Shell commands: use BUCKET (then leave the bucket out: get KEY, set KEY VALUE, keys, ...),
-use (show the current bucket), help [COMMAND], exit (or Ctrl-D). Tab completes commands and
-the current bucket's keys."""
+SHELL_COMMANDS = [
+    ("use BUCKET", "Make BUCKET current: then leave it out (get KEY, set KEY VALUE, keys)."),
+    ("use", "Show the current bucket."),
+    ("help [COMMAND]", "This list, or a command's options."),
+    ("exit", "Leave the shell (or Ctrl-D)."),
+]
+SHELL_HELP_END = "Tab completes commands, options, buckets and the current bucket's keys."
+
+
+def shell_help() -> str:
+    """The commands a line can hold: the tool's, but those the shell cannot run, and its own."""
+    from thisdb.cli.main import cli
+
+    ctx = click.Context(cli, info_name="thisdb")
+    formatter = ctx.make_formatter()
+    commands = [
+        (name, command.get_short_help_str(limit=90))
+        for name, command in sorted(cli.commands.items())
+        if name not in NOT_IN_SHELL and not command.hidden
+    ]
+    with formatter.section("Commands"):
+        formatter.write_dl(commands)
+    with formatter.section("In the shell"):
+        formatter.write_dl(SHELL_COMMANDS)
+    formatter.write_paragraph()
+    formatter.write_text(SHELL_HELP_END)
+    return formatter.getvalue().rstrip("\n")
 
 
 class ShellExit(Exception):
@@ -71,8 +94,10 @@ def run_line(state: State, line: str) -> int:
         return _use(state, words[1:])
     if head == "help":
         if len(words) == 1:
-            state.output.line(SHELL_HELP)
-        return invoke(state, [*words[1:], "--help"])
+            state.output.line(shell_help())
+            return OK
+        head = words[1]
+        words = [*words[1:], "--help"]
     if head in NOT_IN_SHELL:
         return state.output.error(click.UsageError(f"`{head}` is not available in the shell"))
     return invoke(state, with_bucket(state, words))
@@ -82,8 +107,9 @@ def _use(state: State, args: list[str]) -> int:
     if not args:
         state.output.result(state.bucket or "no current bucket", {"bucket": state.bucket})
         return OK
-    if len(args) > 1:
-        return state.output.error(click.UsageError("use BUCKET"))
+    if len(args) > 1 or not args[0]:
+        what = "an empty bucket" if len(args) == 1 else "more than one bucket"
+        return state.output.error(click.UsageError(f"use BUCKET: {what} cannot be current"))
     try:
         state.client().list_keys(args[0], limit=1)  # say now if it does not exist
     except (ThisDBError, click.UsageError) as exc:
@@ -127,7 +153,7 @@ class ShellCompleter(Completer):
         head = words[0] if words else ""
         candidates: Iterable[str] = ()
         if index == 0:
-            candidates = sorted([*cli.commands, *BUILTINS])
+            candidates = sorted([*(c for c in cli.commands if c not in NOT_IN_SHELL), *BUILTINS])
         elif prefix.startswith("-"):
             candidates = _options(cli, words)
         elif head in ("bucket", "token") and index == 1:

@@ -2,7 +2,7 @@
 
 Exit statuses: 0 ok, 1 the API refused (or answered oddly), 2 usage error (bad arguments, no
 server or credentials configured, a bad profile file or import file), 3 network error,
-130 interrupted.
+4 the URL does not lead to a ThisDB API (an HTML page, a redirect), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import click
 
 from thisdb import __version__
-from thisdb.cli.config import ConfigFile
+from thisdb.cli.config import ConfigFile, config_path
 from thisdb.cli.output import (
     API_ERROR,
     INTERRUPTED,
@@ -28,6 +28,7 @@ from thisdb.cli.output import (
     USAGE_ERROR,
     Output,
     shown_value,
+    tsv_field,
     value_record,
 )
 from thisdb.client import Client
@@ -35,6 +36,7 @@ from thisdb.errors import (
     ConfigurationError,
     MethodNotAllowed,
     NotFound,
+    NotTheAPI,
     ThisDBError,
     UnexpectedResponse,
 )
@@ -57,6 +59,9 @@ class State:
     retries: int = 0
     interactive: bool = False  # shell or -c: stdin carries commands, never values
     bucket: str | None = None  # the shell's current bucket (`use BUCKET`)
+    # The options given before the command, to repeat in a command to go on (import's hint);
+    # secrets are never among them.
+    options: list[str] = field(default_factory=list)
     ready: bool = False
     _client: Client | None = None
 
@@ -119,10 +124,26 @@ TTL = click.option(
 )
 
 
+CONFIG_PATH = "{config_path}"  # in the help: the profile file's path as this run finds it
+
+
+class Cli(click.Group):
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # The path honours $XDG_CONFIG_HOME, so it is filled in when the help is shown.
+        written = self.help
+        self.help = (written or "").replace(CONFIG_PATH, str(config_path()))
+        try:
+            super().format_help_text(ctx, formatter)
+        finally:
+            self.help = written
+
+
 @click.group(
+    cls=Cli,
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"]},
-    epilog="Exit status: 0 ok, 1 API error, 2 usage error, 3 network error.",
+    epilog="Exit status: 0 ok, 1 API error, 2 usage error, 3 network error, "
+    "4 the URL does not lead to a ThisDB API.",
 )
 @click.option("--url", metavar="URL", help="The server, e.g. http://host:8000 [env THISDB_URL].")
 @click.option("--api-key", metavar="KEY", help="Your API key [env THISDB_API_KEY].")
@@ -163,13 +184,14 @@ def cli(
     import, and an interactive shell.
 
     Settings come from the options, else the environment, else the profile file
-    (~/.config/thisdb/config.toml, written by `thisdb login`)."""
+    ({config_path}, written by `thisdb login`)."""
     state = ctx.ensure_object(State)
     if state.ready:
         return  # a line of the shell: the session's settings stay
     state.output.json = json_mode
     state.timeout, state.retries = timeout, retries
     _configure(state, url, api_key, token, profile)
+    state.options = given_options(ctx)
     state.ready = True
     if commands:
         if ctx.invoked_subcommand:
@@ -212,6 +234,31 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+# Options whose value is a secret: a command to go on names them with a placeholder.
+SECRET_OPTIONS = {"api_key": "KEY", "token": "TOKEN"}
+
+
+def given_options(ctx: click.Context, leave_out: tuple[str, ...] = ("commands",)) -> list[str]:
+    """The options of ctx's command that were given on the command line, as arguments again
+    (`--url URL`, `--ttl 60`); an API key or token as a placeholder, never the secret."""
+    words: list[str] = []
+    for param in ctx.command.params:
+        name = param.name
+        if not isinstance(param, click.Option) or name is None or name in leave_out:
+            continue
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.COMMANDLINE:
+            continue
+        flag = max(param.opts, key=len)  # the long form
+        value = ctx.params.get(name)
+        if param.is_flag:
+            words.append(flag)
+        elif name in SECRET_OPTIONS:
+            words += [flag, SECRET_OPTIONS[name]]
+        elif value is not None:
+            words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
+    return words
+
+
 # --- login -------------------------------------------------------------------------------------
 
 
@@ -244,6 +291,8 @@ def login(
         with Client(api_key, base_url=url, timeout=state.timeout) as client:
             _check_api_key(client)
             base_url = client.base_url
+    except NotTheAPI:
+        raise  # an answer came, but not the API's: its own exit status
     except ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
     name = name or state.profile
@@ -266,9 +315,11 @@ def _check_api_key(client: Client) -> None:
     except NotFound as exc:
         response = exc.response
         if response is None or "json" not in response.headers.get("Content-Type", ""):
-            raise UnexpectedResponse(not_the_api) from None
+            raise NotTheAPI(not_the_api, response) from None
+    except NotTheAPI:
+        raise
     except UnexpectedResponse as exc:
-        raise UnexpectedResponse(f"{not_the_api} ({exc})") from None
+        raise NotTheAPI(f"{not_the_api} ({exc})", exc.response) from None
 
 
 # --- buckets -----------------------------------------------------------------------------------
@@ -414,7 +465,13 @@ def get(state: State, bucket: str, key: str, output_file: Path | None) -> None:
         try:
             out.line(value.decode("utf-8"))
         except UnicodeDecodeError:
-            out.note(f"binary value of {len(value)} bytes: use --output FILE, --json, or a pipe")
+            # Bytes that are not text would garble the terminal; printing nothing and exiting 0
+            # would read as an empty value.
+            raise click.UsageError(
+                f"the value of {key!r} is binary ({len(value):,} bytes), not shown on a "
+                f"terminal: save it with --output FILE or `> FILE`, or see it as base64 "
+                f"with --json"
+            ) from None
     elif state.interactive:
         out.raw(value if value.endswith(b"\n") else value + b"\n")  # one result a line
     else:
@@ -462,11 +519,17 @@ def set_(
 @cli.command(context_settings={"ignore_unknown_options": True})
 @BUCKET
 @KEY
-@click.argument("by", required=False, default="1", metavar="[BY]")
+@click.argument("by", required=False, metavar="[BY]")
+@click.option("--by", "by_option", metavar="N", help="The same as BY: --by 3, --by -2.")
 @TTL
 @pass_state
-def incr(state: State, bucket: str, key: str, by: str, ttl: int | None) -> None:
+def incr(
+    state: State, bucket: str, key: str, by: str | None, by_option: str | None, ttl: int | None
+) -> None:
     """Add BY (default 1; -N to subtract) to a key holding an integer; print the new value."""
+    if by is not None and by_option is not None:
+        raise click.UsageError("give BY or --by, not both")
+    by = by if by is not None else by_option if by_option is not None else "1"
     try:
         amount = int(by)
     except ValueError:
@@ -492,7 +555,11 @@ def delete(state: State, bucket: str, key: str) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many keys [default: all].")
 @pass_state
 def keys(state: State, bucket: str, prefix: str, values: bool, limit: int | None) -> None:
-    """List a bucket's keys in byte order, all pages (with --json: one object a line)."""
+    """List a bucket's keys in byte order, all pages (with --json: one object a line).
+
+    Off a terminal, one line a key, with --values "KEY<TAB>VALUE": in both, backslash, tab,
+    newline and carriage return are written \\\\, \\t, \\n, \\r, and other control bytes
+    and bytes that are not UTF-8 \\xHH (the byte HH)."""
     page_size = min(limit, 1000) if limit else None
     items: Iterator[Item] = state.client().iter_keys(bucket, prefix or None, values, page_size)
     if limit:
@@ -507,12 +574,12 @@ def keys(state: State, bucket: str, prefix: str, values: bool, limit: int | None
             )
     elif not values:
         for item in items:
-            out.line(item.key)
+            out.line(tsv_field(item.key))
     elif out.stdout_is_terminal:
         out.table(["key", "value"], [[i.key, shown_value(i.value or b"")] for i in items])
     else:
         for item in items:
-            out.line(f"{item.key}\t{shown_value(item.value or b'')}")
+            out.line(f"{tsv_field(item.key)}\t{tsv_field(item.value or b'')}")
 
 
 # --- tokens ------------------------------------------------------------------------------------

@@ -13,10 +13,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from thisdb import _core
-from thisdb.errors import ApiError, NetworkError, ThisDBError, reason_phrase
+from thisdb.errors import (
+    ApiError,
+    ConfigurationError,
+    InvalidArgument,
+    NetworkError,
+    NotTheAPI,
+    ThisDBError,
+    reason_phrase,
+)
 
 # Exit statuses a script can rely on.
 OK, API_ERROR, USAGE_ERROR, NETWORK_ERROR = 0, 1, 2, 3
+NOT_THE_API = 4  # the URL does not lead to a ThisDB API: an HTML page, a redirect
 INTERRUPTED = 130
 
 
@@ -103,8 +112,12 @@ def _describe(exc: BaseException | str) -> tuple[int | None, str, int]:
         return exc.status, exc.message, API_ERROR
     if isinstance(exc, NetworkError):
         return None, str(exc), NETWORK_ERROR
+    if isinstance(exc, NotTheAPI):
+        return None, str(exc), NOT_THE_API
     if isinstance(exc, click.UsageError):
         return None, exc.format_message(), USAGE_ERROR
+    if isinstance(exc, ConfigurationError | InvalidArgument):
+        return None, str(exc), USAGE_ERROR
     if isinstance(exc, ThisDBError):
         return None, str(exc), API_ERROR
     return None, str(exc), API_ERROR
@@ -120,6 +133,31 @@ def _hint(exc: BaseException | str) -> str | None:
 def value_record(key: str, value: bytes) -> dict[str, Any]:
     """A key and value the way the API writes them in JSON (base64 when not UTF-8)."""
     return {"key": key, **_core.encode_value(value)}
+
+
+# Tab-separated output (`keys` and `keys --values` off a terminal): one line a key, its columns
+# escaped so a key or value holding a tab, a newline or bytes that are not UTF-8 cannot be
+# misread, and no control character reaches the terminal or the next tool.
+_TSV_ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def tsv_field(value: str | bytes) -> str:
+    r"""A key or value as one TSV field: backslash, tab, newline and carriage return as `\\`,
+    `\t`, `\n`, `\r`; any other control byte (below 0x20, 0x7f) and each byte that is not part
+    of UTF-8 text as `\xHH`; the rest as it is (UTF-8). `\xHH` always stands for the byte HH, so
+    reading the escapes back, left to right, gives the exact bytes."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "surrogateescape")  # a stray byte b -> U+DC00 + b
+    out = []
+    for char in value:
+        escaped = _TSV_ESCAPES.get(char)
+        if escaped is None:
+            if char < " " or char == "\x7f":
+                escaped = f"\\x{ord(char):02x}"
+            elif "\udc80" <= char <= "\udcff":
+                escaped = f"\\x{ord(char) - 0xDC00:02x}"
+        out.append(escaped or char)
+    return "".join(out)
 
 
 def shown_value(value: bytes, width: int = 200) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import ssl
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -13,7 +12,7 @@ import httpx
 
 from thisdb import _core
 from thisdb._core import Call, Value
-from thisdb.errors import NetworkError
+from thisdb.errors import ClientClosed, NetworkError
 from thisdb.models import BucketInfo, BucketPage, Item, KeyPage, RateLimit
 
 T = TypeVar("T")
@@ -46,7 +45,10 @@ class BaseClient:
 
     def _answered(self, call: Call[T], response: httpx.Response) -> T:
         self.rate_limit = _core.rate_limit(response)
-        return call.parse(_core.check(response))
+        return call.parse(_core.check(response, self.base_url))
+
+    def _failed(self, call: Call[Any], request: httpx.Request, exc: httpx.RequestError) -> str:
+        return f"{call.method} {request.url}: {_core.describe_network_error(exc)}"
 
 
 class Client(BaseClient):
@@ -78,6 +80,7 @@ class Client(BaseClient):
         super().__init__(api_key, token, base_url, retries, max_retry_wait)
         self._http = httpx.Client(
             headers=self._settings.headers,
+            auth=self._settings.credential,
             timeout=_core.make_timeout(timeout),
             verify=verify,
         )
@@ -98,13 +101,17 @@ class Client(BaseClient):
         self._http.close()
 
     def _run(self, call: Call[T]) -> T:
+        if self._http.is_closed:
+            raise ClientClosed("the client is closed: make a new one")
         request = _core.build_request(self._http, self.base_url, call)
         attempt = 0
         while True:
             try:
                 response = self._http.send(request)
             except httpx.RequestError as exc:
-                raise NetworkError(f"{call.method} {request.url}: {_describe(exc)}") from exc
+                raise NetworkError(self._failed(call, request, exc)) from exc
+            finally:
+                self._settings.credential.forget(request)
             wait = self._retry.delay(response, attempt)
             if wait is None:
                 return self._answered(call, response)
@@ -193,8 +200,8 @@ class Client(BaseClient):
         return self._run(_core.get(bucket, key))
 
     def get_json(self, bucket: str, key: str) -> Any:
-        """A key's value decoded as JSON."""
-        return json.loads(self.get(bucket, key))
+        """A key's value decoded as JSON; NotJSON if it is not JSON."""
+        return _core.loads_json(self.get(bucket, key))
 
     def set(self, bucket: str, key: str, value: Value, ttl: int | None = None) -> None:
         """Store `value` (bytes, or str as UTF-8) under `key`; `ttl` in seconds (0 = never
@@ -202,7 +209,7 @@ class Client(BaseClient):
         self._run(_core.set(bucket, key, value, ttl))
 
     def set_json(self, bucket: str, key: str, obj: Any, ttl: int | None = None) -> None:
-        """Store `obj` as compact UTF-8 JSON."""
+        """Store `obj` as compact UTF-8 JSON; InvalidArgument for NaN or Infinity (not JSON)."""
         self.set(bucket, key, _core.dumps_json(obj), ttl)
 
     def increment(self, bucket: str, key: str, by: int = 1, ttl: int | None = None) -> int:
@@ -222,10 +229,3 @@ class Client(BaseClient):
         """A token giving `permissions` ("read", "write" or both) on the keys of `bucket`
         starting with `prefix` ("" for all), for `ttl` seconds (at most 86400)."""
         return self._run(_core.create_token(bucket, prefix, permissions, ttl))
-
-
-def _describe(exc: httpx.RequestError) -> str:
-    text = str(exc) or type(exc).__name__
-    if isinstance(exc, httpx.TimeoutException):
-        return f"timed out ({text})"
-    return text

@@ -8,10 +8,12 @@ import base64
 import binascii
 import email.utils
 import json
+import math
 import os
+import random
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlencode
@@ -21,10 +23,14 @@ import httpx
 from thisdb._version import __version__
 from thisdb.errors import (
     ConfigurationError,
+    InvalidArgument,
+    NotJSON,
+    NotTheAPI,
     RateLimited,
     Unavailable,
     UnexpectedResponse,
     error_class,
+    reason_phrase,
 )
 from thisdb.models import BucketInfo, BucketPage, Item, KeyPage, RateLimit
 
@@ -36,10 +42,34 @@ USER_AGENT = f"thisdb-python/{__version__}"
 Value = bytes | bytearray | memoryview | str
 
 
+class Credential(httpx.Auth):
+    """The API key or token, put on each request as it is sent.
+
+    It is kept here only: not among the client's default headers, out of every repr, and taken
+    off each request once it is answered (forget), so the request an error keeps in its
+    `response` (or a NetworkError's cause) can be logged or pickled without the secret.
+    """
+
+    def __init__(self, header: str, secret: str):
+        self.header = header
+        self._secret = secret
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers[self.header] = self._secret
+        yield request
+
+    def forget(self, request: httpx.Request) -> None:
+        request.headers.pop(self.header, None)
+
+    def __repr__(self) -> str:
+        return f"<{self.header}: redacted>"
+
+
 @dataclass(frozen=True)
 class Settings:
     base_url: str  # always ends in /v1
     headers: dict[str, str]
+    credential: Credential
 
 
 def resolve_settings(api_key: str | None, token: str | None, base_url: str | None) -> Settings:
@@ -58,12 +88,11 @@ def resolve_settings(api_key: str | None, token: str | None, base_url: str | Non
         raise ConfigurationError(
             f"no credentials: pass api_key= or token=, or set {ENV_API_KEY} or {ENV_TOKEN}"
         )
-    headers = {"User-Agent": USER_AGENT}
     if api_key:
-        headers["X-Api-Key"] = _credential(api_key, "API key")
+        credential = Credential("X-Api-Key", _credential(api_key, "API key"))
     else:
-        headers["X-Token"] = _credential(token or "", "token")
-    return Settings(normalize_base_url(url), headers)
+        credential = Credential("X-Token", _credential(token or "", "token"))
+    return Settings(normalize_base_url(url), {"User-Agent": USER_AGENT}, credential)
 
 
 def _credential(value: str, what: str) -> str:
@@ -102,7 +131,7 @@ def segment(text: str, what: str) -> str:
     if not isinstance(text, str):
         raise TypeError(f"{what} must be a str, not {type(text).__name__}")
     if not text:
-        raise ValueError(f"{what} cannot be empty")
+        raise InvalidArgument(f"{what} cannot be empty")
     if _DOTS.fullmatch(text):
         return "%2E" * len(text)
     return quote(text, safe="")
@@ -379,16 +408,41 @@ def retry_after(response: httpx.Response, now: float | None = None) -> float | N
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def check(response: httpx.Response) -> httpx.Response:
-    """The response if it is a success, else the exception for its status."""
+# The media types of the API's three formats: every answer of the API carries one of them, errors
+# and empty bodies included (api/renderers.py; the spec's formats text, json and ndjson).
+API_MEDIA_TYPES = frozenset({"text/plain", "application/json", "application/x-ndjson"})
+
+
+def media_type(response: httpx.Response) -> str:
+    content_type: str = response.headers.get("Content-Type", "")
+    return content_type.split(";")[0].strip().lower()
+
+
+def check(response: httpx.Response, base_url: str = "") -> httpx.Response:
+    """The response if it is a success, else the exception for its status.
+
+    An answer that is not the API's is NotTheAPI, a configuration error: the API never
+    redirects, and answers 2xx and 4xx in one of its formats. A 429 or 5xx of another type
+    stays a rate limit or a server error (a proxy in front may answer those for the API).
+    """
     status = response.status_code
-    if 200 <= status < 300:
-        return response
-    if status < 400:
+    base = f" {base_url}" if base_url else ""
+    if 300 <= status < 400:
         where = response.headers.get("Location", "elsewhere")
-        raise UnexpectedResponse(
-            f"the server answered {status} (to {where}): check the base URL", response
+        raise NotTheAPI(
+            f"the server answered {status} (to {where}), which the ThisDB API never does: "
+            f"check the base URL{base} (https?, host, port, path)",
+            response,
         )
+    if status < 500 and status != 429 and media_type(response) not in API_MEDIA_TYPES:
+        kind = media_type(response) or "no Content-Type"
+        raise NotTheAPI(
+            f"{response.url} answered {status} {reason_phrase(status)} in {kind}, not like a "
+            f"ThisDB v1 API: check the base URL{base} (host, port, path) or the proxy in front",
+            response,
+        )
+    if status < 300:
+        return response
     cls = error_class(status)
     message = error_message(response)
     if cls is RateLimited:
@@ -410,22 +464,44 @@ def rate_limit(response: httpx.Response) -> RateLimit | None:
         return None
 
 
+# Jitter: clients refused together (a burst past the per-key write limit, a restart behind a
+# 503) must not all come back at the same instant. What Retry-After asks is a minimum, so up to
+# a quarter more (at most 1 s) is added to it; the backoff without it is drawn between half and
+# all of 0.5 s, 1 s, 2 s, ...
+RETRY_AFTER_JITTER = 0.25  # of the wait asked for, at most MAX_JITTER seconds
+MAX_JITTER = 1.0
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retry 429 and 503 up to `retries` times, waiting what Retry-After asks (or 0.5 s, 1 s,
-    2 s, ... when it does not say), but never longer than `max_wait` for one wait: a longer
-    wait (the hourly limit) is raised at once. Nothing else is retried."""
+    """Retry 429 and 503 up to `retries` times, waiting what Retry-After asks (plus jitter), or
+    a backoff of 0.25-0.5 s, 0.5-1 s, 1-2 s, ... when it does not say; but a wait the server
+    asks for longer than `max_wait` is raised at once (the hourly limit). Nothing else is
+    retried."""
 
     retries: int = 0
     max_wait: float = 60.0
 
+    def __post_init__(self) -> None:
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int):
+            raise ConfigurationError(f"retries must be a whole number, not {self.retries!r}")
+        if self.retries < 0:
+            raise ConfigurationError(f"retries must be 0 (no retries) or more, not {self.retries}")
+        if not _seconds(self.max_wait) or self.max_wait < 0:
+            raise ConfigurationError(
+                f"max_retry_wait must be a number of seconds >= 0, not {self.max_wait!r}"
+            )
+
     def delay(self, response: httpx.Response, attempt: int) -> float | None:
         if attempt >= self.retries or response.status_code not in (429, 503):
             return None
-        wait = retry_after(response)
-        if wait is None:
-            wait = 0.5 * 2**attempt
-        return wait if wait <= self.max_wait else None
+        asked = retry_after(response)
+        if asked is None:
+            backoff = 0.5 * 2**attempt
+            return random.uniform(backoff / 2, backoff)
+        if asked > self.max_wait:
+            return None
+        return asked + random.uniform(0, min(MAX_JITTER, asked * RETRY_AFTER_JITTER))
 
 
 def raw_call(
@@ -437,7 +513,7 @@ def raw_call(
 ) -> Call[httpx.Response]:
     """Any request below /v1; `path` starts with "/" and is sent as it is (encode it yourself)."""
     if not path.startswith("/"):
-        raise ValueError(f'path must start with "/" (below /v1), not {path!r}')
+        raise InvalidArgument(f'path must start with "/" (below /v1), not {path!r}')
     return Call(method.upper(), path, raw, params=params, body=content, content_type=content_type)
 
 
@@ -454,11 +530,58 @@ def build_request(
     )
 
 
+def _seconds(value: object) -> bool:
+    """A finite number (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def make_timeout(timeout: float | httpx.Timeout | None) -> httpx.Timeout:
     if isinstance(timeout, httpx.Timeout):
         return timeout
-    return httpx.Timeout(DEFAULT_TIMEOUT if timeout is None else timeout)
+    if timeout is None:
+        return httpx.Timeout(DEFAULT_TIMEOUT)
+    # 0 would fail every request at once; None inside httpx.Timeout means "wait forever".
+    if not _seconds(timeout) or timeout <= 0:
+        raise ConfigurationError(
+            f"timeout must be a number of seconds > 0 (or an httpx.Timeout), not {timeout!r}"
+        )
+    return httpx.Timeout(timeout)
 
 
 def dumps_json(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Compact UTF-8 JSON; NaN and Infinity are refused, as JSON has no such numbers (Python's
+    default would write them as bare NaN, which no other JSON reader takes)."""
+    try:
+        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError as exc:
+        raise InvalidArgument(f"cannot store this as JSON: {exc}") from None
+    return text.encode("utf-8")
+
+
+def loads_json(value: bytes) -> Any:
+    """A stored value decoded as JSON; NotJSON if it is not."""
+    try:
+        return json.loads(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise NotJSON(f"the value is not JSON: {exc}") from None
+
+
+_TIMEOUT_PHASES: dict[type[httpx.TimeoutException], tuple[str, str]] = {
+    httpx.ConnectTimeout: ("connect", "could not connect"),
+    httpx.ReadTimeout: ("read", "no answer"),
+    httpx.WriteTimeout: ("write", "could not send the request"),
+    httpx.PoolTimeout: ("pool", "no free connection"),
+}
+
+
+def describe_network_error(exc: httpx.RequestError) -> str:
+    """What went wrong, for people: a timeout says which wait ran out and how long it was."""
+    if isinstance(exc, httpx.TimeoutException):
+        phase, what = _TIMEOUT_PHASES.get(type(exc), ("read", "no answer"))
+        try:
+            seconds = exc.request.extensions["timeout"][phase]
+        except (RuntimeError, KeyError, TypeError):
+            seconds = None
+        within = f" within {seconds:g} s" if isinstance(seconds, int | float) else ""
+        return f"timed out: {what}{within}"
+    return str(exc) or type(exc).__name__
