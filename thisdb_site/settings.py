@@ -225,8 +225,10 @@ ACCOUNT_EMAIL_SUBJECT_PREFIX = "[ThisDB] "
 # A logged-in person may still open the login page: the admin sends non-staff there, and
 # redirecting them onwards would loop.
 ACCOUNT_AUTHENTICATED_LOGIN_REDIRECTS = False
-# Login, signup and password reset are limited per address and per email by accounts.ratelimits
-# (a page that says when to try again); allauth's own limits stay on for the other actions.
+# Login, two-factor codes, signup and password reset are limited per address, per email and per
+# user by accounts.ratelimits (a page that says when to try again); allauth's own limits stay on
+# for the other actions. (allauth's "login_failed" also held its per-user limit on two-factor
+# codes, but it refuses the right password of an account under attack too: ours replace both.)
 ACCOUNT_RATE_LIMITS = {
     "login": False,
     "login_failed": False,
@@ -235,6 +237,11 @@ ACCOUNT_RATE_LIMITS = {
 }
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "ThisDB"
+# The code steps, each code counted by accounts.ratelimits before it is checked.
+MFA_FORMS = {
+    "authenticate": "accounts.twofactor.AuthenticateForm",
+    "reauthenticate": "accounts.twofactor.ReauthenticateForm",
+}
 
 # Email: printed on the console unless EMAIL_HOST names an SMTP server.
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
