@@ -1,6 +1,20 @@
+from allauth.account import forms as allauth_forms
 from django import forms
+from django.contrib.auth.hashers import make_password
 
 from accounts.models import EXPIRY_CHOICES, ApiKey
+
+
+class SignupForm(allauth_forms.SignupForm):
+    """allauth's signup, costing the same for a registered email as for a new one."""
+
+    def try_save(self, request):
+        if self.account_already_exists:
+            # A new account hashes its password (PBKDF2, a quarter of a second); a registered
+            # email, answered alike to hide that it is one, would otherwise answer that much
+            # sooner and give itself away by time. Hash and drop the password.
+            make_password(self.cleaned_data.get("password1"))
+        return super().try_save(request)
 
 
 class ApiKeyForm(forms.Form):

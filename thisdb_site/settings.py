@@ -220,6 +220,8 @@ ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False  # a link scanner must not confirm for the person
 ACCOUNT_CHANGE_EMAIL = True  # one address per account; a change is verified before it counts
 ACCOUNT_PREVENT_ENUMERATION = True  # signup and reset answer alike for known and unknown emails
+# ... and signup takes as long for both: it hashes the password of a known email too.
+ACCOUNT_FORMS = {"signup": "accounts.forms.SignupForm"}
 ACCOUNT_SESSION_REMEMBER = None  # the login form asks
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[ThisDB] "
 # A logged-in person may still open the login page: the admin sends non-staff there, and
