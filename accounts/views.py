@@ -8,12 +8,22 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from accounts.forms import ApiKeyForm, DeleteAccountForm
-from accounts.models import ApiKey, delete_user
+from accounts.models import Account, ApiKey, TooManyApiKeys, delete_user
+from accounts.quotas import platform_defaults
 
 
 def _keys_page(request, form, new_key=None, new_secret=None, status=200):
     keys = ApiKey.objects.filter(user=request.user).order_by("revoked_at", "-created_at")
-    context = {"nav": "keys", "keys": keys, "form": form, "new_key": new_key, "secret": new_secret}
+    account = Account.objects.select_related("plan").filter(user=request.user).first()
+    context = {
+        "nav": "keys",
+        "keys": keys,
+        "form": form,
+        "new_key": new_key,
+        "secret": new_secret,
+        "live": ApiKey.objects.live_count(request.user),
+        "allowed": account.quotas().max_api_keys if account else platform_defaults().max_api_keys,
+    }
     return render(request, "accounts/keys.html", context, status=status)
 
 
@@ -26,12 +36,16 @@ def keys(request):
     form = ApiKeyForm(request.POST)
     if not form.is_valid():
         return _keys_page(request, form, status=400)
-    api_key, secret = ApiKey.objects.create_key(
-        request.user,
-        name=form.cleaned_data["name"],
-        expires_in_days=form.cleaned_data["expires_in_days"],
-        read_only=form.cleaned_data["read_only"],
-    )
+    try:
+        api_key, secret = ApiKey.objects.create_key(
+            request.user,
+            name=form.cleaned_data["name"],
+            expires_in_days=form.cleaned_data["expires_in_days"],
+            read_only=form.cleaned_data["read_only"],
+        )
+    except TooManyApiKeys as exc:
+        form.add_error(None, str(exc))
+        return _keys_page(request, form, status=403)
     # Rendered, not redirected: the secret is never stored, so this answer is its only showing.
     return _keys_page(request, ApiKeyForm(), new_key=api_key, new_secret=secret)
 

@@ -314,6 +314,8 @@ THISDB_REQUESTS_PER_HOUR = env_int("THISDB_REQUESTS_PER_HOUR", 1000)  # per API 
 THISDB_MAX_BUCKETS = env_int("THISDB_MAX_BUCKETS", 100)  # buckets per account
 THISDB_MAX_KEYS_PER_BUCKET = env_int("THISDB_MAX_KEYS_PER_BUCKET", 100_000)
 THISDB_MAX_STORED_BYTES = env_int("THISDB_MAX_STORED_BYTES", 1024**3)  # 1 GiB per account
+# Live API keys per account: each has its own hourly requests, so this bounds an account's total.
+THISDB_MAX_API_KEYS = env_int("THISDB_MAX_API_KEYS", 10)
 # How long an API key, token or bucket stays in a worker's memory: a revoked key or a changed
 # default_ttl reaches every worker within this many seconds. Budget: 10 s.
 THISDB_AUTH_CACHE_SECONDS = env_int("THISDB_AUTH_CACHE_SECONDS", 10)
