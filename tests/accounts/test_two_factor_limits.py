@@ -9,10 +9,12 @@ import time
 import pytest
 from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
 from allauth.mfa.totp.internal.auth import TOTP, format_hotp_value, generate_totp_secret, hotp_value
+from django.core.cache import caches
+from django.db import connection
 from django.test import Client
 
 from accounts import ratelimits
-from tests.conftest import PASSWORD, Persona
+from tests.conftest import PASSWORD, RUN_PREFIX, Persona
 
 
 def totp_code(secret: str, offset: int = 0) -> str:
@@ -135,8 +137,8 @@ def test_concurrent_guesses_are_counted_exactly():
     start = threading.Barrier(len(browsers))
 
     def guess(browser):
-        from django.db import connection
-
+        # A thread has its own cache connection: under this run's prefix too (tests/conftest.py).
+        caches["default"].key_prefix = RUN_PREFIX
         start.wait()
         statuses.append(send_code(browser, wrong_code(carol.secret)).status_code)
         connection.close()
