@@ -27,12 +27,22 @@ def _keys_page(request, form, new_key=None, new_secret=None, status=200):
     return render(request, "accounts/keys.html", context, status=status)
 
 
+# A new key's secret waits in the session (server-side: SESSION_ENGINE is the database) from
+# the POST that made it to the one GET that shows it, which takes it out.
+NEW_KEY_SESSION_KEY = "accounts.new_api_key"
+
+
 @never_cache  # the secret is in this page once: no cache may keep it
 @login_required
 @require_http_methods(["GET", "POST"])
 def keys(request):
     if request.method == "GET":
-        return _keys_page(request, ApiKeyForm())
+        new_key, secret = None, None
+        shown = request.session.pop(NEW_KEY_SESSION_KEY, None)
+        if shown:
+            new_key = ApiKey.objects.filter(pk=shown["id"], user=request.user).first()
+            secret = shown["secret"] if new_key else None
+        return _keys_page(request, ApiKeyForm(), new_key=new_key, new_secret=secret)
     form = ApiKeyForm(request.POST)
     if not form.is_valid():
         return _keys_page(request, form, status=400)
@@ -46,8 +56,12 @@ def keys(request):
     except TooManyApiKeys as exc:
         form.add_error(None, str(exc))
         return _keys_page(request, form, status=403)
-    # Rendered, not redirected: the secret is never stored, so this answer is its only showing.
-    return _keys_page(request, ApiKeyForm(), new_key=api_key, new_secret=secret)
+    request.session[NEW_KEY_SESSION_KEY] = {"id": api_key.pk, "secret": secret}
+    # Redirected (303), so reloading the page that shows the key asks for it again (GET) and
+    # never posts the form a second time: no second key, and the secret is gone by then.
+    response = redirect("accounts:keys")
+    response.status_code = 303
+    return response
 
 
 @login_required

@@ -280,6 +280,9 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", Fals
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 SESSION_COOKIE_HTTPONLY = True
+# Sessions in the database, never in a cookie: a new API key's secret waits in the session
+# until the keys page shows it (accounts.views.keys).
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
 SESSION_COOKIE_AGE = 14 * 86400  # two weeks, unless "remember me" is off (browser session)
 X_FRAME_OPTIONS = "DENY"
 
