@@ -57,6 +57,9 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "*")
 
 INSTALLED_APPS = [
     "dashboard.apps.ThisDBAdminConfig",  # Django's admin with the staff overview
+    # Before django.contrib.auth: its createsuperuser (an email required, recorded as verified)
+    # replaces auth's, as the first app with a command of a name wins.
+    "accounts",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -70,7 +73,6 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
-    "accounts",
     "api",
     "dashboard",
 ]
