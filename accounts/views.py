@@ -1,15 +1,22 @@
-"""The account pages: API keys (created, shown once, revoked), account settings, deletion."""
+"""The account pages: API keys (created, shown once, revoked), account settings, deletion; and
+the "check your inbox" page of email verification, with its resend button."""
 
+from allauth.account.internal.flows.email_verification import send_verification_email_at_login
+from allauth.account.internal.stagekit import unstash_login
+from allauth.account.views import EmailVerificationSentView
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts import twofactor
 from accounts.forms import ApiKeyForm, DeleteAccountForm
 from accounts.models import Account, ApiKey, TooManyApiKeys, delete_user
 from accounts.quotas import platform_defaults
+from accounts.ratelimits import TooManyCodes, too_many
 
 
 def _keys_page(request, form, new_key=None, new_secret=None, status=200):
@@ -80,14 +87,23 @@ def revoke_key(request, key_id: int):
 @login_required
 def settings_page(request):
     account = getattr(request.user, "account", None)
-    return render(request, "accounts/settings.html", {"nav": "account", "account": account})
+    context = {
+        "nav": "account",
+        "account": account,
+        "two_factor": twofactor.is_enabled(request.user),
+    }
+    return render(request, "accounts/settings.html", context)
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def delete_account(request):
-    form = DeleteAccountForm(request.user, request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    form = DeleteAccountForm(request, request.POST or None)
+    try:
+        deleting = request.method == "POST" and form.is_valid()
+    except TooManyCodes as exc:
+        return too_many(request, exc.seconds)
+    if deleting:
         user = request.user
         logout(request)
         delete_user(user)
@@ -96,3 +112,26 @@ def delete_account(request):
     status = 400 if request.method == "POST" else 200
     context = {"nav": "account", "form": form, "buckets": request.user.buckets.count()}
     return render(request, "accounts/delete.html", context, status=status)
+
+
+class VerificationSentView(EmailVerificationSentView):
+    """allauth's "check your inbox" page, saying where emails go when no mail server is set."""
+
+    def get_context_data(self, **kwargs) -> dict:
+        context = super().get_context_data(**kwargs)
+        context["console_email"] = settings.EMAIL_BACKEND.endswith("console.EmailBackend")
+        return context
+
+
+@require_POST
+def resend_confirmation(request):
+    """Send the pending login's verification email again (from signup, or a login before the
+    address was confirmed). allauth's own step sends it, within its cooldown of one email per
+    address per 3 minutes, and answers a registered email's signup as it did the first time."""
+    login = None if request.user.is_authenticated else unstash_login(request, peek=True)
+    if login is None:
+        messages.info(request, "Log in with your email and password: we send a new link then.")
+        return redirect("account_login")
+    if not send_verification_email_at_login(request, login):
+        messages.info(request, "A link was sent less than 3 minutes ago: wait for it a little.")
+    return redirect("account_email_verification_sent")

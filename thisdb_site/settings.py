@@ -226,6 +226,10 @@ ACCOUNT_PREVENT_ENUMERATION = True  # signup and reset answer alike for known an
 ACCOUNT_FORMS = {"signup": "accounts.forms.SignupForm"}
 ACCOUNT_SESSION_REMEMBER = None  # the login form asks
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[ThisDB] "
+ACCOUNT_USER_DISPLAY = "accounts.identity.user_display"  # by email, never the made-up username
+# An email to the person when their password, email or two-factor settings change, saying from
+# which address and browser: a change they did not make is then noticed.
+ACCOUNT_EMAIL_NOTIFICATIONS = True
 # A logged-in person may still open the login page: the admin sends non-staff there, and
 # redirecting them onwards would loop.
 ACCOUNT_AUTHENTICATED_LOGIN_REDIRECTS = False

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from accounts import views as account_views
 from accounts.ratelimits import codes_limited, limited, login_limited
 from dashboard import views as dashboard_views
 from thisdb_site import views as site_views
@@ -23,6 +24,7 @@ urlpatterns = [
     path("accounts/password/reset/", limited("reset", allauth_views.password_reset)),
     path("accounts/2fa/authenticate/", codes_limited(mfa_views.authenticate)),
     path("accounts/2fa/reauthenticate/", codes_limited(mfa_views.reauthenticate)),
+    path("accounts/confirm-email/", account_views.VerificationSentView.as_view()),
     path("accounts/", include("allauth.urls")),
     path("", include("accounts.urls")),
     path("", include("dashboard.urls")),
