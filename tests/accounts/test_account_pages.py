@@ -148,6 +148,14 @@ def test_resend_without_a_pending_signup_sends_to_the_login_page(db, client):
     assert mail.outbox == []
 
 
+def test_resend_at_the_code_step_sends_nothing(carol):
+    browser = carol.at_code_step()
+    mail.outbox.clear()
+    response = browser.post("/account/resend-confirmation/")
+    assert response["Location"] == "/accounts/login/"
+    assert mail.outbox == []
+
+
 # The account page
 
 
