@@ -49,8 +49,8 @@ class TooManyCodes(Exception):
 class Budget:
     """At most `limit` counted attempts per `period` seconds for each value (an email, a user id,
     an address), on the Django cache. A window opens with the first attempt counted and lasts
-    `period`: so at most `limit` attempts fit in any `period`, and a lock-out lasts until the
-    window that was spent ends.
+    `period` (not fixed on the clock, so a lock-out never ends a second after it began); a
+    lock-out lasts until that window ends.
 
     An attempt is counted before it is checked and given back if it succeeds: counting after the
     check would let concurrent guesses all pass the check before any was counted. (django-ratelimit
