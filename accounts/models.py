@@ -1,12 +1,24 @@
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import models
+from django.contrib.auth import get_user_model
+from django.db import models, transaction
 from django.utils import timezone
 
 from accounts import keys
 
 EXPIRY_CHOICES = [(30, "30 days"), (90, "90 days"), (365, "365 days"), (0, "never")]
+
+
+class TooManyApiKeys(Exception):
+    """The account has as many live API keys as its plan allows."""
+
+    def __init__(self, allowed: int):
+        super().__init__(
+            f"API key limit reached: your plan allows {allowed} live API keys. "
+            "Revoke one you no longer use to create another."
+        )
+        self.allowed = allowed
 
 
 class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
@@ -19,21 +31,34 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
         read_only: bool = False,
     ) -> tuple["ApiKey", str]:
         """Create a key for `user`; return it with its secret, which is shown this once only.
+        Raise TooManyApiKeys when the account has its plan's number of live keys.
 
         expires_in_days=0: the key never expires.
         """
         secret = keys.new_secret()
         now = timezone.now()
-        api_key = self.create(
-            user=user,
-            name=name,
-            prefix=keys.parse(secret),
-            hashed_secret=keys.hash_secret(secret),
-            created_at=now,
-            expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
-            read_only=read_only,
-        )
+        with transaction.atomic():
+            # Lock the user's row: two racing creates count one after the other, so they cannot
+            # both take the last slot.
+            get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+            account = Account.objects.select_related("plan").filter(user=user).first()
+            allowed = account.quotas().max_api_keys if account else settings.THISDB_MAX_API_KEYS
+            if self.live_count(user) >= allowed:
+                raise TooManyApiKeys(allowed)
+            api_key = self.create(
+                user=user,
+                name=name,
+                prefix=keys.parse(secret),
+                hashed_secret=keys.hash_secret(secret),
+                created_at=now,
+                expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
+                read_only=read_only,
+            )
         return api_key, secret
+
+    def live_count(self, user) -> int:
+        """The keys that count against the plan's cap."""
+        return self.active().filter(user=user).count()
 
     def active(self, now: datetime | None = None):
         """Keys that work: not revoked, not expired."""
@@ -114,6 +139,7 @@ class Plan(models.Model):
     max_buckets = models.PositiveIntegerField(null=True, blank=True)
     max_keys_per_bucket = models.PositiveIntegerField(null=True, blank=True)
     max_stored_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    max_api_keys = models.PositiveIntegerField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.name
@@ -137,6 +163,7 @@ class Account(models.Model):
     max_buckets = models.PositiveIntegerField(null=True, blank=True)
     max_keys_per_bucket = models.PositiveIntegerField(null=True, blank=True)
     max_stored_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    max_api_keys = models.PositiveIntegerField(null=True, blank=True)
     # Refreshed every minute by beat (api.usage.refresh_stored_figures).
     stored_bytes = models.PositiveBigIntegerField(default=0)
 

@@ -8,7 +8,13 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-FIELDS = ("requests_per_hour", "max_buckets", "max_keys_per_bucket", "max_stored_bytes")
+FIELDS = (
+    "requests_per_hour",
+    "max_buckets",
+    "max_keys_per_bucket",
+    "max_stored_bytes",
+    "max_api_keys",
+)
 
 
 @dataclass(frozen=True)
@@ -17,6 +23,7 @@ class Quotas:
     max_buckets: int
     max_keys_per_bucket: int
     max_stored_bytes: int
+    max_api_keys: int  # live ones: neither revoked nor expired
 
 
 def platform_defaults() -> Quotas:
@@ -25,6 +32,7 @@ def platform_defaults() -> Quotas:
         max_buckets=settings.THISDB_MAX_BUCKETS,
         max_keys_per_bucket=settings.THISDB_MAX_KEYS_PER_BUCKET,
         max_stored_bytes=settings.THISDB_MAX_STORED_BYTES,
+        max_api_keys=settings.THISDB_MAX_API_KEYS,
     )
 
 

@@ -9,4 +9,5 @@ urlpatterns = [
     path("keys/<int:key_id>/revoke/", views.revoke_key, name="revoke-key"),
     path("account/", views.settings_page, name="settings"),
     path("account/delete/", views.delete_account, name="delete"),
+    path("account/resend-confirmation/", views.resend_confirmation, name="resend-confirmation"),
 ]

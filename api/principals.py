@@ -278,5 +278,6 @@ def principal_for_user(user_id: int) -> Principal:
 
     account = Account.objects.select_related("plan").filter(user_id=user_id).first()
     if account is None:
-        return Principal(user_id, None, resolve([None] * 4, [None] * 4))
+        blank = [None] * len(QUOTA_FIELDS)
+        return Principal(user_id, None, resolve(blank, blank))
     return Principal(user_id, None, account.quotas(), account.stored_bytes)

@@ -133,6 +133,7 @@ def for_user(user, now: datetime | None = None) -> dict:
     busiest = max(this_hour.values(), default=0)
     largest = buckets["largest"] or 0
     stored = account.stored_bytes if account else 0
+    live_keys = sum(1 for key in keys if key.status == "active")
     return {
         "plan": account.plan.name if account and account.plan else "free",
         "meters": [
@@ -140,6 +141,7 @@ def for_user(user, now: datetime | None = None) -> dict:
             meter("Buckets", buckets["n"] or 0, quotas.max_buckets),
             meter("Keys in the largest bucket", largest, quotas.max_keys_per_bucket),
             meter("Stored bytes", stored, quotas.max_stored_bytes, unit="bytes"),
+            meter("Live API keys", live_keys, quotas.max_api_keys),
         ],
         "hourly_chart": hourly_chart(
             figures["hours"], figures["total_hourly"], "Requests per hour, all API keys"

@@ -57,6 +57,9 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "*")
 
 INSTALLED_APPS = [
     "dashboard.apps.ThisDBAdminConfig",  # Django's admin with the staff overview
+    # Before django.contrib.auth: its createsuperuser (an email required, recorded as verified)
+    # replaces auth's, as the first app with a command of a name wins.
+    "accounts",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -70,7 +73,6 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
-    "accounts",
     "api",
     "dashboard",
 ]
@@ -220,13 +222,21 @@ ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False  # a link scanner must not confirm for the person
 ACCOUNT_CHANGE_EMAIL = True  # one address per account; a change is verified before it counts
 ACCOUNT_PREVENT_ENUMERATION = True  # signup and reset answer alike for known and unknown emails
+# ... and signup takes as long for both: it hashes the password of a known email too.
+ACCOUNT_FORMS = {"signup": "accounts.forms.SignupForm"}
 ACCOUNT_SESSION_REMEMBER = None  # the login form asks
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[ThisDB] "
+ACCOUNT_USER_DISPLAY = "accounts.identity.user_display"  # by email, never the made-up username
+# An email to the person when their password, email or two-factor settings change, saying from
+# which address and browser: a change they did not make is then noticed.
+ACCOUNT_EMAIL_NOTIFICATIONS = True
 # A logged-in person may still open the login page: the admin sends non-staff there, and
 # redirecting them onwards would loop.
 ACCOUNT_AUTHENTICATED_LOGIN_REDIRECTS = False
-# Login, signup and password reset are limited per address and per email by accounts.ratelimits
-# (a page that says when to try again); allauth's own limits stay on for the other actions.
+# Login, two-factor codes, signup and password reset are limited per address, per email and per
+# user by accounts.ratelimits (a page that says when to try again); allauth's own limits stay on
+# for the other actions. (allauth's "login_failed" also held its per-user limit on two-factor
+# codes, but it refuses the right password of an account under attack too: ours replace both.)
 ACCOUNT_RATE_LIMITS = {
     "login": False,
     "login_failed": False,
@@ -235,6 +245,11 @@ ACCOUNT_RATE_LIMITS = {
 }
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = "ThisDB"
+# The code steps, each code counted by accounts.ratelimits before it is checked.
+MFA_FORMS = {
+    "authenticate": "accounts.twofactor.AuthenticateForm",
+    "reauthenticate": "accounts.twofactor.ReauthenticateForm",
+}
 
 # Email: printed on the console unless EMAIL_HOST names an SMTP server.
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
@@ -271,6 +286,9 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", Fals
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 SESSION_COOKIE_HTTPONLY = True
+# Sessions in the database, never in a cookie: a new API key's secret waits in the session
+# until the keys page shows it (accounts.views.keys).
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
 SESSION_COOKIE_AGE = 14 * 86400  # two weeks, unless "remember me" is off (browser session)
 X_FRAME_OPTIONS = "DENY"
 
@@ -305,6 +323,8 @@ THISDB_REQUESTS_PER_HOUR = env_int("THISDB_REQUESTS_PER_HOUR", 1000)  # per API 
 THISDB_MAX_BUCKETS = env_int("THISDB_MAX_BUCKETS", 100)  # buckets per account
 THISDB_MAX_KEYS_PER_BUCKET = env_int("THISDB_MAX_KEYS_PER_BUCKET", 100_000)
 THISDB_MAX_STORED_BYTES = env_int("THISDB_MAX_STORED_BYTES", 1024**3)  # 1 GiB per account
+# Live API keys per account: each has its own hourly requests, so this bounds an account's total.
+THISDB_MAX_API_KEYS = env_int("THISDB_MAX_API_KEYS", 10)
 # How long an API key, token or bucket stays in a worker's memory: a revoked key or a changed
 # default_ttl reaches every worker within this many seconds. Budget: 10 s.
 THISDB_AUTH_CACHE_SECONDS = env_int("THISDB_AUTH_CACHE_SECONDS", 10)

@@ -1,9 +1,11 @@
 from allauth.account import views as allauth_views
+from allauth.mfa.base import views as mfa_views
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from accounts.ratelimits import limited
+from accounts import views as account_views
+from accounts.ratelimits import codes_limited, limited, login_limited
 from dashboard import views as dashboard_views
 from thisdb_site import views as site_views
 
@@ -15,11 +17,14 @@ urlpatterns = [
     path("", dashboard_views.home, name="home"),
     path("healthz", site_views.healthz, name="healthz"),
     path("readyz", site_views.readyz, name="readyz"),
-    # The forms people guess at, limited per address and per email (accounts.ratelimits); the
-    # same paths as allauth's own, matched first.
-    path("accounts/login/", limited("login", allauth_views.login)),
+    # The forms people guess at, limited per address, per email and per user
+    # (accounts.ratelimits); the same paths as allauth's own, matched first.
+    path("accounts/login/", login_limited(allauth_views.login)),
     path("accounts/signup/", limited("signup", allauth_views.signup)),
     path("accounts/password/reset/", limited("reset", allauth_views.password_reset)),
+    path("accounts/2fa/authenticate/", codes_limited(mfa_views.authenticate)),
+    path("accounts/2fa/reauthenticate/", codes_limited(mfa_views.reauthenticate)),
+    path("accounts/confirm-email/", account_views.VerificationSentView.as_view()),
     path("accounts/", include("allauth.urls")),
     path("", include("accounts.urls")),
     path("", include("dashboard.urls")),

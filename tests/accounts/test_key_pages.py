@@ -5,6 +5,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.contrib.sessions.models import Session
 from django.test import Client
 from django.utils import timezone
 
@@ -16,8 +17,12 @@ KEY_RE = re.compile(rb"tdb_[0-9A-Za-z]{46}")
 
 
 def create(person, **fields):
+    """POST the form; return the page it redirects to (where the new key is shown)."""
     data = {"name": "laptop", "expires_in_days": "90", **fields}
-    return person.browser.post("/keys/", data)
+    response = person.browser.post("/keys/", data)
+    assert response.status_code == 303, response.content
+    assert response["Location"] == "/keys/"
+    return person.browser.get("/keys/")
 
 
 @pytest.mark.parametrize("days", [30, 90, 365, 0])
@@ -34,6 +39,34 @@ def test_create_a_key_with_each_expiry(alice, days):
         assert api_key.expires_at is None
     assert response["Cache-Control"].startswith("max-age=0")
     assert "no-store" in response["Cache-Control"]
+
+
+def test_a_reload_makes_no_second_key_and_shows_no_secret(alice):
+    posted = alice.browser.post("/keys/", {"name": "laptop", "expires_in_days": "90"})
+    assert posted.status_code == 303  # a reload of what follows repeats the GET, not the POST
+    assert not KEY_RE.search(posted.content)
+    shown = alice.browser.get("/keys/")
+    assert len(set(KEY_RE.findall(shown.content))) == 1
+    reloaded = alice.browser.get("/keys/")
+    assert reloaded.status_code == 200
+    assert not KEY_RE.search(reloaded.content)
+    assert ApiKey.objects.filter(user=alice.user, name="laptop").count() == 1
+
+
+def test_the_secret_waits_in_the_session_never_in_a_cookie(alice):
+    posted = alice.browser.post("/keys/", {"name": "laptop", "expires_in_days": "90"})
+    assert all(not KEY_RE.search(c.value.encode()) for c in posted.cookies.values())
+    assert all(not KEY_RE.search(c.value.encode()) for c in alice.browser.cookies.values())
+    session = Session.objects.get(session_key=alice.browser.session.session_key)
+    assert KEY_RE.search(str(session.get_decoded()).encode())  # on the server, until shown
+    alice.browser.get("/keys/")
+    session = Session.objects.get(session_key=alice.browser.session.session_key)
+    assert not KEY_RE.search(str(session.get_decoded()).encode())  # and gone once shown
+
+
+def test_another_accounts_new_key_is_never_shown(alice, bob):
+    alice.browser.post("/keys/", {"name": "laptop", "expires_in_days": "90"})
+    assert not KEY_RE.search(bob.browser.get("/keys/").content)
 
 
 def test_the_key_is_shown_once_and_works(alice):
@@ -70,7 +103,8 @@ def test_the_list_shows_name_prefix_dates_and_status(alice):
     ],
 )
 def test_invalid_input_is_a_form_error_and_creates_nothing(alice, fields, complaint):
-    response = create(alice, **fields)
+    data = {"name": "laptop", "expires_in_days": "90", **fields}
+    response = alice.browser.post("/keys/", data)
     assert response.status_code == 400
     assert complaint in response.content
     assert not KEY_RE.search(response.content)

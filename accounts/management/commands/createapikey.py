@@ -1,7 +1,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from accounts.models import ApiKey
+from accounts.models import ApiKey, TooManyApiKeys
 
 
 class Command(BaseCommand):
@@ -24,6 +24,13 @@ class Command(BaseCommand):
                     f"no user named {username!r}: sign up first, or pass --create-user"
                 ) from None
             user = User.objects.create_user(username=username)
-        _, secret = ApiKey.objects.create_key(user, name=name)
+        try:
+            _, secret = ApiKey.objects.create_key(user, name=name)
+        except TooManyApiKeys as exc:
+            raise CommandError(
+                f"{username} has {exc.allowed} live API keys, the most the plan allows: revoke "
+                "one (on /keys/ or in the staff console's API keys), or raise the account's "
+                "max API keys in the staff console, then try again"
+            ) from None
         self.stderr.write(f"API key for {username} (store it now: it is not shown again):")
         self.stdout.write(secret)
