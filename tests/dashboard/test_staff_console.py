@@ -199,3 +199,22 @@ def test_reactivation_reaches_a_worker_that_saw_the_suspension(staff, alice, buc
     Account.objects.get(user=alice.user).reactivate()
     principals._api_keys.update(other_worker_cache)
     assert alice.client.get(f"/v1/{bucket}").status_code == 200
+
+
+def health_states(html: str) -> dict[str, str]:
+    cells = re.findall(r'<td>([a-z ]+)</td>\s*<td><span class="state \w+">([^<]+)</span>', html)
+    return dict(cells)
+
+
+def test_the_overview_says_not_configured_for_what_the_embedded_default_runs_without(
+    staff, settings
+):
+    """No REDIS_URL: in-process limits and the filesystem broker, neither ever "up"."""
+    settings.REDIS_URL = ""
+    settings.CELERY_BROKER_URL = "filesystem://"
+    html = staff.browser.get("/admin/overview/").content.decode()
+    states = health_states(html)
+    assert states["redis"] == "not configured"
+    assert states["celery worker"] == "not configured"
+    assert states["database"] == "up"
+    assert "in-process limits" in html and "filesystem broker" in html
