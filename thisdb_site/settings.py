@@ -140,6 +140,9 @@ THISDB_BODY_TIMEOUT = env_int("THISDB_BODY_TIMEOUT", 30, minimum=1)
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", THISDB_WEB_THREADS)
 DATABASE_POOL_TIMEOUT = env_int("DATABASE_POOL_TIMEOUT", 2, minimum=1)
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # Django's backend, refusing a connection at once while this process knows the server is
+    # unreachable (a 503 within milliseconds, not after the pool's timeout; thisdb_site.outages).
+    DATABASES["default"]["ENGINE"] = "thisdb_site.postgresql"
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 3)  # s: fail fast
     # Parameters bound by the server, and a statement run a 5th time on a connection prepared:
     # PostgreSQL parses and plans each of the API's few statements once per connection instead
@@ -156,9 +159,10 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
             "max_size": DATABASE_POOL_SIZE,
             "timeout": DATABASE_POOL_TIMEOUT,
             "max_idle": 60,  # seconds: after a burst the pool shrinks back within a minute
-            # A connection the pool fails to open is retried after 1, 2, 4... s; giving up after
-            # 2 s lets the next request start over at 1 s, so the database is found again within
-            # about a second of its return, however long it was away (tests/test_outage.py).
+            # A connection the pool fails to open is retried after 1, 2, 4... s; it gives up
+            # after 2 s. Meanwhile the process's breaker is open (thisdb_site.outages): requests
+            # are refused at once, and its probe, twice a second, finds the database again
+            # within a second of its return, however long it was away (tests/test_outage.py).
             "reconnect_timeout": 2,
         }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -437,4 +441,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # The pool warns at every failed connection attempt (a few a second per process during an
+    # outage); thisdb_site.outages logs one line per outage per process instead.
+    "loggers": {"psycopg.pool": {"level": "ERROR"}},
 }
