@@ -6,6 +6,7 @@ fallbacks, so `make run` works on a machine with nothing but Python. Production 
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from csp.constants import NONCE, NONE, SELF
@@ -87,6 +88,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # A suspended person whose session was open is told so, not sent to the login form.
+    "thisdb_site.middleware.SuspendedSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -109,6 +112,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "csp.context_processors.nonce",
+                "thisdb_site.context_processors.support",
             ],
         },
     },
@@ -256,6 +260,11 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "ThisDB <noreply@local
 # Where people reach the platform, for links in emails sent outside a request (beat's).
 THISDB_BASE_URL = os.environ.get("THISDB_BASE_URL", "http://127.0.0.1:8000")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Where people write to the staff (a suspended person is told to): support@ the platform's host.
+_BASE_HOST = urlsplit(THISDB_BASE_URL).hostname or "localhost"
+if _BASE_HOST.replace(".", "").isdigit():
+    _BASE_HOST = "localhost"  # an address, not a name a mailbox can live at
+THISDB_SUPPORT_EMAIL = os.environ.get("THISDB_SUPPORT_EMAIL") or f"support@{_BASE_HOST}"
 
 # How many proxies in front of the platform append to X-Forwarded-For (1 behind the shipped
 # nginx site, deploy/nginx/thisdb.conf); 0 trusts no such header. See ForwardedForMiddleware.
