@@ -18,9 +18,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from django.db import connection
 
 from tests.conftest import RUN_PREFIX
 from tests.serving import PROJECT, free_port, request, served
+from thisdb_site.outages import breaker
+from thisdb_site.postgresql.base import WatchedConnection
 
 PG_BIN = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])
 WRITERS = 6
@@ -307,3 +310,24 @@ def test_while_the_database_is_down_each_request_is_503_at_once_and_logged_once_
             assert log.read_text().count("database unavailable") == 2 * outage
         assert {a[0] for a in timed_requests(port, bucket, key, 1)} == {200}
     assert "Traceback" not in log.read_text()
+
+
+def test_only_a_server_that_nothing_listens_for_opens_the_breaker(db):
+    """A server that answers but refuses (here: no such database; also too many connections
+    for the role, a wrong password) is reachable, and a worker keeps serving from its pooled
+    connections; a closed port is an outage, and a connection that succeeds ends it."""
+    db = connection.settings_dict
+    params = {"host": db["HOST"], "user": db["USER"], "connect_timeout": 2}
+    try:
+        with pytest.raises(psycopg.OperationalError, match="does not exist"):
+            WatchedConnection.connect(port=db["PORT"], dbname="no_such_database", **params)
+        assert breaker.down_since is None
+
+        with pytest.raises(psycopg.OperationalError, match="refused"):
+            WatchedConnection.connect(port=free_port(), dbname=db["NAME"], **params)
+        assert breaker.down_since is not None
+
+        WatchedConnection.connect(port=db["PORT"], dbname=db["NAME"], **params).close()
+        assert breaker.down_since is None
+    finally:
+        breaker.close()  # whatever happened, this process's connections stay allowed

@@ -69,8 +69,8 @@ class Breaker:
         self._probing = False
 
     def trip(self, exc: BaseException, connect: Callable[[], object]) -> None:
-        """A connection attempt failed: open, and probe with `connect` (which closes the
-        breaker by succeeding) until the server answers."""
+        """A connection attempt failed to reach the server: open, and probe with `connect`
+        (which closes the breaker when it succeeds) until it does."""
         with self._lock:
             opens = self.down_since is None
             if opens:
@@ -104,7 +104,7 @@ class Breaker:
                     self._probing = False
                     return
             try:
-                connect()  # closes the breaker when it succeeds
+                connect()
             except Exception:  # the outage is logged once, not at every attempt
                 pass
 

@@ -1,23 +1,22 @@
 """Django's PostgreSQL backend, failing fast while the server is known to be unreachable.
 
 Every connection the pool opens goes through `WatchedConnection`: a failure to reach the server
-opens the process's breaker (thisdb_site.outages.breaker), a success closes it. While it is
-open, `DatabaseWrapper` refuses a new connection at once, which the API and the pages answer
-503 with Retry-After, rather than waiting out the pool's timeout.
+(nothing listens at its address) opens the process's breaker (thisdb_site.outages.breaker), a
+success closes it. While it is open, `DatabaseWrapper` refuses a new connection at once, which
+the API and the pages answer 503 with Retry-After, rather than waiting out the pool's timeout.
 """
 
+import socket
 from functools import partial
 from typing import Any, Self
 
 import psycopg
 from django.db.backends.postgresql import base
+from psycopg.conninfo import conninfo_to_dict
 
 from thisdb_site.outages import breaker
 
-# Failures that mean the server cannot be reached: no SQLSTATE (refused, timed out, no route),
-# or "cannot connect now" (starting up or shutting down). A server that answers "too many
-# connections" or refuses a password is reachable: that is not an outage to fail fast on.
-_UNREACHABLE = {None, "57P03"}
+REACH_TIMEOUT_SECONDS = 1  # the check that a failed connection's server is there at all
 
 
 class WatchedConnection(psycopg.Connection[Any]):
@@ -26,22 +25,50 @@ class WatchedConnection(psycopg.Connection[Any]):
         try:
             conn = super().connect(conninfo, **kwargs)
         except psycopg.OperationalError as exc:
-            if exc.sqlstate in _UNREACHABLE:
-                breaker.trip(exc, partial(_probe, cls, conninfo, kwargs))
+            if breaker.down_since is None and not _server_listens(conninfo, kwargs):
+                breaker.trip(exc, partial(_probe, conninfo, kwargs))
             raise
-        if breaker.close():
-            # Back: the pool's connections from before the outage are dead (the server closed
-            # them); replace them rather than fail the first requests that take them.
-            # Django's pools, one per database alias (not in its stubs).
-            pools = base.DatabaseWrapper._connection_pools.values()  # type: ignore[attr-defined]
-            for pool in pools:
-                if not pool.closed:
-                    pool.drain()
+        _reached()
         return conn
 
 
-def _probe(cls: type[WatchedConnection], conninfo: str, kwargs: dict[str, Any]) -> None:
-    cls.connect(conninfo, **kwargs).close()
+def _probe(conninfo: str, kwargs: dict[str, Any]) -> None:
+    """The breaker's probe: a plain connection, whose failures trip nothing."""
+    psycopg.Connection.connect(conninfo, **kwargs).close()
+    _reached()
+
+
+def _reached() -> None:
+    if breaker.close():
+        # Back: the pool's connections from before the outage are dead (the server closed
+        # them); replace them rather than fail the first requests that take them.
+        # Django's pools, one per database alias (not in its stubs).
+        pools = base.DatabaseWrapper._connection_pools.values()  # type: ignore[attr-defined]
+        for pool in pools:
+            if not pool.closed:
+                pool.drain()
+
+
+def _server_listens(conninfo: str, kwargs: dict[str, Any]) -> bool:
+    """Whether anything accepts a connection at the server's address. A server that answers
+    but refuses ("too many connections" for the role, a wrong password, shutting down) is
+    reachable: no outage to fail fast on, and a worker at its role's limit keeps serving from
+    its pooled connections. (psycopg gives no SQLSTATE for a refused connection, and the
+    server's message may be in any language: the address itself is asked.)"""
+    params = conninfo_to_dict(conninfo, **kwargs)
+    port = int(str(params.get("port") or 5432).split(",")[0])
+    for host in str(params.get("hostaddr") or params.get("host") or "").split(","):
+        try:
+            if host and not host.startswith("/"):
+                socket.create_connection((host, port), timeout=REACH_TIMEOUT_SECONDS).close()
+            else:  # a Unix socket in that folder (libpq's default one without a host)
+                with socket.socket(socket.AF_UNIX) as unix:
+                    unix.settimeout(REACH_TIMEOUT_SECONDS)
+                    unix.connect(f"{host or '/var/run/postgresql'}/.s.PGSQL.{port}")
+            return True
+        except OSError:
+            continue
+    return False
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
