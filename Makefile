@@ -1,9 +1,12 @@
 # Two commands for a fresh clone: `make run` (the platform) and `make test` (the tests).
-# Each creates .venv and installs the project into it on first use.
+# Each creates .venv and installs into it on first use what it needs: running the platform
+# (`run`, `serve`, `worker`, `beat`) only the project; the tests, checks and bench also its
+# `dev` extras and the Python client. `make install` installs everything, for developers.
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-stamp
+RUN_STAMP := $(VENV)/.installed-run-stamp
+DEV_STAMP := $(VENV)/.installed-dev-stamp
 ADDR ?= 127.0.0.1:8000
 # Tests always talk to a real PostgreSQL and Redis (the ones on this machine by default).
 TEST_DATABASE_URL ?= postgres://root@127.0.0.1:5432/test
@@ -11,16 +14,23 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 .PHONY: install run serve web worker beat test check format migrations bench screenshots
 
-$(STAMP): pyproject.toml clients/python/pyproject.toml
+# What running the platform needs: the project without its dev extras.
+$(RUN_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]' -e clients/python
-	touch $(STAMP)
+	$(PY) -m pip install --quiet -e .
+	touch $(RUN_STAMP)
 
-install: $(STAMP)
+# What developing needs: that, the dev extras (pytest, ruff, mypy, selenium, schemathesis...)
+# and the Python client.
+$(DEV_STAMP): $(RUN_STAMP) clients/python/pyproject.toml
+	$(PY) -m pip install --quiet -e '.[dev]' -e clients/python
+	touch $(DEV_STAMP)
+
+install: $(DEV_STAMP)
 
 # Web, Celery worker and beat together in the foreground (Procfile, run by honcho).
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(PY) manage.py migrate --noinput
 	ADDR=$(ADDR) $(VENV)/bin/honcho start -f Procfile
 
@@ -39,7 +49,7 @@ WEB_WORKER_MAX_RSS ?= 1024
 SERVE_APP ?= thisdb_site.asgi:application
 SERVE_HOST = $(word 1,$(subst :, ,$(ADDR)))
 SERVE_PORT = $(word 2,$(subst :, ,$(ADDR)))
-serve: $(STAMP)
+serve: $(RUN_STAMP)
 	$(PY) manage.py migrate --noinput
 	THISDB_WEB_THREADS=$(WEB_THREADS) exec $(VENV)/bin/granian $(SERVE_APP) \
 		--interface asgi --http 1 --no-ws --host $(SERVE_HOST) --port $(SERVE_PORT) \
@@ -51,37 +61,37 @@ serve: $(STAMP)
 # `make web` is `make serve` (the production web tier).
 web: serve
 
-worker: $(STAMP)
+worker: $(RUN_STAMP)
 	$(VENV)/bin/celery -A thisdb_site worker --loglevel=INFO
 
-beat: $(STAMP)
+beat: $(RUN_STAMP)
 	mkdir -p var
 	$(VENV)/bin/celery -A thisdb_site beat --loglevel=INFO --schedule=var/celerybeat-schedule
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(PY) -m pytest $(ARGS)
 
 # The end-to-end browser test, keeping its screenshots of the main pages for the README.
-screenshots: $(STAMP)
+screenshots: $(DEV_STAMP)
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		THISDB_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/test_browser.py $(ARGS)
 
-check: $(STAMP)
+check: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy --config-file clients/python/pyproject.toml clients/python/src/thisdb
 	$(VENV)/bin/mypy api accounts thisdb_site dashboard bench
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) manage.py check
 
-format: $(STAMP)
+format: $(DEV_STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-migrations: $(STAMP)
+migrations: $(DEV_STAMP)
 	$(PY) manage.py makemigrations accounts api
 
 # The API on the production web tier against its floor (bench/README.md): prints a table and
 # writes bench/RESULTS.md. Needs wrk (Debian: apt-get install wrk). ARGS=--quick for a short run.
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(PY) bench/bench.py $(ARGS)

@@ -2,17 +2,24 @@
 
 Every staff action on a person (suspend, reactivate, revoke keys, change plan) goes through the
 same methods the platform uses, is recorded in Django's admin log, and is listed on that person's
-page.
+page. A person's page suspends or reactivates them with a button, after a confirmation that asks
+for the reason (recorded with it).
 """
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.http import Http404
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -102,6 +109,20 @@ def log_action(request, user, message: str) -> None:
     )
 
 
+def person(user) -> str:
+    """How staff know a person: the email, or the username of an account made without one
+    (`manage.py createapikey --create-user`)."""
+    return user.email or user.username
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(
+        max_length=500,  # a sentence or two, kept in the admin log
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Recorded in the admin log, on this person's page.",
+    )
+
+
 class PlanActionForm(ActionForm):
     plan = forms.ModelChoiceField(Plan.objects.all(), required=False, help_text="for “Change plan”")
 
@@ -124,25 +145,28 @@ admin.site.unregister(User)
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     list_display = (
-        "email",
+        "person",
         "plan",
         "api_key_count",
         "bucket_count",
         "status",
         "is_staff",
-        "date_joined",
-        "last_login",
+        "joined",
+        "last_seen",
     )
+    list_display_links = ("person",)
     list_filter = ("is_active", "is_staff", "account__plan")
     search_fields = ("email", "username")
     ordering = ("-date_joined",)
     list_select_related = ("account__plan",)
     action_form = PlanActionForm
     actions = ["suspend", "reactivate", "revoke_keys", "change_plan"]
-    readonly_fields = ("staff_actions", "summary", "last_login", "date_joined")
+    # No "active" checkbox: suspension is the Suspend and Reactivate buttons (with a reason),
+    # which also refuse or restore the person's keys and tokens at once on every worker.
+    readonly_fields = ("staff_actions", "summary", "suspension", "last_login", "date_joined")
     fieldsets = (
         (None, {"fields": ("summary", "username", "email", "password")}),
-        ("Status", {"fields": ("is_active", "is_staff", "is_superuser", "groups")}),
+        ("Status", {"fields": ("suspension", "is_staff", "is_superuser", "groups")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
         ("Staff actions", {"fields": ("staff_actions",)}),
     )
@@ -155,6 +179,30 @@ class UserAdmin(DjangoUserAdmin):
             .get_queryset(request)
             .annotate(api_keys_n=_count(ApiKey, "user"), buckets_n=_count(Bucket, "owner"))
         )
+
+    def get_urls(self):
+        suspend = self.admin_site.admin_view(self.suspend_view)
+        reactivate = self.admin_site.admin_view(self.reactivate_view)
+        return [
+            path("<id>/suspend/", suspend, name="auth_user_suspend"),
+            path("<id>/reactivate/", reactivate, name="auth_user_reactivate"),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="person", ordering="email")
+    def person(self, user):
+        return person(user)
+
+    # Dates as 2026-12-04 rather than "Dec. 4, 2026, 6:10 p.m.": the list fits 1280 px.
+    @admin.display(description="joined", ordering="date_joined")
+    def joined(self, user):
+        return timezone.localtime(user.date_joined).strftime("%Y-%m-%d")
+
+    @admin.display(description="last login", ordering="last_login")
+    def last_seen(self, user):
+        if user.last_login is None:
+            return "never"
+        return timezone.localtime(user.last_login).strftime("%Y-%m-%d %H:%M")
 
     @admin.display(description="plan", ordering="account__plan__name")
     def plan(self, user):
@@ -179,7 +227,9 @@ class UserAdmin(DjangoUserAdmin):
             return "-"
         live_keys = ApiKey.objects.active().filter(user=user).count()
         return format_html(
-            "{} · plan {} · {} live API key(s) of {} · {} bucket(s)",
+            "{}{} · {} · plan {} · {} live API key(s) of {} · {} bucket(s)",
+            person(user),
+            "" if user.email else " (no email)",
             self.status(user),
             self.plan(user),
             live_keys,
@@ -187,13 +237,45 @@ class UserAdmin(DjangoUserAdmin):
             user.buckets.count(),
         )
 
+    @admin.display(description="Suspension")
+    def suspension(self, user):
+        if user.pk is None:
+            return "-"
+        if user.is_active:
+            return "Active: can log in, and the API keys and tokens work. Suspend stops both."
+        last = (
+            self._entries(user)
+            .filter(change_message__startswith="Suspended the account")
+            .select_related("user")
+            .first()
+        )
+        when = (
+            format_html(
+                " since {} by {} ({})",
+                timezone.localtime(last.action_time).strftime("%Y-%m-%d %H:%M"),
+                last.user,
+                last.get_change_message(),
+            )
+            if last
+            else ""
+        )
+        return format_html(
+            "Suspended{}: cannot log in, and the API keys and tokens are refused (403); the data "
+            "stays. Reactivate restores both.",
+            when,
+        )
+
+    @staticmethod
+    def _entries(user):
+        return LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(User), object_id=str(user.pk)
+        )
+
     @admin.display(description="Recorded")
     def staff_actions(self, user):
         if user.pk is None:
             return "-"
-        entries = LogEntry.objects.filter(
-            content_type=ContentType.objects.get_for_model(User), object_id=str(user.pk)
-        ).select_related("user")[:50]
+        entries = self._entries(user).select_related("user")[:50]
         if not entries:
             return "none"
         rows = format_html_join(
@@ -210,17 +292,48 @@ class UserAdmin(DjangoUserAdmin):
         )
         return format_html("<ul>{}</ul>", rows)
 
-    def save_model(self, request, obj, form, change):
-        # Suspension through the form goes through the same path as the action: the account's
-        # keys and tokens are refused at once on every worker.
-        was_active = User.objects.filter(pk=obj.pk).values_list("is_active", flat=True).first()
-        super().save_model(request, obj, form, change)
-        if change and was_active is not None and was_active != obj.is_active:
-            account, _ = Account.objects.get_or_create(user=obj)
-            if obj.is_active:
-                account.reactivate()
-            else:
+    def suspend_view(self, request, id):
+        return self._suspension_view(request, id, suspend=True)
+
+    def reactivate_view(self, request, id):
+        return self._suspension_view(request, id, suspend=False)
+
+    def _suspension_view(self, request, id, *, suspend: bool):
+        """The confirmation page of the Suspend or Reactivate button, which asks for the reason;
+        its POST does it and records it with the reason."""
+        user = self.get_object(request, unquote(id))
+        if user is None:
+            raise Http404("no such person")
+        if not self.has_change_permission(request, user):
+            raise PermissionDenied
+        back = reverse("admin:auth_user_change", args=[user.pk])
+        if suspend and user.pk == request.user.pk:
+            messages.error(request, "You cannot suspend your own account.")
+            return redirect(back)
+        if user.is_active != suspend:
+            messages.info(request, f"{person(user)} is {self.status(user)} already.")
+            return redirect(back)
+        form = ReasonForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            account, _ = Account.objects.get_or_create(user=user)
+            if suspend:
                 account.suspend()
+            else:
+                account.reactivate()
+            done = "Suspended" if suspend else "Reactivated"
+            log_action(request, user, f"{done} the account: {form.cleaned_data['reason']}")
+            messages.success(request, f"{done} {person(user)}.")
+            return redirect(back)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": user,
+            "name": person(user),
+            "suspend": suspend,
+            "form": form,
+            "title": f"{'Suspend' if suspend else 'Reactivate'} {person(user)}?",
+        }
+        return TemplateResponse(request, "admin/auth/user/suspension.html", context)
 
     @admin.action(description="Suspend the selected accounts")
     def suspend(self, request, queryset):

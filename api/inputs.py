@@ -13,7 +13,12 @@ from django.http.multipartparser import MultiPartParser, MultiPartParserError
 from api.errors import BadRequest, LengthRequired, PayloadTooLarge
 
 _WHOLE = re.compile(r"[0-9]+")
+# Exactly this, nothing around it: Python's int() would also take spaces, a newline, "1_000".
 _DELTA = re.compile(rb"[+-]?[0-9]+")
+# What encode_cursor makes: unpadded base64url, whose length is never 1 more than a multiple of
+# 4 (the OpenAPI schema gives this pattern too).
+CURSOR_PATTERN = r"(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?"
+_CURSOR = re.compile(CURSOR_PATTERN)
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
 
 
@@ -246,13 +251,15 @@ def boolean(value: str | None, name: str) -> bool:
 
 
 def delta(body: bytes) -> int:
-    """The body of an increment: +N or -N (a bare N counts as +N)."""
-    text = body.strip()
-    if not _DELTA.fullmatch(text):
-        raise BadRequest("an increment body must be a whole number: +N, -N or N, e.g. +1")
-    if len(text.lstrip(b"+-")) > MAX_DIGITS or not -(2**63) <= int(text) < 2**63:
+    """The body of an increment: exactly +N or -N (a bare N counts as +N)."""
+    if not _DELTA.fullmatch(body):
+        raise BadRequest(
+            "an increment body must be exactly +N, -N or N, with no space or newline around it, "
+            "e.g. +1"
+        )
+    if len(body.lstrip(b"+-")) > MAX_DIGITS or not -(2**63) <= int(body) < 2**63:
         raise BadRequest("an increment must fit in a 64-bit integer")
-    return int(text)
+    return int(body)
 
 
 def encode_cursor(last_key: str) -> str:
@@ -261,6 +268,8 @@ def encode_cursor(last_key: str) -> str:
 
 def decode_cursor(cursor: str) -> str:
     try:
+        if not _CURSOR.fullmatch(cursor):
+            raise ValueError("not unpadded base64url")  # b64decode would take "+", "/" too
         padded = cursor + "=" * (-len(cursor) % 4)
         key = base64.b64decode(padded.encode("ascii"), altchars=b"-_", validate=True).decode()
         if not key:

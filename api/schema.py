@@ -7,6 +7,7 @@ from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
+from api.inputs import CURSOR_PATTERN
 from api.models import BUCKET_ID_RE, TOKEN_RE
 
 TEXT, JSON, NDJSON = "text/plain", "application/json", "application/x-ndjson"
@@ -90,7 +91,14 @@ TTL = OpenApiParameter(
     description="Seconds the key lives from this write; 0 = never expire. Default: the bucket's "
     "default_ttl.",
 )
-_CURSOR = {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}  # base64url of the last key
+# The unpadded base64url of the last key of a page (api.inputs.encode_cursor): 4 characters per
+# 3 bytes, rounded up, of a key of 1 to KEY_MAX_BYTES bytes.
+_CURSOR = {
+    "type": "string",
+    "minLength": 2,
+    "maxLength": (KEY_MAX_BYTES * 4 + 2) // 3,
+    "pattern": f"^{CURSOR_PATTERN}$",
+}
 BUCKET_LIST_PARAMETERS = [
     OpenApiParameter(
         "limit",

@@ -170,7 +170,7 @@ def endpoints(base: str, bucket: str) -> list[Endpoint]:
             "/v1/<bucket>/<key>",
             "Adds +N or -N (64-bit) in one atomic statement and answers the new value: "
             "concurrent increments never lose an update. An absent key counts from 0.",
-            params=[("body", "+N, -N or N"), ("ttl", "as for set")],
+            params=[("body", "exactly +N, -N or N: no space or newline"), ("ttl", "as for set")],
             answers=[
                 ("200", "the new value"),
                 (

@@ -1,5 +1,7 @@
 """Is each part of the platform up? PostgreSQL, Redis, the Celery worker and beat, as the staff
-overview shows them. Every probe is bounded in time and answers, never raises."""
+overview shows them. Every probe is bounded in time and answers, never raises. A part the
+embedded default runs without (no REDIS_URL: in-process limits, the filesystem broker) is "not
+configured", never "up": nothing there can be up for the whole platform."""
 
 import time
 from dataclasses import dataclass
@@ -21,9 +23,16 @@ STALE_AFTER = timedelta(minutes=3)
 @dataclass(frozen=True)
 class Check:
     name: str
-    ok: bool
+    ok: bool  # nothing to worry about (a part that is not configured is not a failure)
     detail: str
     latency_ms: float | None = None
+    configured: bool = True
+
+    @property
+    def state(self) -> str:
+        if not self.configured:
+            return "not configured"
+        return "up" if self.ok else "down"
 
 
 def _timed(probe) -> tuple[object, float]:
@@ -43,7 +52,8 @@ def database() -> Check:
 
 def redis() -> Check:
     if not settings.REDIS_URL:
-        return Check("redis", True, "not configured: in-process limits (one process only)")
+        detail = "no REDIS_URL: in-process limits (one process only)"
+        return Check("redis", True, detail, configured=False)
     client = cast(limits.RedisLimiter, limits.limiter()).client  # REDIS_URL is set
     try:
         _, ms = _timed(client.ping)
@@ -63,24 +73,29 @@ def celery(now: datetime | None = None) -> list[Check]:
     checks = []
     finished, _ = _latest(TaskHeartbeat.FINISHED)
     sent, _ = _latest(TaskHeartbeat.SENT)
-    answering = _ping_workers()
     worker_ok = finished is not None and now - finished < STALE_AFTER
     detail = f"last finished a task {_ago(now, finished)}"
-    if answering is not None:
+    if _filesystem_broker():
+        # No broker of its own: tasks queue in files on this machine (the embedded default).
+        detail = f"no REDIS_URL: kombu's filesystem broker (one machine only); {detail}"
+        checks.append(Check("celery worker", True, detail, configured=False))
+    else:
+        answering = _ping_workers()
         detail += f"; {answering} worker{'s' if answering != 1 else ''} answered a ping"
-        worker_ok = worker_ok or answering > 0
-    checks.append(Check("celery worker", worker_ok, detail))
+        checks.append(Check("celery worker", worker_ok or answering > 0, detail))
     beat_ok = sent is not None and now - sent < STALE_AFTER
     checks.append(Check("celery beat", beat_ok, f"last sent a task {_ago(now, sent)}"))
     return checks
 
 
-def _ping_workers() -> int | None:
-    """How many workers answer a broadcast ping; None if the broker cannot broadcast."""
+def _filesystem_broker() -> bool:
+    return settings.CELERY_BROKER_URL.startswith("filesystem:")
+
+
+def _ping_workers() -> int:
+    """How many workers answer a broadcast ping (the filesystem broker cannot broadcast)."""
     from thisdb_site.celery import app
 
-    if not settings.REDIS_URL:
-        return None  # the filesystem transport of the embedded default has no broadcast
     try:
         return len(app.control.ping(timeout=PING_TIMEOUT_SECONDS) or [])
     except Exception:

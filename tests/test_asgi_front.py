@@ -3,13 +3,17 @@ a deadline, then the WSGI application in a bounded pool of threads, then the who
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 import threading
 import time
 
+import pytest
 from django.conf import settings
+from django.db import connection
 
+from tests.serving import request, served
 from thisdb_site.front import BufferedWSGI, wsgi_environ
 
 SCOPE = {
@@ -135,7 +139,9 @@ def test_a_body_over_the_limit_is_passed_on_cut_for_the_application_to_refuse():
     assert "CONTENT_LENGTH" not in app.environs[0]  # not whole: no length is made up for it
 
 
-def test_a_client_that_leaves_during_its_body_is_not_served():
+def test_a_body_that_never_ends_is_not_served_and_is_answered_400():
+    """granian says "disconnect" both for a client that left and for a body it cannot read to
+    its end (malformed, or cut short): the answer reaches the client if it is still there."""
     app = Recorder()
     sent, send = collector()
     messages = [
@@ -147,7 +153,10 @@ def test_a_client_that_leaves_during_its_body_is_not_served():
         return messages.pop(0)
 
     asyncio.run(front(app)(SCOPE, receive, send))
-    assert app.bodies == [] and sent == []
+    assert app.bodies == []
+    assert sent[0]["status"] == 400
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert sent[1]["body"].startswith(b"the request body is malformed or ended early")
 
 
 def test_at_most_threads_requests_run_at_once():
@@ -190,3 +199,50 @@ def test_the_production_application_freezes_what_it_loads():
     frozen, api_views, page_views = result.stdout.split()
     assert int(frozen) > 50_000, result.stderr
     assert (api_views, page_views) == ("True", "True")
+
+
+def exchange(port: int, head: bytes, body: bytes, *, half_close: bool) -> bytes:
+    """Send a raw request (then, if asked, shut our side for writing) and read the answer until
+    the server closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head + body)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+BROKEN_BODIES = {
+    "a chunk size that is not hex": (
+        b"Transfer-Encoding: chunked",
+        b"zz\r\nabc\r\n0\r\n\r\n",
+        False,
+    ),
+    "5 of 10 bytes, then a half-close": (b"Content-Length: 10", b"abcde", True),
+    "a chunk cut short, then a half-close": (b"Transfer-Encoding: chunked", b"5\r\nab", True),
+}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_make_serve_answers_a_malformed_or_cut_short_body_400_never_500(tmp_path):
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    with served(url, tmp_path / "server.log", WEB_WORKERS="1") as port:
+        for path in (b"/v1/zqjvK4C908tf3mAHlcOi/k", b"/accounts/login/"):
+            for what, (header, body, half_close) in BROKEN_BODIES.items():
+                head = b"POST " + path + b" HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n\r\n"
+                answer = exchange(port, head, body, half_close=half_close)
+                status_line, _, rest = answer.partition(b"\r\n")
+                assert status_line == b"HTTP/1.1 400 Bad Request", (path, what, answer)
+                assert b"content-type: text/plain; charset=utf-8" in rest.lower()
+                assert rest.endswith(
+                    b"the request body is malformed or ended early: send exactly "
+                    b"Content-Length bytes, or a valid chunked body"
+                ), (what, answer)
+        # A client that leaves for good mid-body is no answer's business: the server goes on.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"POST /v1/ HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        assert request(port, "GET", "/healthz")[0] == 200
+    assert "Traceback" not in (tmp_path / "server.log").read_text()

@@ -7,6 +7,7 @@ and every write that was answered 200 is there."""
 import glob
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -17,9 +18,12 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from django.db import connection
 
 from tests.conftest import RUN_PREFIX
 from tests.serving import PROJECT, free_port, request, served
+from thisdb_site.outages import breaker
+from thisdb_site.postgresql.base import WatchedConnection
 
 PG_BIN = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])
 WRITERS = 6
@@ -229,3 +233,101 @@ def test_an_outage_under_load_is_503_then_recovers_losing_no_acknowledged_write(
     # Logged once for the whole outage by each of the 2 workers, not once a request.
     assert 1 <= text.count("database unavailable") <= 2
     print(f"outage: {dict(statuses)}, back {recovered - started:.1f} s after PostgreSQL")
+
+
+CLIENTS = 4  # threads sending one request after another, each on a new connection
+FAST_MEDIAN_SECONDS = 0.1  # budget: a 503 while the database is known to be down
+FAST_MAX_SECONDS = 1.0  # on a loaded machine; waiting out the pool's timeout took 2 s or more
+BACK_SECONDS = 3  # budget: the first 200 this soon after PostgreSQL accepts connections again
+
+
+def timed_requests(port: int, bucket: str, key: str, seconds: float) -> list[tuple]:
+    """(status, seconds taken, Retry-After) of every write CLIENTS threads make in `seconds`."""
+    answers: list[tuple] = []
+    deadline = time.monotonic() + seconds
+
+    def client(n: int) -> None:
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            status, headers, _ = request(
+                port, "POST", f"/v1/{bucket}/c{n}", b"v", {"X-Api-Key": key}, timeout=15
+            )
+            answers.append((status, time.monotonic() - started, headers.get("retry-after")))
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def test_while_the_database_is_down_each_request_is_503_at_once_and_logged_once_per_worker(
+    private_postgres, tmp_path
+):
+    url = private_postgres.url
+    manage(url, "migrate", "--noinput")
+    key = manage(url, "createapikey", "alice", "--create-user").strip().splitlines()[-1]
+    log = tmp_path / "server.log"
+    with served(
+        url,
+        log,
+        THISDB_REDIS_PREFIX=RUN_PREFIX,
+        THISDB_KEY_WRITES_PER_SECOND="0",
+        THISDB_REQUESTS_PER_HOUR="1000000",
+        WEB_WORKERS="2",
+    ) as port:
+        status, _, bucket = request(port, "POST", "/v1/", b"", {"X-Api-Key": key})
+        assert status == 200
+        bucket = bucket.decode()
+        for outage in (1, 2):
+            assert {a[0] for a in timed_requests(port, bucket, key, 1)} == {200}
+            private_postgres.stop()
+            timed_requests(port, bucket, key, 1)  # each worker finds out
+            down = timed_requests(port, bucket, key, 4)
+            page = request(port, "GET", "/buckets/", headers={"Cookie": "sessionid=" + "a" * 32})
+            private_postgres.start()
+            started, back = time.monotonic(), None
+            while back is None and time.monotonic() - started < BACK_SECONDS + 10:
+                if request(port, "POST", f"/v1/{bucket}/b", b"v", {"X-Api-Key": key})[0] == 200:
+                    back = time.monotonic() - started
+                else:
+                    time.sleep(0.05)
+
+            durations = sorted(a[1] for a in down)
+            assert Counter(a[0] for a in down) == {503: len(down)}
+            assert all(a[2] == "5" for a in down)  # Retry-After
+            median = statistics.median(durations)
+            print(
+                f"outage {outage}: {len(down)} answers while down, median "
+                f"{median * 1000:.1f} ms, max {durations[-1] * 1000:.0f} ms; back in {back:.2f} s"
+            )
+            assert median < FAST_MEDIAN_SECONDS
+            assert durations[-1] < FAST_MAX_SECONDS
+            assert page[0] == 503 and page[1]["retry-after"] == "5"
+            assert back is not None and back < BACK_SECONDS
+            # One line per outage by each of the 2 workers, whatever the requests and attempts.
+            assert log.read_text().count("database unavailable") == 2 * outage
+        assert {a[0] for a in timed_requests(port, bucket, key, 1)} == {200}
+    assert "Traceback" not in log.read_text()
+
+
+def test_only_a_server_that_nothing_listens_for_opens_the_breaker(db):
+    """A server that answers but refuses (here: no such database; also too many connections
+    for the role, a wrong password) is reachable, and a worker keeps serving from its pooled
+    connections; a closed port is an outage, and a connection that succeeds ends it."""
+    db = connection.settings_dict
+    params = {"host": db["HOST"], "user": db["USER"], "connect_timeout": 2}
+    try:
+        with pytest.raises(psycopg.OperationalError, match="does not exist"):
+            WatchedConnection.connect(port=db["PORT"], dbname="no_such_database", **params)
+        assert breaker.down_since is None
+
+        with pytest.raises(psycopg.OperationalError, match="refused"):
+            WatchedConnection.connect(port=free_port(), dbname=db["NAME"], **params)
+        assert breaker.down_since is not None
+
+        WatchedConnection.connect(port=db["PORT"], dbname=db["NAME"], **params).close()
+        assert breaker.down_since is None
+    finally:
+        breaker.close()  # whatever happened, this process's connections stay allowed

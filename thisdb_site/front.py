@@ -7,6 +7,12 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote_to_bytes
 
+BODY_TOO_SLOW = b"the request body did not arrive in time"
+BODY_MALFORMED = (
+    b"the request body is malformed or ended early: send exactly Content-Length bytes, "
+    b"or a valid chunked body"
+)
+
 
 class BufferedWSGI:
     """ASGI application: the whole body first, with a deadline; then the WSGI application in a
@@ -28,11 +34,15 @@ class BufferedWSGI:
                 async with asyncio.timeout(self.body_timeout):
                     body, complete = await self._read(receive)
             except TimeoutError:
-                return await self._answer(send, 408, [], b"the request body did not arrive in time")
+                return await self._refuse(send, 408, BODY_TOO_SLOW)
+            if complete is None:
+                # granian ends a body with a disconnect when the client left, but also when the
+                # body is malformed (a chunk size that is not hex) or ends early (fewer bytes
+                # than Content-Length, then a half-close). Left unanswered, granian answers 500:
+                # answer 400, which reaches the client if it is still there.
+                return await self._refuse(send, 400, BODY_MALFORMED)
         else:
             body, complete = b"", True  # no Content-Length, no Transfer-Encoding: no body
-        if complete is None:
-            return  # the client left: nobody to answer
         environ = wsgi_environ(scope, body, complete)
         loop = asyncio.get_running_loop()
         status, headers, content = await loop.run_in_executor(self.threads, self._run, environ)
@@ -40,7 +50,7 @@ class BufferedWSGI:
 
     async def _read(self, receive) -> tuple[bytes, bool | None]:
         """The body and whether it is whole (False: cut past max_body, for the application to
-        refuse as too large; None: the client left)."""
+        refuse as too large; None: it never ended, the client left or broke it off)."""
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -77,10 +87,15 @@ class BufferedWSGI:
         encoded = [(n.lower().encode("latin-1"), v.encode("latin-1")) for n, v in headers]
         return int(status.split(" ", 1)[0]), encoded, b"".join(written)
 
+    @classmethod
+    async def _refuse(cls, send, status: int, message: bytes) -> None:
+        """An answer of the front's own, in plain text; the connection closes after it (what is
+        left of the body cannot be told from a next request)."""
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
+        await cls._answer(send, status, headers, message)
+
     @staticmethod
     async def _answer(send, status: int, headers: list, content: bytes) -> None:
-        if status == 408:
-            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
         try:
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": content})

@@ -1,9 +1,12 @@
 """Middleware of our own: the /v1/ API's short way through (with outages as 503 pages for the
-rest), CORS only when a page of another origin asks, the client's address behind a proxy."""
+rest), CORS only when a page of another origin asks, the client's address behind a proxy, and
+a word to a suspended person whose session was open."""
 
 from corsheaders import middleware as cors_middleware
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY, get_user_model
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.shortcuts import redirect, resolve_url
 from django.urls import get_resolver
 
 from thisdb_site import outages
@@ -87,3 +90,32 @@ class ForwardedForMiddleware:
             if len(hops) >= self.count:
                 request.META["REMOTE_ADDR"] = hops[-self.count]
         return self.get_response(request)
+
+
+class SuspendedSessionMiddleware:
+    """A suspended person's session stays open, but Django takes them for anonymous (it never
+    loads an inactive user), so a page that needs a login sent them to the login form without a
+    word. Send them to the page that says the account is suspended and whom to write, and end
+    the session. Only a redirect to the login page pays for this (one query)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.login_path = ""
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if response.status_code != 302:
+            return response
+        if not self.login_path:
+            self.login_path = resolve_url(settings.LOGIN_URL)
+        if not response["Location"].startswith(self.login_path) or request.user.is_authenticated:
+            return response
+        User = get_user_model()
+        try:
+            user_id = User._meta.pk.to_python(request.session[SESSION_KEY])
+        except (KeyError, ValueError):
+            return response  # no session of a person, or not one of ours
+        if User.objects.filter(pk=user_id, is_active=False).exists():
+            request.session.flush()
+            return redirect("account_inactive")
+        return response

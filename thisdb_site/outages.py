@@ -1,12 +1,18 @@
 """When PostgreSQL cannot be reached (down, restarting, or no pooled connection free in time),
 every answer is a 503 with Retry-After: in the API's own format on /v1/ (api.errors), a plain
 page elsewhere (handler503 below and thisdb_site.middleware). Never a 500, and never a traceback
-per request: an outage is logged once, when it starts, and again only after a quiet spell.
+per request: an outage is logged once, when it starts, and again only after a quiet spell or
+once the database was back.
+
+While a process knows the server is unreachable (a connection attempt failed), its breaker is
+open: requests that need a connection are refused at once instead of each waiting out the
+pool's timeout, and a background probe tries to connect until it succeeds (see `Breaker`).
 """
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from django.db import InterfaceError, OperationalError
 from django.shortcuts import render
@@ -37,6 +43,73 @@ def report(exc: BaseException) -> None:
         _last_error = now
     if starts:
         log.warning("database unavailable, answering 503 until it is back: %s", _one_line(exc))
+
+
+def _episode_ended() -> None:
+    """The database is back: the next error starts a new episode, logged again."""
+    global _last_error
+    with _lock:
+        _last_error = 0.0
+
+
+PROBE_SECONDS = 0.5  # while open, a process tries to connect twice a second, in the background
+
+
+class Breaker:
+    """Open while this process knows PostgreSQL is unreachable: from a failed connection attempt
+    (the pool's or the probe's) to the next that succeeds. While open, a request that needs a
+    connection is refused at once (thisdb_site.postgresql), a 503 within milliseconds: without
+    it each one waited out DATABASE_POOL_TIMEOUT (2 s), and behind two threads a worker's
+    queue made that 6 to 8 s. One background thread per process probes meanwhile, so no request
+    ever waits on the probe; its first success closes the breaker."""
+
+    def __init__(self) -> None:
+        self.down_since: float | None = None  # read without the lock on every connection
+        self._lock = threading.Lock()
+        self._probing = False
+
+    def trip(self, exc: BaseException, connect: Callable[[], object]) -> None:
+        """A connection attempt failed to reach the server: open, and probe with `connect`
+        (which closes the breaker when it succeeds) until it does."""
+        with self._lock:
+            opens = self.down_since is None
+            if opens:
+                self.down_since = time.monotonic()
+            starts_probe = not self._probing
+            self._probing = True
+        if opens:
+            report(exc)  # the episode's one line (unless a request's error logged it already)
+        if starts_probe:
+            thread = threading.Thread(
+                target=self._probe, args=(connect,), name="database-probe", daemon=True
+            )
+            thread.start()
+
+    def close(self) -> bool:
+        """A connection succeeded; True if that ended an outage."""
+        if self.down_since is None:
+            return False  # the usual case: no lock taken
+        with self._lock:
+            ended = self.down_since is not None
+            self.down_since = None
+        if ended:
+            _episode_ended()
+        return ended
+
+    def _probe(self, connect: Callable[[], object]) -> None:
+        while True:
+            time.sleep(PROBE_SECONDS)
+            with self._lock:
+                if self.down_since is None:
+                    self._probing = False
+                    return
+            try:
+                connect()
+            except Exception:  # the outage is logged once, not at every attempt
+                pass
+
+
+breaker = Breaker()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -6,6 +6,7 @@ fallbacks, so `make run` works on a machine with nothing but Python. Production 
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from csp.constants import NONCE, NONE, SELF
@@ -89,6 +90,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    # A suspended person whose session was open is told so, not sent to the login form.
+    "thisdb_site.middleware.SuspendedSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -111,6 +114,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "csp.context_processors.nonce",
+                "thisdb_site.context_processors.support",
             ],
         },
     },
@@ -142,6 +146,9 @@ THISDB_BODY_TIMEOUT = env_int("THISDB_BODY_TIMEOUT", 30, minimum=1)
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", THISDB_WEB_THREADS)
 DATABASE_POOL_TIMEOUT = env_int("DATABASE_POOL_TIMEOUT", 2, minimum=1)
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    # Django's backend, refusing a connection at once while this process knows the server is
+    # unreachable (a 503 within milliseconds, not after the pool's timeout; thisdb_site.outages).
+    DATABASES["default"]["ENGINE"] = "thisdb_site.postgresql"
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 3)  # s: fail fast
     # Parameters bound by the server, and a statement run a 5th time on a connection prepared:
     # PostgreSQL parses and plans each of the API's few statements once per connection instead
@@ -158,9 +165,10 @@ if DATABASES["default"]["ENGINE"].endswith("postgresql"):
             "max_size": DATABASE_POOL_SIZE,
             "timeout": DATABASE_POOL_TIMEOUT,
             "max_idle": 60,  # seconds: after a burst the pool shrinks back within a minute
-            # A connection the pool fails to open is retried after 1, 2, 4... s; giving up after
-            # 2 s lets the next request start over at 1 s, so the database is found again within
-            # about a second of its return, however long it was away (tests/test_outage.py).
+            # A connection the pool fails to open is retried after 1, 2, 4... s; it gives up
+            # after 2 s. Meanwhile the process's breaker is open (thisdb_site.outages): requests
+            # are refused at once, and its probe, twice a second, finds the database again
+            # within a second of its return, however long it was away (tests/test_outage.py).
             "reconnect_timeout": 2,
         }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -267,6 +275,11 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "ThisDB <noreply@local
 # Where people reach the platform, for links in emails sent outside a request (beat's).
 THISDB_BASE_URL = os.environ.get("THISDB_BASE_URL", "http://127.0.0.1:8000")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# Where people write to the staff (a suspended person is told to): support@ the platform's host.
+_BASE_HOST = urlsplit(THISDB_BASE_URL).hostname or "localhost"
+if _BASE_HOST.replace(".", "").isdigit():
+    _BASE_HOST = "localhost"  # an address, not a name a mailbox can live at
+THISDB_SUPPORT_EMAIL = os.environ.get("THISDB_SUPPORT_EMAIL") or f"support@{_BASE_HOST}"
 
 # How many proxies in front of the platform append to X-Forwarded-For (1 behind the shipped
 # nginx site, deploy/nginx/thisdb.conf); 0 trusts no such header. See ForwardedForMiddleware.
@@ -457,4 +470,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # The pool warns at every failed connection attempt (a few a second per process during an
+    # outage); thisdb_site.outages logs one line per outage per process instead.
+    "loggers": {"psycopg.pool": {"level": "ERROR"}},
 }

@@ -13,6 +13,9 @@ from api.models import Item
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
+BAD_BODY = (
+    b"an increment body must be exactly +N, -N or N, with no space or newline around it, e.g. +1"
+)
 
 
 def incr(persona, bucket: str, key: str, body: bytes | str, query: str = ""):
@@ -56,8 +59,22 @@ def test_a_bare_number_counts_as_plus(alice, bucket):
     assert stored(bucket, "n") == b"8"
 
 
-def test_surrounding_whitespace_of_the_body_is_ignored(alice, bucket):
-    assert incr(alice, bucket, "n", " +2\n").content == b"2"
+@pytest.mark.parametrize("body", [" 1", "+1\n", "1 ", "\t-1", "1\r\n", "\n+1", "1_000"])
+def test_a_number_with_anything_around_or_inside_it_is_400_and_unchanged(alice, bucket, body):
+    """Exactly [+-]?[0-9]+: Python's int() would take spaces, a newline or an underscore."""
+    alice.set(bucket, "n", "5")
+    response = incr(alice, bucket, "n", body)
+    assert response.status_code == 400
+    assert response.content == BAD_BODY
+    assert stored(bucket, "n") == b"5"
+
+
+def test_a_stored_value_with_a_trailing_newline_still_counts(alice, bucket):
+    """The stored value is the client's data (a file, or `echo 41 |`), not a command: surrounding
+    whitespace is allowed there, and the increment writes the number back plain."""
+    alice.set(bucket, "n", "41\n")
+    assert incr(alice, bucket, "n", "+1").content == b"42"
+    assert stored(bucket, "n") == b"42"
 
 
 def test_it_increments_a_value_that_was_set(alice, bucket):
@@ -134,7 +151,7 @@ def test_a_value_that_is_not_an_integer_is_400_in_json(transactional_db, alice):
 def test_a_bad_body_is_400_and_nothing_is_created(alice, bucket, body):
     response = incr(alice, bucket, "n", body)
     assert response.status_code == 400
-    assert response.content == b"an increment body must be a whole number: +N, -N or N, e.g. +1"
+    assert response.content == BAD_BODY
     assert not Item.objects.filter(bucket_id=bucket).exists()
 
 

@@ -2,6 +2,9 @@
 operation in the three formats, the response headers, and the ranges of every input.
 (tests/api/test_schemathesis.py checks the running API against it.)"""
 
+import re
+from urllib.parse import quote
+
 import pytest
 
 FORMATS = {"text/plain", "application/json", "application/x-ndjson"}
@@ -109,6 +112,33 @@ def test_a_list_page_says_where_the_next_begins(schema):
     assert headers["X-Next-Cursor"] == {"$ref": "#/components/headers/X-Next-Cursor"}
     cursor = parameter(schema, "list_keys", "cursor")["schema"]
     assert schema["components"]["headers"]["X-Next-Cursor"]["schema"] == cursor
+
+
+def test_the_cursor_pattern_takes_every_cursor_the_api_gives_and_no_other(schema, alice, bucket):
+    cursor = parameter(schema, "list_keys", "cursor")["schema"]
+    [bucket_cursor] = [
+        p for p in schema["paths"]["/v1/"]["get"]["parameters"] if p["name"] == "cursor"
+    ]
+    assert bucket_cursor["schema"] == cursor
+
+    def described(text: str) -> bool:
+        length_ok = cursor["minLength"] <= len(text) <= cursor["maxLength"]
+        return length_ok and re.search(cursor["pattern"], text) is not None
+
+    keys = ["a", "ab", "abc", "abcd", "\u00e9", "\U0001f600" * 128, "k" * 512]
+    for key in keys:
+        assert alice.set(bucket, quote(key), "v").status_code == 200
+    given, page = [], alice.client.get(f"/v1/{bucket}?limit=1")
+    while "X-Next-Cursor" in page:
+        given.append(page["X-Next-Cursor"])
+        page = alice.client.get(f"/v1/{bucket}?limit=1&cursor={given[-1]}")
+    assert len(given) == len(keys) - 1
+    assert all(described(c) for c in given), [c for c in given if not described(c)]
+
+    for refused in ["0", "A", "abcde", "a+b/", "YQ==", "YWJj" * 171]:
+        response = alice.client.get(f"/v1/{bucket}?cursor={quote(refused)}")
+        assert response.status_code == 400, refused
+        assert not described(refused), refused
 
 
 def test_the_ranges_of_the_inputs(schema):

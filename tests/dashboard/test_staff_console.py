@@ -105,15 +105,19 @@ def test_revocation_reaches_a_worker_that_cached_the_key(alice, bucket):
     assert response.content.startswith(b"this API key has been revoked")
 
 
-def test_suspending_through_the_user_form_also_stops_the_keys(staff, alice, bucket):
-    assert alice.client.get(f"/v1/{bucket}").status_code == 200
+def test_the_user_form_has_no_active_checkbox_to_suspend_with(staff, alice, bucket):
+    """Suspension is the page's Suspend button (with a reason, tests/test_suspension.py): the
+    form's fields leave it alone, so it never says "active" beside "suspended"."""
     page = staff.browser.get(f"/admin/auth/user/{alice.user.pk}/change/").content.decode()
+    assert 'name="is_active"' not in page
     fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', page))
     data = {"username": alice.user.username, "email": alice.email, "is_active": ""}
     data["csrfmiddlewaretoken"] = fields.get("csrfmiddlewaretoken", "")
     response = staff.browser.post(f"/admin/auth/user/{alice.user.pk}/change/", data)
     assert response.status_code == 302, response.content[:2000]
-    assert alice.client.get(f"/v1/{bucket}").status_code == 403
+    alice.user.refresh_from_db()
+    assert alice.user.is_active
+    assert alice.client.get(f"/v1/{bucket}").status_code == 200
 
 
 def test_staff_cannot_suspend_themselves(staff):
@@ -199,3 +203,22 @@ def test_reactivation_reaches_a_worker_that_saw_the_suspension(staff, alice, buc
     Account.objects.get(user=alice.user).reactivate()
     principals._api_keys.update(other_worker_cache)
     assert alice.client.get(f"/v1/{bucket}").status_code == 200
+
+
+def health_states(html: str) -> dict[str, str]:
+    cells = re.findall(r'<td>([a-z ]+)</td>\s*<td><span class="state \w+">([^<]+)</span>', html)
+    return dict(cells)
+
+
+def test_the_overview_says_not_configured_for_what_the_embedded_default_runs_without(
+    staff, settings
+):
+    """No REDIS_URL: in-process limits and the filesystem broker, neither ever "up"."""
+    settings.REDIS_URL = ""
+    settings.CELERY_BROKER_URL = "filesystem://"
+    html = staff.browser.get("/admin/overview/").content.decode()
+    states = health_states(html)
+    assert states["redis"] == "not configured"
+    assert states["celery worker"] == "not configured"
+    assert states["database"] == "up"
+    assert "in-process limits" in html and "filesystem broker" in html
