@@ -33,7 +33,7 @@ def person(email: str, username: str | None = None, *, staff: bool = False):
 def log_in(visit: Visit, email: str) -> None:
     visit.open("/accounts/login/")
     visit.fill(login=email, password=PASSWORD)
-    visit.submit("Sign In")
+    visit.submit("Log in")
 
 
 def test_staff_suspend_and_reactivate_a_person_from_their_page_with_a_reason(
