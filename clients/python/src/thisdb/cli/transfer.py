@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import click
 from rich.progress import (
@@ -40,11 +40,9 @@ from rich.progress import (
 
 from thisdb import _core
 from thisdb.cli.output import INTERRUPTED, Output, value_record
+from thisdb.cli.state import State
 from thisdb.client import Client
 from thisdb.errors import RateLimited, ThisDBError
-
-if TYPE_CHECKING:
-    from thisdb.cli.main import State
 
 WRITE_INTERVAL = 1.0  # the API takes one write per key per second
 
