@@ -1,8 +1,9 @@
 """`thisdb`: the command-line tool.
 
 Exit statuses: 0 ok, 1 the API refused (or answered oddly), 2 usage error (bad arguments, no
-server or credentials configured, a bad profile file or import file), 3 network error,
-4 the URL does not lead to a ThisDB API (an HTML page, a redirect), 130 interrupted.
+server or credentials configured, a bad profile file or import file; the tool's packages not
+installed, see __init__.py), 3 network error, 4 the URL does not lead to a ThisDB API (an HTML
+page, a redirect), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from itertools import chain, islice
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
@@ -655,7 +656,3 @@ def main(argv: list[str] | None = None) -> int:
         return API_ERROR
     finally:
         state.close()
-
-
-def run() -> NoReturn:
-    sys.exit(main())
