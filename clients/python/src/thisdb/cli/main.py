@@ -23,6 +23,7 @@ import click
 from thisdb import __version__
 from thisdb._core import ENV_API_KEY, ENV_TOKEN, ENV_URL
 from thisdb.cli.config import config_path
+from thisdb.cli.options import given_options
 from thisdb.cli.output import (
     API_ERROR,
     INTERRUPTED,
@@ -177,31 +178,6 @@ def _configure(
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-# Options whose value is a secret: a command to go on names them with a placeholder.
-SECRET_OPTIONS = {"api_key": "KEY", "token": "TOKEN"}
-
-
-def given_options(ctx: click.Context, leave_out: tuple[str, ...] = ("commands",)) -> list[str]:
-    """The options of ctx's command that were given on the command line, as arguments again
-    (`--url URL`, `--ttl 60`); an API key or token as a placeholder, never the secret."""
-    words: list[str] = []
-    for param in ctx.command.params:
-        name = param.name
-        if not isinstance(param, click.Option) or name is None or name in leave_out:
-            continue
-        if ctx.get_parameter_source(name) is not click.core.ParameterSource.COMMANDLINE:
-            continue
-        flag = max(param.opts, key=len)  # the long form
-        value = ctx.params.get(name)
-        if param.is_flag:
-            words.append(flag)
-        elif name in SECRET_OPTIONS:
-            words += [flag, SECRET_OPTIONS[name]]
-        elif value is not None:
-            words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
-    return words
 
 
 # --- login -------------------------------------------------------------------------------------
