@@ -24,7 +24,7 @@ $(RUN_STAMP): pyproject.toml
 # What developing needs: that, the dev extras (pytest, ruff, mypy, selenium, schemathesis...)
 # and the Python client.
 $(DEV_STAMP): $(RUN_STAMP) clients/python/pyproject.toml
-	$(PY) -m pip install --quiet -e '.[dev]' -e clients/python
+	$(PY) -m pip install --quiet -e '.[dev]' -e 'clients/python[cli]'
 	touch $(DEV_STAMP)
 
 install: $(DEV_STAMP)

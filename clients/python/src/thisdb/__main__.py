@@ -1,5 +1,5 @@
 """`python -m thisdb`: the command-line tool."""
 
-from thisdb.cli.main import run
+from thisdb.cli import run
 
 run()

@@ -11,8 +11,8 @@ import anyio
 import httpx
 
 from thisdb import _core
+from thisdb._base import BaseClient
 from thisdb._core import Call, Value
-from thisdb.client import BaseClient
 from thisdb.errors import ClientClosed, NetworkError
 from thisdb.models import BucketInfo, BucketPage, Item, KeyPage
 

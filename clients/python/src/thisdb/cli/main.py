@@ -1,8 +1,9 @@
 """`thisdb`: the command-line tool.
 
 Exit statuses: 0 ok, 1 the API refused (or answered oddly), 2 usage error (bad arguments, no
-server or credentials configured, a bad profile file or import file), 3 network error,
-4 the URL does not lead to a ThisDB API (an HTML page, a redirect), 130 interrupted.
+server or credentials configured, a bad profile file or import file; the tool's packages not
+installed, see __init__.py), 3 network error, 4 the URL does not lead to a ThisDB API (an HTML
+page, a redirect), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,25 +13,27 @@ import secrets
 import string
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from itertools import chain, islice
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from thisdb import __version__
-from thisdb.cli.config import ConfigFile, config_path
+from thisdb._core import ENV_API_KEY, ENV_TOKEN, ENV_URL
+from thisdb.cli.config import config_path
+from thisdb.cli.options import given_options
 from thisdb.cli.output import (
     API_ERROR,
     INTERRUPTED,
     OK,
     USAGE_ERROR,
-    Output,
     shown_value,
     tsv_field,
     value_record,
 )
+from thisdb.cli.state import State
 from thisdb.client import Client
 from thisdb.errors import (
     ConfigurationError,
@@ -42,65 +45,8 @@ from thisdb.errors import (
 )
 from thisdb.models import Item
 
+# The tool's own variable; the SDK's (THISDB_URL, ...) are named in thisdb._core.
 ENV_PROFILE = "THISDB_PROFILE"
-
-
-@dataclass
-class State:
-    """What the commands of one run (or one shell session) share."""
-
-    output: Output = field(default_factory=Output)
-    url: str | None = None
-    api_key: str | None = None
-    token: str | None = None
-    profile: str = "default"
-    config: ConfigFile | None = None
-    timeout: float = 10.0
-    retries: int = 0
-    interactive: bool = False  # shell or -c: stdin carries commands, never values
-    bucket: str | None = None  # the shell's current bucket (`use BUCKET`)
-    # The options given before the command, to repeat in a command to go on (import's hint);
-    # secrets are never among them.
-    options: list[str] = field(default_factory=list)
-    ready: bool = False
-    _client: Client | None = None
-
-    def client(self) -> Client:
-        if self._client is None:
-            if not self.url:
-                raise click.UsageError(
-                    "no server: pass --url, set THISDB_URL, or run `thisdb login`"
-                )
-            if not self.api_key and not self.token:
-                raise click.UsageError(
-                    "no credentials: pass --api-key or --token, set THISDB_API_KEY or "
-                    "THISDB_TOKEN, or run `thisdb login`"
-                )
-            try:
-                self._client = Client(
-                    self.api_key or None,
-                    token=None if self.api_key else self.token,
-                    base_url=self.url,
-                    timeout=self.timeout,
-                    retries=self.retries,
-                )
-            except ConfigurationError as exc:
-                raise click.UsageError(str(exc)) from None
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    @property
-    def config_file(self) -> ConfigFile:
-        if self.config is None:
-            self.config = ConfigFile.load()
-        return self.config
-
-    def profile_exists(self) -> bool:
-        return self.config_file.profile(self.profile) is not None
 
 
 pass_state = click.make_pass_decorator(State)
@@ -145,11 +91,11 @@ class Cli(click.Group):
     epilog="Exit status: 0 ok, 1 API error, 2 usage error, 3 network error, "
     "4 the URL does not lead to a ThisDB API.",
 )
-@click.option("--url", metavar="URL", help="The server, e.g. http://host:8000 [env THISDB_URL].")
-@click.option("--api-key", metavar="KEY", help="Your API key [env THISDB_API_KEY].")
-@click.option("--token", metavar="TOKEN", help="A token instead of an API key [env THISDB_TOKEN].")
+@click.option("--url", metavar="URL", help=f"The server, e.g. http://host:8000 [env {ENV_URL}].")
+@click.option("--api-key", metavar="KEY", help=f"Your API key [env {ENV_API_KEY}].")
+@click.option("--token", metavar="TOKEN", help=f"A token instead of an API key [env {ENV_TOKEN}].")
 @click.option(
-    "--profile", "-p", metavar="NAME", help="A profile of the config file [env THISDB_PROFILE]."
+    "--profile", "-p", metavar="NAME", help=f"A profile of the config file [env {ENV_PROFILE}]."
 )
 @click.option("--json", "json_mode", is_flag=True, help="Print JSON (one document a line).")
 @click.option(
@@ -196,9 +142,9 @@ def cli(
     if commands:
         if ctx.invoked_subcommand:
             raise click.UsageError("-c reads the commands from stdin: give no command")
-        from thisdb.cli.shell import run_lines
+        from thisdb.cli.shell import Shell
 
-        ctx.exit(run_lines(state, sys.stdin))
+        ctx.exit(Shell(state, cli, invoke).run_lines(sys.stdin))
     if ctx.invoked_subcommand is None:
         click.echo(ctx.get_help())
 
@@ -217,14 +163,14 @@ def _configure(
             f"create it with `thisdb login --profile {state.profile}`"
         )
     settings = settings or {}
-    state.url = url or env.get("THISDB_URL") or _text(settings.get("url"))
+    state.url = url or env.get(ENV_URL) or _text(settings.get("url"))
     if api_key and token:
         raise click.UsageError("give --api-key or --token, not both")
     if api_key or token:
         state.api_key, state.token = api_key, token
-    elif env.get("THISDB_API_KEY") or env.get("THISDB_TOKEN"):
-        state.api_key = env.get("THISDB_API_KEY") or None
-        state.token = None if state.api_key else env.get("THISDB_TOKEN")
+    elif env.get(ENV_API_KEY) or env.get(ENV_TOKEN):
+        state.api_key = env.get(ENV_API_KEY) or None
+        state.token = None if state.api_key else env.get(ENV_TOKEN)
     else:
         state.api_key = _text(settings.get("api_key"))
         state.token = None if state.api_key else _text(settings.get("token"))
@@ -232,31 +178,6 @@ def _configure(
 
 def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-# Options whose value is a secret: a command to go on names them with a placeholder.
-SECRET_OPTIONS = {"api_key": "KEY", "token": "TOKEN"}
-
-
-def given_options(ctx: click.Context, leave_out: tuple[str, ...] = ("commands",)) -> list[str]:
-    """The options of ctx's command that were given on the command line, as arguments again
-    (`--url URL`, `--ttl 60`); an API key or token as a placeholder, never the secret."""
-    words: list[str] = []
-    for param in ctx.command.params:
-        name = param.name
-        if not isinstance(param, click.Option) or name is None or name in leave_out:
-            continue
-        if ctx.get_parameter_source(name) is not click.core.ParameterSource.COMMANDLINE:
-            continue
-        flag = max(param.opts, key=len)  # the long form
-        value = ctx.params.get(name)
-        if param.is_flag:
-            words.append(flag)
-        elif name in SECRET_OPTIONS:
-            words += [flag, SECRET_OPTIONS[name]]
-        elif value is not None:
-            words += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
-    return words
 
 
 # --- login -------------------------------------------------------------------------------------
@@ -669,13 +590,13 @@ def import_(
 @click.pass_context
 def shell(ctx: click.Context) -> None:
     """An interactive shell: history, tab completion, `use BUCKET`."""
-    from thisdb.cli.shell import run_shell
+    from thisdb.cli.shell import Shell
 
     state = ctx.find_object(State)
     assert state is not None
     if state.interactive:
         raise click.UsageError("already in the shell")
-    ctx.exit(run_shell(state))
+    ctx.exit(Shell(state, cli, invoke).run())
 
 
 # --- running -----------------------------------------------------------------------------------
@@ -711,7 +632,3 @@ def main(argv: list[str] | None = None) -> int:
         return API_ERROR
     finally:
         state.close()
-
-
-def run() -> NoReturn:
-    sys.exit(main())

@@ -10,8 +10,8 @@ from __future__ import annotations
 import shlex
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from typing import IO, TYPE_CHECKING
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO
 
 import click
 from prompt_toolkit import PromptSession
@@ -22,10 +22,11 @@ from prompt_toolkit.history import FileHistory
 
 from thisdb.cli.config import history_path
 from thisdb.cli.output import OK
+from thisdb.cli.state import State
 from thisdb.errors import ThisDBError
 
-if TYPE_CHECKING:
-    from thisdb.cli.main import State
+# Runs one command line of the tool and returns its exit status, errors printed (main.invoke).
+Invoke = Callable[[State, list[str]], int]
 
 BUILTINS = ("use", "help", "exit", "quit")
 # Commands whose first argument is a bucket, and of those, the ones whose second is a key.
@@ -41,15 +42,13 @@ SHELL_COMMANDS = [
 SHELL_HELP_END = "Tab completes commands, options, buckets and the current bucket's keys."
 
 
-def shell_help() -> str:
+def shell_help(tool: click.Group) -> str:
     """The commands a line can hold: the tool's, but those the shell cannot run, and its own."""
-    from thisdb.cli.main import cli
-
-    ctx = click.Context(cli, info_name="thisdb")
+    ctx = click.Context(tool, info_name="thisdb")
     formatter = ctx.make_formatter()
     commands = [
         (name, command.get_short_help_str(limit=90))
-        for name, command in sorted(cli.commands.items())
+        for name, command in sorted(tool.commands.items())
         if name not in NOT_IN_SHELL and not command.hidden
     ]
     with formatter.section("Commands"):
@@ -76,33 +75,6 @@ def with_bucket(state: State, words: list[str]) -> list[str]:
     return words
 
 
-def run_line(state: State, line: str) -> int:
-    """Run one line; return its exit status (errors are printed). ShellExit on `exit`."""
-    from thisdb.cli.main import invoke
-
-    text = line.strip()
-    if not text or text.startswith("#"):
-        return OK
-    try:
-        words = shlex.split(text)
-    except ValueError as exc:
-        return state.output.error(click.UsageError(f"cannot read the line: {exc}"))
-    head = words[0]
-    if head in ("exit", "quit"):
-        raise ShellExit
-    if head == "use":
-        return _use(state, words[1:])
-    if head == "help":
-        if len(words) == 1:
-            state.output.line(shell_help())
-            return OK
-        head = words[1]
-        words = [*words[1:], "--help"]
-    if head in NOT_IN_SHELL:
-        return state.output.error(click.UsageError(f"`{head}` is not available in the shell"))
-    return invoke(state, with_bucket(state, words))
-
-
 def _use(state: State, args: list[str]) -> int:
     if not args:
         state.output.result(state.bucket or "no current bucket", {"bucket": state.bucket})
@@ -118,33 +90,99 @@ def _use(state: State, args: list[str]) -> int:
     return OK
 
 
-def run_lines(state: State, stream: IO[str]) -> int:
-    """`thisdb -c`: run each line; stop at the first that fails and return its status."""
-    state.interactive = True
-    for number, line in enumerate(stream, 1):
-        try:
-            status = run_line(state, line)
-        except ShellExit:
+class Shell:
+    """The lines of `thisdb shell` and `thisdb -c`, each run as a command line of `tool`.
+
+    `invoke` runs a command line (main.invoke): it is given, not imported, so that main, which
+    starts the shell, is the only one of the two that knows the other."""
+
+    def __init__(self, state: State, tool: click.Group, invoke: Invoke):
+        self.state = state
+        self.tool = tool
+        self.invoke = invoke
+
+    def run_line(self, line: str) -> int:
+        """Run one line; return its exit status (errors are printed). ShellExit on `exit`."""
+        state = self.state
+        text = line.strip()
+        if not text or text.startswith("#"):
             return OK
-        if status != OK:
-            state.output.note(f"stopped at line {number}")
-            return status
-    return OK
+        try:
+            words = shlex.split(text)
+        except ValueError as exc:
+            return state.output.error(click.UsageError(f"cannot read the line: {exc}"))
+        head = words[0]
+        if head in ("exit", "quit"):
+            raise ShellExit
+        if head == "use":
+            return _use(state, words[1:])
+        if head == "help":
+            if len(words) == 1:
+                state.output.line(shell_help(self.tool))
+                return OK
+            head = words[1]
+            words = [*words[1:], "--help"]
+        if head in NOT_IN_SHELL:
+            return state.output.error(click.UsageError(f"`{head}` is not available in the shell"))
+        return self.invoke(state, with_bucket(state, words))
+
+    def run_lines(self, stream: IO[str]) -> int:
+        """`thisdb -c`: run each line; stop at the first that fails and return its status."""
+        self.state.interactive = True
+        for number, line in enumerate(stream, 1):
+            try:
+                status = self.run_line(line)
+            except ShellExit:
+                return OK
+            if status != OK:
+                self.state.output.note(f"stopped at line {number}")
+                return status
+        return OK
+
+    def run(self) -> int:
+        """The interactive shell; on a stdin that is not a terminal, the same as `thisdb -c`."""
+        state = self.state
+        if not sys.stdin.isatty():
+            return self.run_lines(sys.stdin)
+        state.interactive = True
+        path = history_path()
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.touch(mode=0o600, exist_ok=True)  # values typed in the shell are kept in it
+        session: PromptSession[str] = PromptSession(
+            history=FileHistory(str(path)),
+            completer=ShellCompleter(state, self.tool),
+            complete_while_typing=False,
+            auto_suggest=AutoSuggestFromHistory(),
+        )
+        state.output.note(
+            f"ThisDB shell on {state.url or '(no server)'}, profile {state.profile!r}. "
+            "Type help, or exit."
+        )
+        while True:
+            try:
+                line = session.prompt(f"thisdb{':' + state.bucket if state.bucket else ''}> ")
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                return OK
+            try:
+                self.run_line(line)
+            except ShellExit:
+                return OK
 
 
 class ShellCompleter(Completer):
     """Commands, subcommands, options, remembered buckets and the current bucket's keys."""
 
-    def __init__(self, state: State):
+    def __init__(self, state: State, tool: click.Group):
         self.state = state
+        self.tool = tool
         # (bucket, prefix, keys, complete, when): one listing serves the keystrokes after it.
         self._cache: tuple[str, str, list[str], bool, float] | None = None
 
     def get_completions(
         self, document: Document, complete_event: CompleteEvent
     ) -> Iterable[Completion]:
-        from thisdb.cli.main import cli
-
         before = document.text_before_cursor
         word = document.get_word_before_cursor(WORD=True)
         words = before.split()
@@ -153,11 +191,13 @@ class ShellCompleter(Completer):
         head = words[0] if words else ""
         candidates: Iterable[str] = ()
         if index == 0:
-            candidates = sorted([*(c for c in cli.commands if c not in NOT_IN_SHELL), *BUILTINS])
+            candidates = sorted(
+                [*(c for c in self.tool.commands if c not in NOT_IN_SHELL), *BUILTINS]
+            )
         elif prefix.startswith("-"):
-            candidates = _options(cli, words)
+            candidates = _options(self.tool, words)
         elif head in ("bucket", "token") and index == 1:
-            group = cli.commands[head]
+            group = self.tool.commands[head]
             candidates = sorted(group.commands) if isinstance(group, click.Group) else ()
         elif head == "use" and index == 1:
             candidates = self._buckets()
@@ -209,34 +249,3 @@ def _options(cli: click.Group, words: list[str]) -> Iterator[str]:
         if isinstance(param, click.Option):
             yield from (opt for opt in param.opts if opt.startswith("--"))
     yield "--help"
-
-
-def run_shell(state: State) -> int:
-    """The interactive shell; on a stdin that is not a terminal, the same as `thisdb -c`."""
-    if not sys.stdin.isatty():
-        return run_lines(state, sys.stdin)
-    state.interactive = True
-    path = history_path()
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.touch(mode=0o600, exist_ok=True)  # values typed in the shell are kept in it
-    session: PromptSession[str] = PromptSession(
-        history=FileHistory(str(path)),
-        completer=ShellCompleter(state),
-        complete_while_typing=False,
-        auto_suggest=AutoSuggestFromHistory(),
-    )
-    state.output.note(
-        f"ThisDB shell on {state.url or '(no server)'}, profile {state.profile!r}. "
-        "Type help, or exit."
-    )
-    while True:
-        try:
-            line = session.prompt(f"thisdb{':' + state.bucket if state.bucket else ''}> ")
-        except KeyboardInterrupt:
-            continue
-        except EOFError:
-            return OK
-        try:
-            run_line(state, line)
-        except ShellExit:
-            return OK

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import click
 from rich.progress import (
@@ -39,12 +39,11 @@ from rich.progress import (
 )
 
 from thisdb import _core
+from thisdb.cli.options import given_options
 from thisdb.cli.output import INTERRUPTED, Output, value_record
+from thisdb.cli.state import State
 from thisdb.client import Client
 from thisdb.errors import RateLimited, ThisDBError
-
-if TYPE_CHECKING:
-    from thisdb.cli.main import State
 
 WRITE_INTERVAL = 1.0  # the API takes one write per key per second
 
@@ -171,8 +170,6 @@ def _stopped(
     """Say how far an import got and the command that goes on from `line`: the same options as
     this one (--url, --profile, --ttl, ...), with the file's lines from there on stdin. A key
     or token given as an option is not printed: the command names it KEY or TOKEN."""
-    from thisdb.cli.main import given_options
-
     source = "FILE" if input_file in (None, "-") else shlex.quote(str(input_file))
     options = given_options(click.get_current_context(), leave_out=("input_file",))
     command = shlex.join(["thisdb", *state.options, "import", bucket, *options])

@@ -15,9 +15,8 @@ import httpx
 import pytest
 import thisdb
 import thisdb.errors
+from stand_in import answering
 from thisdb._core import RetryPolicy
-
-from tests.clients.conftest import answering
 
 
 @pytest.fixture(autouse=True)

@@ -4,9 +4,9 @@
 import json
 import os
 
+from stand_in import answering
 from thisdb.cli.config import ConfigFile
-
-from tests.clients.conftest import answering, run_main, script
+from tool_runs import run_main, script
 
 BUCKET = "A" * 20
 

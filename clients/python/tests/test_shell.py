@@ -3,19 +3,15 @@ of the bucket's keys, output, an error that does not end the session, and the hi
 
 import os
 
-import pexpect
 import pytest
+from tool_runs import THISDB
 
-from api.models import Bucket, Item
-from tests.clients.conftest import THISDB
-
-pytestmark = pytest.mark.django_db(transaction=True)
+pexpect = pytest.importorskip("pexpect")  # the test extra
 
 
-def test_a_shell_session(home, server, carol):
-    bucket = Bucket.objects.create(owner=carol.user).pk
-    Item.objects.create(bucket_id=bucket, key="user:alice", value=b"Alice A.")
-    Item.objects.create(bucket_id=bucket, key="colour", value=b"teal")
+def test_a_shell_session(home, server, carol, platform):
+    bucket = platform.new_bucket(carol)
+    platform.put_items(bucket, {"user:alice": b"Alice A.", "colour": b"teal"})
     env = {
         **os.environ,
         "THISDB_URL": server,
@@ -66,7 +62,7 @@ def test_a_shell_session(home, server, carol):
         shell.close()
 
     assert shell.exitstatus == 0
-    stored = {i.key: bytes(i.value) for i in Item.objects.filter(bucket_id=bucket)}
+    stored = platform.stored(bucket)
     assert stored["greeting"] == b"hello, shell"
     assert stored["visits"] == b"3"
     history = (home / "state" / "thisdb" / "history").read_text()
@@ -74,7 +70,7 @@ def test_a_shell_session(home, server, carol):
     assert "+get user:alice\n" in history
 
 
-def test_a_usage_error_in_the_shell_leaves_it_open(home, server, carol):
+def test_a_usage_error_in_the_shell_leaves_it_open(home, server, carol, platform):
     env = {
         **os.environ,
         "THISDB_URL": server,
@@ -106,4 +102,4 @@ def test_a_usage_error_in_the_shell_leaves_it_open(home, server, carol):
     assert shell.exitstatus == 0
     assert "Traceback" not in shell.before
     assert "  login" not in listed and "  shell" not in listed and "  get " in listed
-    assert Bucket.objects.filter(pk=made, owner=carol.user).exists()
+    assert platform.bucket(made)["owner"] == carol.username

@@ -1,0 +1,57 @@
+"""The Python client and the `thisdb` tool against the platform over real HTTP (live_platform.py:
+the one the environment names, or gunicorn serving a scratch database, started once per test
+session), and without it (stand_in.py, or nothing listening).
+
+Each test makes its own users and API keys (personas), so rate-limit counters and caches of the
+server never carry over from one test to the next; rows the tests make stay until the end of
+the session.
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import thisdb
+from live_platform import Persona, Platform, running_platform
+
+
+@pytest.fixture(scope="session")
+def platform() -> Iterator[Platform]:
+    with running_platform() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def server(platform) -> str:
+    """The platform's URL, with the per-key write limit off (tests write a key twice quickly)."""
+    return platform.url
+
+
+@pytest.fixture(scope="session")
+def strict_server(platform) -> str:
+    """The platform's URL with the spec's one write per second per key."""
+    if platform.strict_url is None:
+        pytest.skip("THISDB_TEST_STRICT_URL is not set: no server with the per-key write limit")
+    return platform.strict_url
+
+
+@pytest.fixture
+def carol(platform) -> Persona:
+    return platform.persona("carol")
+
+
+@pytest.fixture
+def db_client(server, carol) -> Iterator[thisdb.Client]:
+    with thisdb.Client(carol.key, base_url=server) as client:
+        yield client
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh HOME and XDG folders (profile file, shell history), and no THISDB_* settings."""
+    for name in ("THISDB_URL", "THISDB_API_KEY", "THISDB_TOKEN", "THISDB_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    return tmp_path
