@@ -82,6 +82,7 @@ def test_requests_on_the_embedded_default_reach_the_usage_table(embedded):
 
     def figures() -> list[str]:
         return manage("shell", "-c", FIGURES).strip().splitlines()[-1].split()
+
     bucket = server.new_bucket()
     for n in range(5):
         assert server.call("POST", f"/v1/{bucket}/k{n}", b"v")[0] == 200
