@@ -12,7 +12,8 @@ touches carries its account's id as a Redis Cluster hash tag ({42}), so all of t
 slot and the script runs unchanged on a cluster; an account is the unit because its API keys
 share the one-write-per-second rule. The first request of an hour of an API key also adds its
 account to the hour's list for beat's roll-up (a second round trip, once a key and hour).
-Without REDIS_URL an in-process table does the same for the single-process embedded default.
+Without REDIS_URL an in-process table does the same for the single-process embedded default,
+and that process rolls its counters into the usage table itself (api.usage.keep_rolling_up).
 If Redis cannot be reached, requests are served with limits off (logged at most once a minute)
 and Redis is tried again after REDIS_RETRY_SECONDS, so limits resume within seconds of its
 return.
@@ -219,6 +220,12 @@ class MemoryLimiter:
         self.lock = threading.Lock()
         self.expiring: dict[str, tuple[int, float]] = {}  # name -> (value, expires, epoch s)
         self.hour_keys: dict[str, set] = {}
+        # What api.usage has added to the usage table: (API key id, hour) -> requests. No other
+        # process sees these counters, so this one rolls them up, in a thread started with its
+        # first counted request.
+        self.rolled_up: dict[tuple[int, int], int] = {}
+        self.roll_up_lock = threading.Lock()
+        self.roll_up_thread: threading.Thread | None = None
 
     def count(self, keys: list[str], args: list) -> tuple[int, int]:
         expire_at, api_key_id, limit, window_ms, blocks = args
@@ -255,6 +262,16 @@ class MemoryLimiter:
     def register(self, name: str, member: int, expire_at: int) -> None:
         with self.lock:
             self.hour_keys.setdefault(name, set()).add(member)
+            if self.roll_up_thread is None:
+                self.roll_up_thread = threading.Thread(
+                    target=self._keep_rolling_up, name="usage-roll-up", daemon=True
+                )
+                self.roll_up_thread.start()
+
+    def _keep_rolling_up(self) -> None:
+        from api import usage  # api.usage imports this module
+
+        usage.keep_rolling_up(self)
 
     def members(self, name: str) -> set[int]:
         with self.lock:
@@ -289,6 +306,11 @@ def limiter() -> RedisLimiter | MemoryLimiter:
                 url = settings.REDIS_URL
                 _limiter = RedisLimiter(url) if url else MemoryLimiter()
     return _limiter
+
+
+def is_current(candidate) -> bool:
+    """True while `candidate` is the limiter requests are counted with."""
+    return _limiter is candidate
 
 
 def reset() -> None:

@@ -42,6 +42,8 @@ class Bucket(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="buckets"
     )
     default_ttl = models.BigIntegerField(default=settings.THISDB_DEFAULT_TTL)  # seconds, 0 = never
+    # A name its owner gives it on the pages, to tell buckets apart; the API does not use it.
+    label = models.CharField(max_length=100, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
     # Live keys and their bytes, refreshed every minute by beat (api.usage): quotas read these so
     # a write stays one SQL statement.

@@ -7,6 +7,9 @@ class DashboardConfig(AppConfig):
     name = "dashboard"
     verbose_name = "Dashboard"
 
+    def ready(self):
+        from dashboard import checks  # noqa: F401  (registers the checks)
+
 
 class ThisDBAdminConfig(admin_apps.AdminConfig):
     """Django's admin, as the staff console of dashboard.admin_site."""

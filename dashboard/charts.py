@@ -1,7 +1,9 @@
 """Bar charts as server-rendered SVG: no script, no CDN, readable without JavaScript.
 
-A chart library would bring a script (and a CSP exception) for what is here a row of rectangles;
-each bar carries a <title>, so hovering or a screen reader gives its exact figure.
+A chart library would bring a script (and a CSP exception) for what is here a row of rectangles.
+Each bar sits in a group with a <title> and an invisible rectangle as tall as the plot, so
+hovering anywhere in a bar's column (a bar of 0 has no height to hover) shows its exact figure,
+without script; a screen reader reads the same title.
 """
 
 from dataclasses import dataclass
@@ -15,9 +17,10 @@ LEFT, BOTTOM, TOP = 44, 22, 10  # room for the y labels, the x labels and the to
 
 @dataclass(frozen=True)
 class Bar:
-    label: str  # under the bar (only some are drawn) and in its tooltip
+    label: str  # under the bar: only every few are drawn, and the live bar's ("now")
+    tip: str  # what the bar counts, in its tooltip: "14:00–15:00 UTC"
     value: int
-    live: bool = False  # the current hour, read from Redis rather than the rolled-up table
+    live: bool = False  # the current hour or day: still counting
 
 
 def _nice_ceiling(value: int) -> int:
@@ -35,28 +38,39 @@ def bar_chart(bars: list[Bar], *, label_every: int, title: str) -> SafeString:
     plot_w, plot_h = WIDTH - LEFT, HEIGHT - BOTTOM - TOP
     slot = plot_w / max(len(bars), 1)
     gap = min(2.0, slot * 0.2)
-    rects, labels = [], []
+    slots, labels = [], []
     for i, bar in enumerate(bars):
         h = plot_h * bar.value / top
         x = LEFT + i * slot
-        rects.append(
+        slots.append(
             (
-                "bar live" if bar.live else "bar",
+                "slot live" if bar.live else "slot",
+                f"{bar.tip}: {bar.value:,} request{'' if bar.value == 1 else 's'}"
+                + (" so far" if bar.live else ""),
+                f"{x:.1f}",
+                TOP,
+                f"{slot:.1f}",
+                plot_h,
                 f"{x + gap / 2:.1f}",
                 f"{TOP + plot_h - h:.1f}",
                 f"{slot - gap:.1f}",
                 f"{h:.1f}",
-                f"{bar.label}: {bar.value:,} requests" + (" (live)" if bar.live else ""),
             )
         )
-        if i % label_every == 0:
-            labels.append((f"{x + slot / 2:.1f}", HEIGHT - 6, bar.label))
+        # Every few bars' labels, and the live bar's ("now", ending at the chart's edge so it is
+        # not cut off), with room between them.
+        if bar.live:
+            labels.append((f"{x + slot:.1f}", HEIGHT - 6, "end", bar.label))
+        elif i % label_every == 0 and i < len(bars) - label_every / 2:
+            labels.append((f"{x + slot / 2:.1f}", HEIGHT - 6, "middle", bar.label))
     body = format_html_join(
         "",
-        '<rect class="{}" x="{}" y="{}" width="{}" height="{}"><title>{}</title></rect>',
-        rects,
+        '<g class="{}"><title>{}</title>'
+        '<rect class="hit" x="{}" y="{}" width="{}" height="{}"/>'
+        '<rect class="bar" x="{}" y="{}" width="{}" height="{}"/></g>',
+        slots,
     )
-    xlabels = format_html_join("", '<text x="{}" y="{}" text-anchor="middle">{}</text>', labels)
+    xlabels = format_html_join("", '<text x="{}" y="{}" text-anchor="{}">{}</text>', labels)
     axis = format_html(
         '<line class="axis" x1="{}" y1="{}" x2="{}" y2="{}"/>'
         '<text x="{}" y="{}" text-anchor="end">{}</text>'

@@ -9,6 +9,7 @@ from django.conf import settings
 from accounts.models import ApiKey
 from api import inputs
 from api.errors import ApiError
+from dashboard import roundtrip
 
 
 def _api_rule(check, value):
@@ -26,6 +27,11 @@ class TtlField(forms.IntegerField):
 
 
 class BucketForm(forms.Form):
+    label = forms.CharField(
+        required=False,
+        max_length=100,
+        help_text="Optional: a name of yours for this bucket, shown beside its id.",
+    )
     default_ttl = TtlField(
         label="Default TTL (seconds)",
         initial=settings.THISDB_DEFAULT_TTL,
@@ -34,12 +40,20 @@ class BucketForm(forms.Form):
 
 
 class KeyForm(forms.Form):
+    """Add a key, or change one (the view passes the key it edits, which no input carries)."""
+
     key = forms.CharField(strip=False, max_length=settings.THISDB_KEY_MAX_BYTES)
     value = forms.CharField(
         strip=False,
         required=False,
         widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
         help_text="Stored as UTF-8 text, byte for byte.",
+    )
+    line_endings = forms.ChoiceField(
+        choices=[(roundtrip.LF, "LF (\\n)"), (roundtrip.CRLF, "CRLF (\\r\\n)")],
+        required=False,  # absent: LF
+        initial=roundtrip.LF,
+        help_text="Every line break of the value is stored as this.",
     )
     ttl = TtlField(
         label="TTL (seconds)",
@@ -50,21 +64,30 @@ class KeyForm(forms.Form):
     def clean_key(self):
         return _api_rule(inputs.check_key, self.cleaned_data["key"])
 
-    def clean_value(self):
-        value = self.cleaned_data["value"].encode()
+    def clean(self):
+        cleaned = super().clean()
+        assert cleaned is not None  # Form.clean returns cleaned_data
+        if "value" not in cleaned:
+            return cleaned
+        # The browser sent every line break as CRLF: give the value the ending chosen.
+        ending = cleaned.get("line_endings") or roundtrip.LF
+        value = roundtrip.from_textarea(cleaned["value"], ending).encode()
         if len(value) > settings.THISDB_VALUE_MAX_BYTES:
-            raise forms.ValidationError(
-                f"the value is larger than the limit of {settings.THISDB_VALUE_MAX_BYTES} bytes"
+            self.add_error(
+                "value",
+                f"the value is larger than the limit of {settings.THISDB_VALUE_MAX_BYTES} bytes",
             )
-        return value
+        else:
+            cleaned["value"] = value
+        return cleaned
 
 
 class IncrementForm(forms.Form):
-    key = forms.CharField(strip=False, widget=forms.HiddenInput)
+    k = forms.CharField(widget=forms.HiddenInput)  # the key, as roundtrip.key_ref
     by = forms.IntegerField(initial=1, min_value=-(2**63), max_value=2**63 - 1)
 
-    def clean_key(self):
-        return _api_rule(inputs.check_key, self.cleaned_data["key"])
+    def clean_k(self):
+        return _api_rule(roundtrip.key_from_ref, self.cleaned_data["k"])
 
 
 class TokenForm(forms.Form):

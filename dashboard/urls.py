@@ -9,12 +9,13 @@ urlpatterns = [
     path("buckets/<str:bucket_id>/", views.bucket, name="bucket"),
     path("buckets/<str:bucket_id>/settings/", views.bucket_settings, name="bucket-settings"),
     path("buckets/<str:bucket_id>/delete/", views.delete_bucket, name="delete-bucket"),
-    # Keys travel in the query string (?key=): a key may hold '/', '?' or any other character.
+    # Keys travel in the query string as base64url (?k=, dashboard.roundtrip): a key may hold
+    # '/', '?', a newline or any other character but NUL.
     path("buckets/<str:bucket_id>/key/", views.edit_key, name="key"),
     path("buckets/<str:bucket_id>/key/delete/", views.delete_key, name="delete-key"),
     path("buckets/<str:bucket_id>/key/increment/", views.increment_key, name="increment-key"),
     path("buckets/<str:bucket_id>/key/download/", views.download_key, name="download-key"),
-    path("buckets/<str:bucket_id>/tokens/", views.create_token, name="create-token"),
+    path("buckets/<str:bucket_id>/tokens/", views.tokens, name="tokens"),
     path(
         "buckets/<str:bucket_id>/tokens/<int:token_id>/revoke/",
         views.revoke_token,

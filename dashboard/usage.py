@@ -10,6 +10,7 @@ from accounts.models import Account, ApiKey, UsageHour
 from accounts.quotas import platform_defaults
 from api import limits
 from api.models import Bucket
+from dashboard import figures as bucket_figures
 from dashboard.charts import Bar, bar_chart
 
 HOURS = 48  # hourly chart: the last two days
@@ -83,16 +84,32 @@ def series(
 
 
 def hourly_chart(hours: list[datetime], values: list[int], title: str):
+    """Hours in UTC, as the figures are kept; the last one is the current hour, live."""
+    last = len(hours) - 1
     bars = [
-        Bar(f"{hour:%H}h", value, live=(i == len(hours) - 1))
+        Bar(
+            "now" if i == last else f"{hour:%H}:00",
+            f"{hour.day} {hour:%b}, {hour:%H}:00–{hour + timedelta(hours=1):%H}:00 UTC",
+            value,
+            live=i == last,
+        )
         for i, (hour, value) in enumerate(zip(hours, values, strict=True))
     ]
-    return bar_chart(bars, label_every=6, title=title)
+    return bar_chart(bars, label_every=6, title=f"{title} (UTC)")
 
 
 def daily_chart(days: list[datetime], values: list[int], title: str):
-    bars = [Bar(f"{day:%d %b}", value) for day, value in zip(days, values, strict=True)]
-    return bar_chart(bars, label_every=5, title=title)
+    last = len(days) - 1
+    bars = [
+        Bar(
+            "today" if i == last else f"{day.day} {day:%b}",
+            f"{day.day} {day:%b} (UTC)",
+            value,
+            live=i == last,
+        )
+        for i, (day, value) in enumerate(zip(days, values, strict=True))
+    ]
+    return bar_chart(bars, label_every=5, title=f"{title} (UTC)")
 
 
 def meter(label: str, used: int, allowed: int, unit: str = "") -> dict:
@@ -136,6 +153,7 @@ def for_user(user, now: datetime | None = None) -> dict:
     live_keys = sum(1 for key in keys if key.status == "active")
     return {
         "plan": account.plan.name if account and account.plan else "free",
+        "counted_at": bucket_figures.counted_at(),  # when beat last counted keys and bytes
         "meters": [
             meter("Requests this hour (busiest API key)", busiest, quotas.requests_per_hour),
             meter("Buckets", buckets["n"] or 0, quotas.max_buckets),

@@ -2,35 +2,50 @@
 
 Every change goes through api.actions and the API's one-write-per-second rule, so a page and an
 API request can never disagree. Another account's bucket is a 404 here too, never its data.
+Keys travel in links and forms as dashboard.roundtrip.key_ref, never as text a browser changes.
 """
 
+import math
+from functools import wraps
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.text import capfirst
+from django.utils.timesince import timeuntil
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods
 
 from api import actions, inputs, limits, operations
 from api.errors import ApiError, BadRequest, TooManyRequests
 from api.models import Bucket, Item, Token
 from api.permissions import BucketInfo
-from api.principals import principal_for_user
+from api.principals import hash_token, principal_for_user
 from dashboard import docs as api_docs
-from dashboard import usage
+from dashboard import figures, paging, roundtrip, shown_once, usage
 from dashboard.forms import BucketForm, IncrementForm, KeyForm, TokenForm
+from dashboard.templatetags.key_display import plain_key
 
-PAGE_SIZE = 50  # keys a bucket page shows; the next page follows the API's cursor
 PREVIEW_CHARS = 200  # of a text value in the list; the key's own page shows all of it
 
 
 def home(request):
     return render(request, "home.html", {"nav": "home"})
+
+
+def _say(error: ApiError) -> str:
+    """The API's message as a sentence on a page."""
+    text = capfirst(str(error.detail)) or ""
+    return text if text.endswith((".", "?", "!")) else text + "."
+
+
+def _form_errors(form) -> str:
+    return "; ".join(str(e) for errors in form.errors.values() for e in errors)
 
 
 # Buckets -----------------------------------------------------------------------------------------
@@ -43,24 +58,42 @@ def buckets(request):
     status = 200
     if request.method == "POST":
         if form.is_valid():
+            data = form.cleaned_data
             try:
                 bucket = actions.create_bucket(
-                    principal_for_user(request.user.pk), form.cleaned_data["default_ttl"]
+                    principal_for_user(request.user.pk), data["default_ttl"]
                 )
             except ApiError as error:
-                form.add_error(None, str(error.detail))
+                form.add_error(None, _say(error))
             else:
+                if data["label"]:
+                    Bucket.objects.filter(pk=bucket.id).update(label=data["label"])
                 messages.success(request, f"Bucket {bucket.id} created.")
                 return redirect("dashboard:bucket", bucket_id=bucket.id)
         status = 400
-    mine = Bucket.objects.for_user(request.user.pk).order_by("-created_at")
-    context = {"nav": "buckets", "buckets": mine, "form": form}
+    mine = list(Bucket.objects.for_user(request.user.pk).order_by("-created_at"))
+    as_of = figures.counted_at()
+    rows = [{"bucket": b, "figures": figures.beat_figures(b, as_of)} for b in mine]
+    context = {"nav": "buckets", "rows": rows, "as_of": as_of, "form": form}
     return render(request, "dashboard/buckets.html", context, status=status)
 
 
 def _my_bucket(request, bucket_id: str) -> Bucket:
     """The person's bucket, or a 404 (also for another account's: never its data)."""
     return get_object_or_404(Bucket, pk=bucket_id, owner_id=request.user.pk)
+
+
+def _post_only(view):
+    """A form's target: a GET (a typed or bookmarked address) goes to the bucket's page rather
+    than a bare 405."""
+
+    @wraps(view)
+    def answer(request, bucket_id: str, *args, **kwargs):
+        if request.method == "GET":
+            return redirect(_bucket_url(_my_bucket(request, bucket_id).id))
+        return view(request, bucket_id, *args, **kwargs)
+
+    return require_http_methods(["GET", "POST"])(answer)
 
 
 def _info(bucket: Bucket) -> BucketInfo:
@@ -73,10 +106,14 @@ def _bucket_url(bucket_id: str, **query) -> str:
     return f"{url}?{urlencode(query)}" if query else url
 
 
+def _key_url(bucket_id: str, key: str, **query) -> str:
+    query = {"k": roundtrip.key_ref(key), **{n: v for n, v in query.items() if v}}
+    return f"{reverse('dashboard:key', args=[bucket_id])}?{urlencode(query)}"
+
+
 def _preview(value: bytes) -> dict:
-    try:
-        text = value.decode("utf-8")
-    except UnicodeDecodeError:
+    text = roundtrip.text_of(value)
+    if text is None:
         return {"binary": True, "size": len(value)}
     return {
         "binary": False,
@@ -87,30 +124,42 @@ def _preview(value: bytes) -> dict:
     }
 
 
+def _position(raw: str | None) -> int | None:
+    """A page's first position from a link (n=); None if absent or not a position."""
+    return int(raw) if raw and raw.isdigit() and int(raw) >= 1 else None
+
+
 @never_cache
 @login_required
-def bucket(request, bucket_id: str, *, key_form=None, token_form=None, new_token=None, status=200):
-    """One bucket: its keys a page at a time (the API's cursor), and its live tokens."""
+def bucket(request, bucket_id: str, *, token_form=None, status=200):
+    """One bucket: its keys a page at a time, forward and back, and its live tokens."""
     bucket = _my_bucket(request, bucket_id)
     source = request.GET
     try:
         prefix = inputs.check_prefix(source.get("prefix", ""))
         after = inputs.decode_cursor(source["cursor"]) if source.get("cursor") else None
+        before = inputs.decode_cursor(source["before"]) if source.get("before") else None
     except BadRequest as error:
-        messages.error(request, str(error.detail))
+        messages.error(request, _say(error))
         return redirect(_bucket_url(bucket.id))
-    rows = operations.list_page(
-        bucket.id,
-        prefix=prefix,
-        after=after,
-        limit=PAGE_SIZE + 1,
-        with_values=True,
-    )
-    next_url = None
-    if len(rows) > PAGE_SIZE:
-        rows = rows[:PAGE_SIZE]
-        next_url = _bucket_url(bucket.id, prefix=prefix, cursor=inputs.encode_cursor(rows[-1][0]))
-    items = [{"key": key, **_preview(bytes(value))} for key, value, _ in rows]
+    first = _position(source.get("n"))
+    if before is not None:
+        page = paging.backward(bucket.id, prefix, before, first)
+    else:
+        page = paging.forward(bucket.id, prefix, after, first)
+    items = [
+        {"key": key, "ref": roundtrip.key_ref(key), "expires_at": expires, **_preview(value)}
+        for key, value, expires in page.rows
+    ]
+    previous_url = next_url = None
+    if page.earlier and items:
+        back_to = max(1, page.first - paging.PAGE_SIZE) if page.first else None
+        previous_url = _bucket_url(bucket.id, prefix=prefix, before=items[0]["ref"], n=back_to)
+    elif page.earlier:  # past the last key: back to the page before
+        previous_url = _bucket_url(bucket.id, prefix=prefix, before=source.get("cursor"))
+    if page.later:
+        after_page = page.last + 1 if page.last else None
+        next_url = _bucket_url(bucket.id, prefix=prefix, cursor=items[-1]["ref"], n=after_page)
     tokens = (
         Token.objects.filter(bucket=bucket, expires_at__gt=timezone.now())
         .select_related("created_by")
@@ -119,33 +168,37 @@ def bucket(request, bucket_id: str, *, key_form=None, token_form=None, new_token
     context = {
         "nav": "buckets",
         "bucket": bucket,
+        "figures": figures.for_bucket(bucket),
+        "count_cap": figures.COUNT_CAP,
         "items": items,
+        "page": page,
         "prefix": prefix,
-        "paged": after is not None,
+        "previous_url": previous_url,
         "next_url": next_url,
-        "first_url": _bucket_url(bucket.id, prefix=prefix),
+        "first_url": _bucket_url(bucket.id, prefix=prefix) if page.earlier else None,
         "tokens": tokens,
-        "key_form": key_form or KeyForm(),
         "token_form": token_form or TokenForm(request.user),
-        "ttl_form": BucketForm(initial={"default_ttl": bucket.default_ttl}),
-        "new_token": new_token,
+        "settings_form": BucketForm(
+            initial={"label": bucket.label, "default_ttl": bucket.default_ttl}
+        ),
     }
     return render(request, "dashboard/bucket.html", context, status=status)
 
 
 @login_required
-@require_POST
+@_post_only
 def bucket_settings(request, bucket_id: str):
     bucket = _my_bucket(request, bucket_id)
     form = BucketForm(request.POST)
     if form.is_valid():
+        data = form.cleaned_data
         principal = principal_for_user(request.user.pk)
-        actions.update_bucket(principal, bucket.id, form.cleaned_data["default_ttl"])
-        messages.success(request, f"Default TTL set to {form.cleaned_data['default_ttl']} s.")
+        actions.update_bucket(principal, bucket.id, data["default_ttl"])
+        Bucket.objects.for_user(request.user.pk).filter(pk=bucket.id).update(label=data["label"])
+        label = f"label “{data['label']}”" if data["label"] else "no label"
+        messages.success(request, f"Saved: {label}, default TTL {data['default_ttl']} s.")
     else:
-        messages.error(
-            request, "; ".join(str(e) for errors in form.errors.values() for e in errors)
-        )
+        messages.error(request, _form_errors(form))
     return redirect("dashboard:bucket", bucket_id=bucket.id)
 
 
@@ -174,8 +227,7 @@ def _claim_write(bucket: Bucket, key: str) -> None:
     wait_ms = limits.claim_write(bucket.owner_id, bucket.id, key)
     if wait_ms:
         raise TooManyRequests(
-            "this key was written less than a second ago: keys take one write per second; "
-            "try again in a moment",
+            "This key was changed less than a second ago. Try again in a moment.",
             retry_after=1,
         )
 
@@ -189,108 +241,159 @@ def _live_item(bucket_id: str, key: str):
     )
 
 
+def _kept_ttl(bucket: Bucket, key: str) -> int:
+    """The seconds the key has left (0: it never expires), so that a change made on a page keeps
+    its expiry; the bucket's default TTL for a key that is not there.
+
+    Called after the key's write slot is claimed: no other write to the key can land between
+    this read and the write (one write per second), so the expiry kept is the current one.
+    Rounded up to the second, the expiry moves by less than a second.
+    """
+    item = _live_item(bucket.id, key)
+    if item is None:
+        return bucket.default_ttl
+    if item["expires_at"] is None:
+        return 0
+    return max(1, math.ceil((item["expires_at"] - timezone.now()).total_seconds()))
+
+
+def _key_in(query) -> str | None:
+    """The key a page names: k= (key_ref), or key= typed by a person; None for neither."""
+    if query.get("k"):
+        return roundtrip.key_from_ref(query["k"])
+    if query.get("key"):
+        return inputs.check_key(query["key"])
+    return None
+
+
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
 def edit_key(request, bucket_id: str):
-    """Add a key (no ?key=) or show and change one (?key=...)."""
+    """Add a key (no k=) or show and change one (k=, the key as roundtrip.key_ref)."""
     bucket = _my_bucket(request, bucket_id)
-    key = request.GET.get("key")
-    item = _live_item(bucket.id, key) if key else None
-    if key and item is None and request.method == "GET":
+    try:
+        key = _key_in(request.GET)
+    except BadRequest as error:
+        messages.error(request, _say(error))
+        return redirect(_bucket_url(bucket.id))
+    item = _live_item(bucket.id, key) if key is not None else None
+    if key is not None and item is None and request.method == "GET":
         raise Http404("key not found")
+    text = roundtrip.text_of(bytes(item["value"])) if item else None
+    prefix = request.GET.get("prefix", "")
     status = 200
     if request.method == "POST":
-        form = KeyForm(request.POST)
+        data = request.POST.copy()
+        if key is not None:
+            data["key"] = key  # the key changed is the one in the link, never an input's text
+        form = KeyForm(data)
         if form.is_valid():
-            data = form.cleaned_data
-            ttl = bucket.default_ttl if data["ttl"] is None else data["ttl"]
+            cleaned = form.cleaned_data
             principal = principal_for_user(request.user.pk)
             try:
                 actions.check_storage_quota(principal)
-                _claim_write(bucket, data["key"])
+                _claim_write(bucket, cleaned["key"])
+                ttl = cleaned["ttl"]
+                if ttl is None:  # blank: a change keeps the expiry, a new key gets the default
+                    ttl = bucket.default_ttl if key is None else _kept_ttl(bucket, key)
                 create = actions.may_create_keys(principal, _info(bucket))
                 actions.set_key(
-                    principal, _info(bucket), data["key"], data["value"], ttl, create=create
+                    principal, _info(bucket), cleaned["key"], cleaned["value"], ttl, create=create
                 )
             except ApiError as error:
-                form.add_error(None, str(error.detail))
+                form.add_error(None, _say(error))
                 status = error.status_code
             else:
-                messages.success(request, "Saved.")
-                return redirect(_bucket_url(bucket.id, prefix=request.GET.get("prefix")))
+                messages.success(request, f"Saved “{plain_key(cleaned['key'])}”.")
+                return redirect(_bucket_url(bucket.id, prefix=prefix))
         else:
             status = 400
     elif item is not None:
-        value = bytes(item["value"])
-        try:
-            text = value.decode("utf-8")
-        except UnicodeDecodeError:
-            text = None
-        form = KeyForm(initial={"key": key, "value": text or ""})
+        ending = roundtrip.line_ending(text or "")
+        form = KeyForm(initial={"key": key, "value": text or "", "line_endings": ending})
     else:
         form = KeyForm()
+    expiry = None
+    if item is not None:
+        expiry = f"in {timeuntil(item['expires_at'])}" if item["expires_at"] else "never"
+        form.fields["ttl"].widget.attrs["placeholder"] = f"keep ({expiry})"
     context = {
         "nav": "buckets",
         "bucket": bucket,
         "key": key,
+        "expiry": expiry,
+        "ref": roundtrip.key_ref(key) if key is not None else None,
+        "prefix": prefix,
         "item": item,
         "form": form,
-        "binary": item is not None and _preview(bytes(item["value"]))["binary"],
+        "binary": item is not None and text is None,
+        "mixed_endings": text is not None and roundtrip.mixes_line_endings(text),
         "size": len(item["value"]) if item else 0,
-        "increment_form": IncrementForm(initial={"key": key, "by": 1}),
+        "increment_form": IncrementForm(
+            initial={"k": roundtrip.key_ref(key) if key is not None else "", "by": 1}
+        ),
     }
     return render(request, "dashboard/key.html", context, status=status)
 
 
+def _after_key_change(request, bucket: Bucket, key: str | None):
+    """Back to the key's page when the form was on it, else to the bucket's page."""
+    prefix = request.POST.get("prefix", "")
+    if key is not None and request.POST.get("back") == "key" and _live_item(bucket.id, key):
+        return redirect(_key_url(bucket.id, key, prefix=prefix))
+    return redirect(_bucket_url(bucket.id, prefix=prefix))
+
+
 @login_required
-@require_POST
+@_post_only
 def delete_key(request, bucket_id: str):
     bucket = _my_bucket(request, bucket_id)
-    key = request.POST.get("key", "")
     try:
-        inputs.check_key(key)
+        key = roundtrip.key_from_ref(request.POST.get("k", ""))
         _claim_write(bucket, key)
         actions.delete_key(_info(bucket), key)
     except ApiError as error:
-        messages.error(request, str(error.detail))
-    else:
-        messages.success(request, "Key deleted.")
-    return redirect(_bucket_url(bucket.id, prefix=request.POST.get("prefix")))
+        messages.error(request, _say(error))
+        return redirect(_bucket_url(bucket.id, prefix=request.POST.get("prefix", "")))
+    messages.success(request, f"Deleted the key “{plain_key(key)}”.")
+    return redirect(_bucket_url(bucket.id, prefix=request.POST.get("prefix", "")))
 
 
 @login_required
-@require_POST
+@_post_only
 def increment_key(request, bucket_id: str):
     bucket = _my_bucket(request, bucket_id)
     form = IncrementForm(request.POST)
     if not form.is_valid():
-        messages.error(
-            request, "; ".join(str(e) for errors in form.errors.values() for e in errors)
-        )
-        return redirect(_bucket_url(bucket.id))
-    key, by = form.cleaned_data["key"], form.cleaned_data["by"]
+        messages.error(request, _form_errors(form))
+        return _after_key_change(request, bucket, None)
+    key, by = form.cleaned_data["k"], form.cleaned_data["by"]
     principal = principal_for_user(request.user.pk)
     try:
         actions.check_storage_quota(principal)
         _claim_write(bucket, key)
         create = actions.may_create_keys(principal, _info(bucket))
+        # Like an edit, an increment on a page keeps the key's expiry.
         value = actions.increment_key(
-            principal, _info(bucket), key, by, bucket.default_ttl, create=create
+            principal, _info(bucket), key, by, _kept_ttl(bucket, key), create=create
         )
     except ApiError as error:
-        messages.error(request, str(error.detail))
+        messages.error(request, _say(error))
     else:
-        messages.success(request, f"{key} is now {value}.")
-    return redirect(_bucket_url(bucket.id, prefix=request.POST.get("prefix")))
+        messages.success(request, f"“{plain_key(key)}” is now {value}.")
+    return _after_key_change(request, bucket, key)
 
 
 @login_required
 def download_key(request, bucket_id: str):
     bucket = _my_bucket(request, bucket_id)
-    key = request.GET.get("key", "")
-    item = _live_item(bucket.id, key) if key else None
-    if item is None:
+    try:
+        key = _key_in(request.GET)
+    except BadRequest:
+        raise Http404("key not found") from None
+    item = _live_item(bucket.id, key) if key is not None else None
+    if key is None or item is None:
         raise Http404("key not found")
     response = HttpResponse(bytes(item["value"]), content_type="application/octet-stream")
     # The key may hold anything: the file name is its safe characters only.
@@ -303,41 +406,62 @@ def download_key(request, bucket_id: str):
 # Tokens ------------------------------------------------------------------------------------------
 
 
-@never_cache
+@never_cache  # Cache-Control: no-store, on the page that shows the secret too
 @login_required
-@require_POST
-def create_token(request, bucket_id: str):
+@require_http_methods(["GET", "POST"])
+def tokens(request, bucket_id: str):
+    """POST: create a token, then 303 to GET here, which shows it this once (dashboard.shown_once):
+    a reload repeats the GET, so it never makes a second token nor shows the secret again."""
     bucket = _my_bucket(request, bucket_id)
+    if request.method == "GET":
+        return _new_token_page(request, bucket)
     form = TokenForm(request.user, request.POST)
     if not form.is_valid():
         return _bucket_again(request, bucket_id, token_form=form)
     data = form.cleaned_data
-    token = actions.create_token(
-        data["api_key"].pk,
-        bucket.id,
-        data["prefix"],
-        read=data["read"],
-        write=data["write"],
-        ttl=data["ttl"],
-    )
-    # Rendered, not redirected: the token is stored only hashed, so this is its only showing.
-    return _bucket_again(request, bucket_id, new_token=token)
+    try:
+        secret = actions.create_token(
+            data["api_key"].pk,
+            bucket.id,
+            data["prefix"],
+            read=data["read"],
+            write=data["write"],
+            ttl=data["ttl"],
+        )
+    except ApiError:
+        raise Http404("bucket not found") from None  # deleted meanwhile
+    token_id = Token.objects.values_list("pk", flat=True).get(hashed_token=hash_token(secret))
+    shown_once.keep(request.session, bucket.id, secret, token_id)
+    return HttpResponseRedirect(reverse("dashboard:tokens", args=[bucket.id]), status=303)
+
+
+def _new_token_page(request, bucket: Bucket):
+    shown = shown_once.pop(request.session, bucket.id)
+    if shown is None:
+        messages.info(
+            request,
+            "A token is shown once, right after it is created. If you did not copy one, revoke "
+            "it and create another.",
+        )
+        return redirect(_bucket_url(bucket.id) + "#tokens")
+    token = Token.objects.filter(pk=shown["id"], bucket=bucket).select_related("created_by")
+    context = {"nav": "buckets", "bucket": bucket, "secret": shown["token"], "token": token.first()}
+    return render(request, "dashboard/new_token.html", context)
 
 
 def _bucket_again(request, bucket_id, **kwargs):
-    status = 400 if "token_form" in kwargs else 200
     request.method = "GET"  # the page below lists; the POST's work is done
-    return bucket(request, bucket_id, status=status, **kwargs)
+    return bucket(request, bucket_id, status=400, **kwargs)
 
 
 @login_required
-@require_POST
+@_post_only
 def revoke_token(request, bucket_id: str, token_id: int):
     bucket = _my_bucket(request, bucket_id)
     token = get_object_or_404(Token, pk=token_id, bucket=bucket)
     actions.revoke_token(token)
-    messages.success(request, "Token revoked. It no longer works.")
-    return redirect("dashboard:bucket", bucket_id=bucket.id)
+    messages.success(request, f"Token #{token_id} revoked. It no longer works.")
+    return redirect(_bucket_url(bucket.id) + "#tokens")
 
 
 # Usage and docs ----------------------------------------------------------------------------------

@@ -343,6 +343,10 @@ THISDB_MAX_API_KEYS = env_int("THISDB_MAX_API_KEYS", 10)
 THISDB_AUTH_CACHE_SECONDS = env_int("THISDB_AUTH_CACHE_SECONDS", 10)
 # Prefix of every Redis key this platform writes, so one Redis can serve several installations.
 THISDB_REDIS_PREFIX = os.environ.get("THISDB_REDIS_PREFIX", "thisdb")
+# Without REDIS_URL, the process serving the API adds its in-process request counters to the
+# usage table this often (api.usage.keep_rolling_up); budget: one upsert per key and hour with
+# requests, a minute of figures lost at most when the process stops.
+THISDB_LOCAL_ROLLUP_SECONDS = env_int("THISDB_LOCAL_ROLLUP_SECONDS", 60, minimum=1)
 
 # Failed API key or token attempts per client IP, by django-ratelimit on the cache: guessing keys
 # is refused with 429 past this (budget: 60 a minute). Fails open if the cache is unreachable.

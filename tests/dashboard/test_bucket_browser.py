@@ -13,6 +13,7 @@ from django.utils import timezone
 from accounts.models import ApiKey
 from api import limits
 from api.models import Item, Token
+from dashboard.roundtrip import key_ref
 from tests.conftest import fill_keys, token_client
 
 TOKEN_RE = re.compile(rb"\b[a-z0-9]{40}\b")
@@ -58,7 +59,7 @@ def test_next_page_follows_the_apis_cursor_over_a_million_keys(alice, bucket):
 def test_a_bad_cursor_says_so_and_goes_back_to_the_first_page(alice, bucket):
     response = alice.browser.get(f"/buckets/{bucket}/?cursor=%%%")
     assert response.status_code == 302
-    assert "cursor is not valid" in alice.browser.get(response["Location"]).content.decode()
+    assert "Cursor is not valid" in alice.browser.get(response["Location"]).content.decode()
 
 
 def test_text_values_are_shown_escaped_and_binary_ones_as_a_download(alice, bucket):
@@ -103,13 +104,37 @@ def test_add_a_key_with_a_ttl_and_read_it_over_the_api(alice, bucket):
     assert 55 <= (item.expires_at - item.updated_at).total_seconds() <= 60
 
 
-def test_edit_a_key_with_the_buckets_default_ttl(alice, bucket):
-    alice.set(bucket, "k", "old", query="?ttl=0")
-    response = alice.browser.post(f"/buckets/{bucket}/key/?key=k", {"key": "k", "value": "new"})
-    assert response.status_code == 302
-    assert alice.client.get(f"/v1/{bucket}/k").content == b"new"
-    item = Item.objects.get(bucket_id=bucket, key="k")
-    assert item.expires_at is not None  # the bucket's 604800 s, not "never" any more
+def test_editing_a_value_keeps_its_expiry_unless_a_ttl_is_given(alice, bucket):
+    alice.set(bucket, "soon", "old", query="?ttl=120")
+    alice.set(bucket, "never", "old", query="?ttl=0")
+    expires = Item.objects.get(bucket_id=bucket, key="soon").expires_at
+    key_page = alice.browser.get(f"/buckets/{bucket}/key/?k={key_ref('soon')}").content.decode()
+    assert 'placeholder="keep (in 1\xa0minute)"' in key_page or "keep (in 2" in key_page
+    time.sleep(1.1)  # the expiry kept is the one the key had, not 120 s from the save
+    for key in ("soon", "never"):
+        response = alice.browser.post(f"/buckets/{bucket}/key/?k={key_ref(key)}", {"value": "new"})
+        assert response.status_code == 302
+        assert alice.client.get(f"/v1/{bucket}/{key}").content == b"new"
+    kept = Item.objects.get(bucket_id=bucket, key="soon").expires_at
+    assert abs((kept - expires).total_seconds()) < 1  # not the bucket's 7 days
+    assert Item.objects.get(bucket_id=bucket, key="never").expires_at is None
+
+    alice.browser.post(f"/buckets/{bucket}/key/?k={key_ref('soon')}", {"value": "v", "ttl": "0"})
+    assert Item.objects.get(bucket_id=bucket, key="soon").expires_at is None
+
+
+def test_a_new_key_with_a_blank_ttl_gets_the_buckets_default(alice, bucket):
+    alice.browser.post(f"/buckets/{bucket}/key/", {"key": "fresh", "value": "v"})
+    item = Item.objects.get(bucket_id=bucket, key="fresh")
+    assert 604790 <= (item.expires_at - item.updated_at).total_seconds() <= 604800
+
+
+def test_the_list_says_when_each_key_expires(alice, bucket):
+    alice.set(bucket, "soon", "v", query="?ttl=125")
+    alice.set(bucket, "never", "v", query="?ttl=0")
+    html = page(alice, bucket)
+    expires = re.findall(r'<td data-label="Expires" class="expires">([^<]*)</td>', html)
+    assert expires == ["never", "in 2\xa0minutes"]  # byte order: "never" < "soon"
 
 
 @pytest.mark.parametrize(
@@ -143,7 +168,10 @@ def test_the_page_obeys_one_write_per_second_shared_with_the_api(alice, bucket, 
     assert alice.set(bucket, "k", "from the api").status_code == 200
     response = alice.browser.post(f"/buckets/{bucket}/key/", {"key": "k", "value": "from a page"})
     assert response.status_code == 429
-    assert "one write per second" in response.content.decode()
+    assert (
+        "This key was changed less than a second ago. Try again in a moment."
+        in response.content.decode()
+    )
     assert alice.client.get(f"/v1/{bucket}/k").content == b"from the api"
     time.sleep(1.05)
     assert (
@@ -160,17 +188,17 @@ def test_pages_count_against_no_api_keys_hourly_requests(alice, bucket):
     before = limits.current_counts(alice.user.pk, [alice.api_key.pk])[alice.api_key.pk]
     alice.browser.post(f"/buckets/{bucket}/key/", {"key": "k", "value": "v"})
     page(alice, bucket)
-    alice.browser.post(f"/buckets/{bucket}/key/increment/", {"key": "n", "by": "2"})
+    alice.browser.post(f"/buckets/{bucket}/key/increment/", {"k": key_ref("n"), "by": "2"})
     assert limits.current_counts(alice.user.pk, [alice.api_key.pk])[alice.api_key.pk] == before
 
 
 def test_delete_a_key(alice, bucket):
     alice.set(bucket, "k", "v")
-    response = alice.browser.post(f"/buckets/{bucket}/key/delete/", {"key": "k"})
+    response = alice.browser.post(f"/buckets/{bucket}/key/delete/", {"k": key_ref("k")})
     assert response.status_code == 302
     assert alice.client.get(f"/v1/{bucket}/k").status_code == 404
-    again = alice.browser.post(f"/buckets/{bucket}/key/delete/", {"key": "k"}, follow=True)
-    assert "key not found" in again.content.decode()
+    again = alice.browser.post(f"/buckets/{bucket}/key/delete/", {"k": key_ref("k")}, follow=True)
+    assert "Key not found." in again.content.decode()
 
 
 def test_increment_a_counter_and_refuse_a_non_number(transactional_db, alice, bucket):
@@ -178,12 +206,12 @@ def test_increment_a_counter_and_refuse_a_non_number(transactional_db, alice, bu
     alice.set(bucket, "n", "40")
     alice.set(bucket, "word", "hello")
     response = alice.browser.post(
-        f"/buckets/{bucket}/key/increment/", {"key": "n", "by": "2"}, follow=True
+        f"/buckets/{bucket}/key/increment/", {"k": key_ref("n"), "by": "2"}, follow=True
     )
-    assert "n is now 42" in response.content.decode()
+    assert "“n” is now 42." in response.content.decode()
     assert alice.client.get(f"/v1/{bucket}/n").content == b"42"
     response = alice.browser.post(
-        f"/buckets/{bucket}/key/increment/", {"key": "word", "by": "1"}, follow=True
+        f"/buckets/{bucket}/key/increment/", {"k": key_ref("word"), "by": "1"}, follow=True
     )
     assert "not an integer" in response.content.decode()
     assert alice.client.get(f"/v1/{bucket}/word").content == b"hello"
@@ -197,7 +225,7 @@ def test_the_key_quota_is_the_apis(alice, bucket, settings):
     refresh_stored_figures(timezone.now())
     response = alice.browser.post(f"/buckets/{bucket}/key/", {"key": "new", "value": "v"})
     assert response.status_code == 403
-    assert "key quota reached" in response.content.decode()
+    assert "Key quota reached" in response.content.decode()
     assert (
         alice.browser.post(
             f"/buckets/{bucket}/key/?key=k", {"key": "k", "value": "changed"}
@@ -215,8 +243,14 @@ def test_create_a_token_shown_once_that_works_on_the_api(alice, bucket):
         f"/buckets/{bucket}/tokens/",
         {"prefix": "user:1:", "read": "on", "ttl": "600", "api_key": alice.api_key.pk},
     )
-    assert response.status_code == 200
-    token = TOKEN_RE.search(response.content).group().decode()
+    assert response.status_code == 303
+    assert not TOKEN_RE.search(response.content)
+    shown = alice.browser.get(response["Location"])
+    assert shown.status_code == 200
+    assert "no-store" in shown["Cache-Control"]
+    token = TOKEN_RE.search(shown.content).group().decode()
+    row = Token.objects.get()
+    assert f"Your new token #{row.pk}" in shown.content.decode()
     assert token_client(token).get(f"/v1/{bucket}/user:1:name").content == b"ann"
     refused = token_client(token).post(f"/v1/{bucket}/user:1:x", "v", content_type="text/plain")
     assert refused.status_code == 403  # a read token
@@ -273,3 +307,84 @@ def test_another_accounts_token_is_a_404(alice, bob, bucket):
     assert alice.browser.post(f"/buckets/{bucket}/tokens/{row.pk}/revoke/").status_code == 404
     assert alice.browser.post(f"/buckets/{bob_bucket}/tokens/{row.pk}/revoke/").status_code == 404
     assert Token.objects.filter(pk=row.pk).exists()
+
+
+def test_plus_one_twice_within_a_second_says_so_as_a_person_would(alice, bucket, settings):
+    settings.THISDB_KEY_WRITES_PER_SECOND = 1
+    alice.set(bucket, "n", "1")
+    time.sleep(1.05)  # the API's write above holds the key for a second
+    increment = {"k": key_ref("n"), "by": "1"}
+    alice.browser.post(f"/buckets/{bucket}/key/increment/", increment)
+    again = alice.browser.post(f"/buckets/{bucket}/key/increment/", increment, follow=True)
+    html = again.content.decode()
+    assert "This key was changed less than a second ago. Try again in a moment." in html
+    assert "written less than a second ago" not in html  # not the API's own words
+    assert alice.client.get(f"/v1/{bucket}/n").content == b"2"
+
+
+def test_the_new_token_waits_in_the_session_only_until_shown(alice, bucket):
+    response = alice.browser.post(
+        f"/buckets/{bucket}/tokens/",
+        {"prefix": "", "read": "on", "ttl": "600", "api_key": alice.api_key.pk},
+    )
+    assert response.status_code == 303
+    # Never in a cookie: the browser holds only the session's id.
+    assert all(not TOKEN_RE.search(c.value.encode()) for c in alice.browser.cookies.values())
+    token = TOKEN_RE.search(alice.browser.get(response["Location"]).content).group()
+    assert not any(token.decode() in str(v) for v in alice.browser.session.values())
+    reload = alice.browser.get(response["Location"], follow=True)
+    assert token not in reload.content
+    assert "A token is shown once" in reload.content.decode()
+    assert Token.objects.count() == 1
+
+
+def test_a_session_kept_in_a_cookie_fails_the_checks(settings):
+    from dashboard.checks import check_session_is_server_side
+
+    assert check_session_is_server_side(None) == []  # the database engine of our settings
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+    assert [e.id for e in check_session_is_server_side(None)] == ["dashboard.E001"]
+
+
+def test_token_rows_show_their_id_never_the_secret(alice, bucket):
+    token = alice.token(bucket, "user:", "read")
+    row = Token.objects.get()
+    html = page(alice, bucket)
+    assert f'<td data-label="Token">#{row.pk} ' in html
+    assert f'data-confirm="Revoke token #{row.pk}? It stops working at once."' in html
+    assert token not in html
+
+
+@pytest.mark.parametrize(
+    "path", ["settings/", "key/delete/", "key/increment/", "tokens/", "tokens/1/revoke/"]
+)
+def test_a_get_on_a_forms_address_goes_to_the_bucket(alice, bucket, path):
+    response = alice.browser.get(f"/buckets/{bucket}/{path}")
+    assert response.status_code == 302
+    assert response["Location"].split("#")[0] == f"/buckets/{bucket}/"
+
+
+def test_previous_pages_back_and_past_the_end_says_no_more_keys(alice, bucket):
+    fill_keys(bucket, 60)
+    html = page(alice, bucket, f"?cursor={key_ref('k0000049')}&n=51")
+    assert listed_keys(html) == [f"k{n:07}" for n in range(50, 60)]
+    assert "Keys 51–60 of 60" in html
+    previous = re.search(r'href="([^"]+)" rel="prev"', html).group(1).replace("&amp;", "&")
+    assert listed_keys(alice.browser.get(previous).content.decode())[0] == "k0000000"
+    past = page(alice, bucket, f"?cursor={key_ref('k0000059')}&n=61")
+    assert "No more keys." in past and 'rel="prev"' in past
+    bad = alice.browser.get(f"/buckets/{bucket}/?before=%%%", follow=True)
+    assert "Cursor is not valid" in bad.content.decode()
+
+
+def test_a_prefix_filter_has_a_clear_link(alice, bucket):
+    assert ">Clear</a>" not in page(alice, bucket)
+    html = page(alice, bucket, "?prefix=user:")
+    assert f'<a class="button secondary" href="/buckets/{bucket}/">Clear</a>' in html
+
+
+def test_the_delete_prompt_names_the_key(alice, bucket):
+    alice.set(bucket, "user:1", "v")
+    assert 'data-confirm="Delete the key “user:1”?"' in page(alice, bucket)
+    key_page = alice.browser.get(f"/buckets/{bucket}/key/?k={key_ref('user:1')}")
+    assert 'data-confirm="Delete the key “user:1”?"' in key_page.content.decode()

@@ -3,15 +3,30 @@
 import pytest
 
 from api.models import Bucket, Item
+from dashboard.models import TaskHeartbeat, beat
+from dashboard.roundtrip import key_ref
+
+REFRESH = "api.tasks.refresh_stored_figures"
 
 
-def test_the_list_shows_my_buckets_with_their_figures(alice, bob, bucket):
+def test_the_list_shows_my_buckets_with_their_figures_and_when_beat_counted(alice, bob, bucket):
     Bucket.objects.filter(pk=bucket).update(key_count=1234, stored_bytes=2048, default_ttl=60)
+    beat(REFRESH, TaskHeartbeat.FINISHED)
+    counted = TaskHeartbeat.objects.get(task=REFRESH, event="finished").at
     bobs = bob.new_bucket()
     content = alice.browser.get("/buckets/").content
     assert bucket.encode() in content
     assert b"1,234" in content and b"2.0\xc2\xa0KB" in content and b"60 s" in content
+    assert f"as of {counted:%H:%M:%S} UTC".encode() in content
     assert bobs.encode() not in content
+
+
+def test_a_bucket_beat_has_not_counted_says_so_rather_than_zero(alice, bucket):
+    for n in range(15):
+        alice.set(bucket, f"k{n}", "v")
+    content = alice.browser.get("/buckets/").content.decode()
+    assert "not counted yet" in content
+    assert '<td data-label="Keys" class="num">0</td>' not in content
 
 
 def test_create_a_bucket(alice):
@@ -37,7 +52,7 @@ def test_the_bucket_quota_is_the_apis(alice, settings):
     assert alice.browser.post("/buckets/", {"default_ttl": "60"}).status_code == 302
     response = alice.browser.post("/buckets/", {"default_ttl": "60"})
     assert response.status_code == 400
-    assert b"bucket quota reached" in response.content
+    assert b"Bucket quota reached" in response.content
     assert Bucket.objects.filter(owner=alice.user).count() == 1
 
 
@@ -81,8 +96,11 @@ def test_delete_asks_naming_the_bucket_and_its_keys(alice, bucket):
         ("post", "/buckets/{b}/delete/", {}),
         ("get", "/buckets/{b}/key/?key=secret", None),
         ("post", "/buckets/{b}/key/", {"key": "k", "value": "bob was here"}),
-        ("post", "/buckets/{b}/key/delete/", {"key": "secret"}),
-        ("post", "/buckets/{b}/key/increment/", {"key": "n", "by": "1"}),
+        ("post", "/buckets/{b}/key/delete/", {"k": key_ref("secret")}),
+        ("post", "/buckets/{b}/key/increment/", {"k": key_ref("n"), "by": "1"}),
+        ("get", "/buckets/{b}/key/?k=" + key_ref("secret"), None),
+        ("get", "/buckets/{b}/key/delete/", None),
+        ("get", "/buckets/{b}/tokens/", None),
         ("get", "/buckets/{b}/key/download/?key=secret", None),
         ("post", "/buckets/{b}/tokens/", {"prefix": "", "read": "on", "ttl": "60"}),
     ],
@@ -128,4 +146,26 @@ def test_anonymous_people_are_sent_to_log_in_and_change_nothing(
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/?next=")
     assert alice.client.get(f"/v1/{bucket}/k").content == b"v"
+    assert Bucket.objects.get(pk=bucket).default_ttl == 604800
+
+
+def test_a_label_is_set_at_creation_changed_and_shown_beside_the_id(alice, bucket):
+    response = alice.browser.post("/buckets/", {"label": "carts", "default_ttl": "60"})
+    created = Bucket.objects.get(pk=response["Location"].split("/")[2])
+    assert created.label == "carts"
+    alice.browser.post(f"/buckets/{bucket}/settings/", {"label": "sessions", "default_ttl": "1"})
+    assert Bucket.objects.get(pk=bucket).label == "sessions"
+    listing = alice.browser.get("/buckets/").content.decode()
+    assert f'{bucket}</a> <span class="label">sessions</span>' in listing
+    assert f'{created.id}</a> <span class="label">carts</span>' in listing
+    # The API does not change: no label in its answers.
+    assert b"sessions" not in alice.client.get("/v1/?format=json").content
+
+
+def test_a_label_over_100_characters_is_refused_and_changes_nothing(alice, bucket):
+    response = alice.browser.post(
+        f"/buckets/{bucket}/settings/", {"label": "x" * 101, "default_ttl": "1"}, follow=True
+    )
+    assert "Ensure this value has at most 100 characters (it has 101)." in response.content.decode()
+    assert Bucket.objects.get(pk=bucket).label == ""
     assert Bucket.objects.get(pk=bucket).default_ttl == 604800

@@ -1,7 +1,17 @@
 """The docs page: every endpoint with curl, Python and JavaScript examples, carrying the reader's
 base URL and a real bucket id when logged in, never a secret."""
 
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
 from api.models import Bucket
+from dashboard.docs import endpoints
+from tests.conftest import Persona
 
 ENDPOINTS = [
     "POST /v1/",
@@ -49,3 +59,73 @@ def test_logged_in_the_examples_carry_my_base_url_and_bucket_never_my_key(alice,
     assert alice.key not in html and alice.key[:12] not in html
     assert "$THISDB_API_KEY" in html
     assert Bucket.objects.exclude(pk=mine).get().id not in html  # not bob's
+
+
+FIRST_SESSION = [
+    "create-bucket",
+    "set",
+    "get",
+    "list",
+    "increment",
+    "delete",
+    "tokens",
+    "list-buckets",
+    "update-bucket",
+    "delete-bucket",
+]
+
+
+def test_the_examples_follow_a_first_session(client, db):
+    html = client.get("/docs/").content.decode()
+    sections = re.findall(r'<section class="card" id="([\w-]+)">', html)
+    assert sections == FIRST_SESSION
+
+
+def test_examples_that_change_or_delete_a_bucket_never_name_mine(alice):
+    mine = alice.new_bucket()
+    for endpoint in endpoints("http://db.example.org", mine):
+        examples = (endpoint.curl, endpoint.python, endpoint.js)
+        if endpoint.anchor in ("update-bucket", "delete-bucket"):
+            assert all(mine not in example for example in examples), endpoint.anchor
+        elif endpoint.path.startswith("/v1/<bucket>") or endpoint.anchor == "tokens":
+            assert all(mine in example for example in examples), endpoint.anchor
+    html = alice.browser.get("/docs/").content.decode()
+    assert "$BUCKET_TO_DELETE" in html and "$BUCKET_TO_CHANGE" in html
+
+
+def run(language: str, code: str, env: dict) -> subprocess.CompletedProcess:
+    if language == "python":
+        command = [sys.executable, "-c", code]
+    else:
+        if shutil.which("node") is None:
+            pytest.fail("install Debian's nodejs (.ci/run does): it runs the JavaScript examples")
+        command = ["node", "--input-type=module", "-e", code]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("language", ["python", "js"])
+def test_the_examples_run_in_order_and_raise_on_an_error(live_server_url, language):
+    base_url, _ = live_server_url
+    alice = Persona("alice")
+    mine, to_change, to_delete = alice.new_bucket(), alice.new_bucket(), alice.new_bucket()
+    env = {
+        **os.environ,
+        "THISDB_API_KEY": alice.key,
+        "BUCKET_TO_CHANGE": to_change,
+        "BUCKET_TO_DELETE": to_delete,
+    }
+    examples = {e.anchor: getattr(e, language) for e in endpoints(base_url, mine)}
+    for anchor in FIRST_SESSION:
+        done = run(language, examples[anchor], env)
+        assert done.returncode == 0, (anchor, done.stderr)
+
+    # The session's own key is gone, so getting it again is a 404: the example fails loudly.
+    done = run(language, examples["get"], env)
+    assert done.returncode != 0
+    assert "404: key not found" in done.stderr
+    # My bucket is untouched; only the buckets named on purpose changed.
+    assert Bucket.objects.get(pk=mine).default_ttl == 604800
+    assert Bucket.objects.get(pk=to_change).default_ttl == 86400
+    assert not Bucket.objects.filter(pk=to_delete).exists()
+    assert alice.client.get(f"/v1/{mine}/visits").content == b"1"

@@ -12,6 +12,11 @@ def this_hour() -> datetime:
     return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
 
 
+def hour_tip(hour: datetime) -> str:
+    """What a bar of the hourly chart says of its hour, in UTC."""
+    return f"{hour.day} {hour:%b}, {hour:%H}:00–{hour + timedelta(hours=1):%H}:00 UTC"
+
+
 def bar_titles(svg_html: str) -> list[str]:
     return re.findall(r"<title>([^<]*)</title>", svg_html)
 
@@ -30,14 +35,14 @@ def test_hourly_and_daily_figures_from_the_table_and_live(alice, bob, bucket):
     html = alice.browser.get("/usage/").content.decode()
 
     titles = bar_titles(html)
-    five_ago = f"{(this_hour() - timedelta(hours=5)):%H}h: 100 requests"
+    five_ago = f"{hour_tip(this_hour() - timedelta(hours=5))}: 100 requests"
     assert five_ago in titles  # alice's two keys together
-    assert f"{this_hour():%H}h: 4 requests (live)" in titles
-    day = f"{(this_hour() - timedelta(days=10)):%d %b}: 500 requests"
-    assert day in titles
+    assert f"{hour_tip(this_hour())}: 4 requests so far" in titles
+    ten_days = this_hour() - timedelta(days=10)
+    assert f"{ten_days.day} {ten_days:%b} (UTC): 500 requests" in titles
     assert "9,999" not in html
     # Per key too: each key's own chart.
-    hour = f"{(this_hour() - timedelta(hours=5)):%H}h"
+    hour = hour_tip(this_hour() - timedelta(hours=5))
     assert f"{hour}: 70 requests" in titles and f"{hour}: 30 requests" in titles
     assert "worker" in html
 
