@@ -34,7 +34,7 @@ def test_running_the_platform_installs_the_project_without_its_dev_extras(target
 @pytest.mark.parametrize("target", DEVELOPING)
 def test_developing_installs_the_dev_extras_and_the_client(target, tmp_path):
     commands = [line.split("install --quiet ")[1] for line in installs(target, tmp_path)]
-    assert commands == ["-e .", "-e '.[dev]' -e clients/python"]
+    assert commands == ["-e .", "-e '.[dev]' -e 'clients/python[cli]'"]
 
 
 def test_the_running_install_has_the_servers_and_none_of_the_dev_tools(tmp_path):
