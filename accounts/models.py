@@ -164,7 +164,7 @@ class Account(models.Model):
     max_keys_per_bucket = models.PositiveIntegerField(null=True, blank=True)
     max_stored_bytes = models.PositiveBigIntegerField(null=True, blank=True)
     max_api_keys = models.PositiveIntegerField(null=True, blank=True)
-    # Refreshed every minute by beat (api.usage.refresh_stored_figures).
+    # Refreshed every minute by beat (api.rollups.refresh_stored_figures).
     stored_bytes = models.PositiveBigIntegerField(default=0)
 
     def __str__(self) -> str:

@@ -13,7 +13,7 @@ slot and the script runs unchanged on a cluster; an account is the unit because 
 share the one-write-per-second rule. The first request of an hour of an API key also adds its
 account to the hour's list for beat's roll-up (a second round trip, once a key and hour).
 Without REDIS_URL an in-process table does the same for the single-process embedded default,
-and that process rolls its counters into the usage table itself (api.usage.keep_rolling_up).
+and that process rolls its counters into the usage table itself (api.rollups.keep_rolling_up).
 If Redis cannot be reached, requests are served with limits off (logged at most once a minute)
 and Redis is tried again after REDIS_RETRY_SECONDS, so limits resume within seconds of its
 return.
@@ -220,7 +220,7 @@ class MemoryLimiter:
         self.lock = threading.Lock()
         self.expiring: dict[str, tuple[int, float]] = {}  # name -> (value, expires, epoch s)
         self.hour_keys: dict[str, set] = {}
-        # What api.usage has added to the usage table: (API key id, hour) -> requests. No other
+        # What api.rollups has added to the usage table: (API key id, hour) -> requests. No other
         # process sees these counters, so this one rolls them up, in a thread started with its
         # first counted request.
         self.rolled_up: dict[tuple[int, int], int] = {}
@@ -269,9 +269,9 @@ class MemoryLimiter:
                 self.roll_up_thread.start()
 
     def _keep_rolling_up(self) -> None:
-        from api import usage  # api.usage imports this module
+        from api import rollups  # api.rollups imports this module
 
-        usage.keep_rolling_up(self)
+        rollups.keep_rolling_up(self)
 
     def members(self, name: str) -> set[int]:
         with self.lock:

@@ -45,7 +45,7 @@ class Bucket(models.Model):
     # A name its owner gives it on the pages, to tell buckets apart; the API does not use it.
     label = models.CharField(max_length=100, blank=True, default="")
     created_at = models.DateTimeField(default=timezone.now)
-    # Live keys and their bytes, refreshed every minute by beat (api.usage): quotas read these so
+    # Live keys and their bytes, refreshed every minute by beat (api.rollups): quotas read these so
     # a write stays one SQL statement.
     key_count = models.PositiveBigIntegerField(default=0)
     stored_bytes = models.PositiveBigIntegerField(default=0)
@@ -57,7 +57,7 @@ class Bucket(models.Model):
 
 
 class Item(models.Model):
-    """One key of a bucket. Written only through api.operations (single SQL statements)."""
+    """One key of a bucket. Written only through api.statements (single SQL statements)."""
 
     bucket = models.ForeignKey(
         Bucket, on_delete=models.CASCADE, related_name="items", db_index=False

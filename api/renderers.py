@@ -100,7 +100,7 @@ class KeyList(Payload):
     """
 
     def __init__(self, rows: list[tuple], with_values: bool, next_cursor: str | None):
-        # rows: (key,) or, with values, (key, value, ttl) as operations.list_page gives them
+        # rows: (key,) or, with values, (key, value, ttl) as statements.list_page gives them
         self.rows, self.with_values, self.next_cursor = rows, with_values, next_cursor
 
     def _items(self) -> list[dict]:

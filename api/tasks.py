@@ -10,7 +10,7 @@ from typing import TypedDict
 from celery import shared_task
 from django.utils import timezone
 
-from api import operations, usage
+from api import rollups, statements
 
 
 class TaskOptions(TypedDict):
@@ -24,19 +24,19 @@ TASK_OPTIONS: TaskOptions = {"acks_late": True, "soft_time_limit": 50, "time_lim
 
 @shared_task(**TASK_OPTIONS)
 def sweep_expired_items() -> int:
-    return operations.sweep_expired_items(timezone.now())
+    return statements.sweep_expired_items(timezone.now())
 
 
 @shared_task(**TASK_OPTIONS)
 def sweep_expired_tokens() -> int:
-    return operations.sweep_expired_tokens(timezone.now())
+    return statements.sweep_expired_tokens(timezone.now())
 
 
 @shared_task(**TASK_OPTIONS)
 def roll_up_usage() -> int:
-    return usage.roll_up_requests(time.time())
+    return rollups.roll_up_requests(time.time())
 
 
 @shared_task(**TASK_OPTIONS)
 def refresh_stored_figures() -> None:
-    usage.refresh_stored_figures(timezone.now())
+    rollups.refresh_stored_figures(timezone.now())

@@ -10,19 +10,19 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, viewsets
 from rest_framework.request import Request
 
-from api import actions, inputs, limits, operations
+from api import inputs, limits, statements, writes
 from api import schema as openapi
 from api.errors import BadRequest, Forbidden, TooManyRequests, key_not_found
 from api.models import Bucket
-from api.permissions import (
+from api.principals import Principal
+from api.renderers import ApiResponse, BucketList, Counter, KeyList, Message, Value
+from api.scoping import (
     forget_bucket,
     owned_bucket,
     require_api_key,
     require_token_access,
     token_list_prefix,
 )
-from api.principals import Principal
-from api.renderers import ApiResponse, BucketList, Counter, KeyList, Message, Value
 from thisdb_site import outages
 
 OK = "OK"
@@ -255,7 +255,7 @@ class BucketViewSet(ApiViewSet):
         fields = inputs.form_fields(request)
         default_ttl = _default_ttl(fields)
         self.count_request()
-        bucket = actions.create_bucket(principal, default_ttl)
+        bucket = writes.create_bucket(principal, default_ttl)
         return ApiResponse(Message(bucket.id, json_name="bucket"))
 
     @extend_schema(
@@ -313,7 +313,7 @@ class BucketViewSet(ApiViewSet):
         bucket = owned_bucket(principal, bucket_id)
         prefix = token_list_prefix(principal, prefix)
         self.count_request()
-        rows = operations.list_page(
+        rows = statements.list_page(
             bucket.id, prefix=prefix, after=after, limit=limit + 1, with_values=with_values
         )
         if not rows:
@@ -340,7 +340,7 @@ class BucketViewSet(ApiViewSet):
         default_ttl = _default_ttl(inputs.form_fields(request))
         owned_bucket(principal, bucket_id)
         self.count_request()
-        actions.update_bucket(principal, bucket_id, default_ttl)
+        writes.update_bucket(principal, bucket_id, default_ttl)
         return ApiResponse(Message(OK))
 
     @extend_schema(
@@ -355,7 +355,7 @@ class BucketViewSet(ApiViewSet):
         require_api_key(principal, "delete a bucket")
         owned_bucket(principal, bucket_id)
         self.count_request()
-        actions.delete_bucket(principal, bucket_id)
+        writes.delete_bucket(principal, bucket_id)
         return ApiResponse(Message(OK))
 
 
@@ -382,9 +382,9 @@ class ItemViewSet(ApiViewSet):
 
     def _claim_write(self, bucket, key: str) -> bool:
         """The quota and rate checks of a set or increment; True if it may create the key."""
-        actions.check_storage_quota(self.principal())
+        writes.check_storage_quota(self.principal())
         self.count_request(write=(bucket.id, key))
-        return actions.may_create_keys(self.principal(), bucket)
+        return writes.may_create_keys(self.principal(), bucket)
 
     def _ttl(self, request, bucket) -> int:
         if not request._request.META.get("QUERY_STRING"):  # most writes: no QueryDict to build
@@ -401,7 +401,7 @@ class ItemViewSet(ApiViewSet):
     def retrieve(self, request, bucket_id, key):
         bucket = self._scope(bucket_id, key, write=False)
         self.count_request()
-        value = operations.get_value(bucket.id, key)
+        value = statements.get_value(bucket.id, key)
         if value is None:
             raise key_not_found()
         return ApiResponse(Value(key, value))
@@ -427,7 +427,7 @@ class ItemViewSet(ApiViewSet):
         ttl = self._ttl(request, bucket)
         value = inputs.read_value(request)
         create = self._claim_write(bucket, key)
-        actions.set_key(self.principal(), bucket, key, value, ttl, create=create)
+        writes.set_key(self.principal(), bucket, key, value, ttl, create=create)
         return ApiResponse(Message(OK))
 
     @extend_schema(
@@ -442,7 +442,7 @@ class ItemViewSet(ApiViewSet):
         ttl = self._ttl(request, bucket)
         delta = inputs.delta(inputs.read_value(request))
         create = self._claim_write(bucket, key)
-        value = actions.increment_key(self.principal(), bucket, key, delta, ttl, create=create)
+        value = writes.increment_key(self.principal(), bucket, key, delta, ttl, create=create)
         return ApiResponse(Counter(key, value))
 
     @extend_schema(
@@ -454,7 +454,7 @@ class ItemViewSet(ApiViewSet):
     def destroy(self, request, bucket_id, key):
         bucket = self._scope(bucket_id, key, write=True)
         self.count_request(write=(bucket.id, key))
-        actions.delete_key(bucket, key)
+        writes.delete_key(bucket, key)
         return ApiResponse(Message(OK))
 
 
@@ -484,7 +484,7 @@ class TokenViewSet(ApiViewSet):
         bucket = owned_bucket(principal, fields["bucket"])
         self.count_request()
         assert principal.api_key_id is not None  # an API caller acts through a key
-        token = actions.create_token(
+        token = writes.create_token(
             principal.api_key_id,
             bucket.id,
             prefix,

@@ -17,7 +17,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "thisdb_site.settings")
 django.setup()
 from django.db import connection
 from django.utils import timezone
-from api import operations
+from api import statements
 times = []
 def timed(execute, sql, params, many, context):
     start = time.perf_counter()
@@ -27,7 +27,7 @@ def timed(execute, sql, params, many, context):
         times.append(time.perf_counter() - start)
 started = time.perf_counter()
 with connection.execute_wrapper(timed):
-    deleted = operations.sweep_expired_items(timezone.now())
+    deleted = statements.sweep_expired_items(timezone.now())
 print(json.dumps({"deleted": deleted, "seconds": time.perf_counter() - started,
                   "statements": len(times), "longest": max(times),
                   "longest_at": times.index(max(times)) + 1, "next": sorted(times)[-2:][0],

@@ -1,6 +1,6 @@
 """How many keys a bucket holds and how many bytes, as the pages show them.
 
-Beat recounts every bucket once a minute (api.usage.refresh_stored_figures), for the quotas; a
+Beat recounts every bucket once a minute (api.rollups.refresh_stored_figures), for the quotas; a
 page that showed only those figures would say "0 keys" above the keys just written. So a bucket's
 own page counts its live keys now, exactly, up to COUNT_CAP keys; past that it shows beat's
 figure as "about N" with the time beat counted it. Pages that list many buckets show beat's

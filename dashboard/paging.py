@@ -1,6 +1,6 @@
 """A bucket's keys a page at a time, forward and back, numbered as the person pages.
 
-Forward is the API's own list (api.operations.list_page) after the last key seen: its cursor.
+Forward is the API's own list (api.statements.list_page) after the last key seen: its cursor.
 The API has no way back, so Previous is the mirror image here: the PAGE_SIZE keys before the
 page's first key, one range scan of the same (bucket, key) index read backwards. Links carry
 both ends as cursors and the page's first position (n), so the URL stays small however deep
@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from api import operations
+from api import statements
 from api.models import Item
 
 PAGE_SIZE = 50  # keys a bucket page shows
@@ -33,7 +33,7 @@ class KeyPage:
 
 def forward(bucket_id: str, prefix: str, after: str | None, first: int | None) -> KeyPage:
     """The page of keys after `after` (None: the first page)."""
-    rows = operations.list_page(
+    rows = statements.list_page(
         bucket_id, prefix=prefix, after=after, limit=PAGE_SIZE + 1, with_values=True
     )
     now = timezone.now()
@@ -56,7 +56,7 @@ def backward(bucket_id: str, prefix: str, before: str, first: int | None) -> Key
     )
     if prefix:
         live = live.filter(key__gte=prefix)
-        upper = operations.prefix_upper_bound(prefix)
+        upper = statements.prefix_upper_bound(prefix)
         if upper is not None:
             live = live.filter(key__lt=upper)
     # Byte order both ways: the key column's collation is "C" (api.models.ByteOrderTextField).

@@ -1,6 +1,6 @@
 """The pages people use: the home page, their buckets with keys and tokens, usage, the docs.
 
-Every change goes through api.actions and the API's one-write-per-second rule, so a page and an
+Every change goes through api.writes and the API's one-write-per-second rule, so a page and an
 API request can never disagree. Another account's bucket is a 404 here too, never its data.
 Keys travel in links and forms as dashboard.roundtrip.key_ref, never as text a browser changes.
 """
@@ -21,11 +21,11 @@ from django.utils.timesince import timeuntil
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from api import actions, inputs, limits, operations
+from api import inputs, limits, statements, writes
 from api.errors import ApiError, BadRequest, TooManyRequests
 from api.models import Bucket, Item, Token
-from api.permissions import BucketInfo
 from api.principals import hash_token, principal_for_user
+from api.scoping import BucketInfo
 from dashboard import docs as api_docs
 from dashboard import figures, paging, roundtrip, shown_once, usage
 from dashboard.forms import BucketForm, IncrementForm, KeyForm, TokenForm
@@ -60,7 +60,7 @@ def buckets(request):
         if form.is_valid():
             data = form.cleaned_data
             try:
-                bucket = actions.create_bucket(
+                bucket = writes.create_bucket(
                     principal_for_user(request.user.pk), data["default_ttl"]
                 )
             except ApiError as error:
@@ -120,7 +120,7 @@ def _preview(value: bytes) -> dict:
         "size": len(value),
         "text": text[:PREVIEW_CHARS],
         "cut": len(text) > PREVIEW_CHARS,
-        "integer": operations.parse_integer(value) is not None,
+        "integer": statements.parse_integer(value) is not None,
     }
 
 
@@ -193,7 +193,7 @@ def bucket_settings(request, bucket_id: str):
     if form.is_valid():
         data = form.cleaned_data
         principal = principal_for_user(request.user.pk)
-        actions.update_bucket(principal, bucket.id, data["default_ttl"])
+        writes.update_bucket(principal, bucket.id, data["default_ttl"])
         Bucket.objects.for_user(request.user.pk).filter(pk=bucket.id).update(label=data["label"])
         label = f"label “{data['label']}”" if data["label"] else "no label"
         messages.success(request, f"Saved: {label}, default TTL {data['default_ttl']} s.")
@@ -208,7 +208,7 @@ def delete_bucket(request, bucket_id: str):
     bucket = _my_bucket(request, bucket_id)
     if request.method == "POST":
         try:
-            actions.delete_bucket(principal_for_user(request.user.pk), bucket.id)
+            writes.delete_bucket(principal_for_user(request.user.pk), bucket.id)
         except ApiError:
             raise Http404("bucket not found") from None
         messages.success(request, f"Bucket {bucket.id} and its keys were deleted.")
@@ -292,13 +292,13 @@ def edit_key(request, bucket_id: str):
             cleaned = form.cleaned_data
             principal = principal_for_user(request.user.pk)
             try:
-                actions.check_storage_quota(principal)
+                writes.check_storage_quota(principal)
                 _claim_write(bucket, cleaned["key"])
                 ttl = cleaned["ttl"]
                 if ttl is None:  # blank: a change keeps the expiry, a new key gets the default
                     ttl = bucket.default_ttl if key is None else _kept_ttl(bucket, key)
-                create = actions.may_create_keys(principal, _info(bucket))
-                actions.set_key(
+                create = writes.may_create_keys(principal, _info(bucket))
+                writes.set_key(
                     principal, _info(bucket), cleaned["key"], cleaned["value"], ttl, create=create
                 )
             except ApiError as error:
@@ -352,7 +352,7 @@ def delete_key(request, bucket_id: str):
     try:
         key = roundtrip.key_from_ref(request.POST.get("k", ""))
         _claim_write(bucket, key)
-        actions.delete_key(_info(bucket), key)
+        writes.delete_key(_info(bucket), key)
     except ApiError as error:
         messages.error(request, _say(error))
         return redirect(_bucket_url(bucket.id, prefix=request.POST.get("prefix", "")))
@@ -371,11 +371,11 @@ def increment_key(request, bucket_id: str):
     key, by = form.cleaned_data["k"], form.cleaned_data["by"]
     principal = principal_for_user(request.user.pk)
     try:
-        actions.check_storage_quota(principal)
+        writes.check_storage_quota(principal)
         _claim_write(bucket, key)
-        create = actions.may_create_keys(principal, _info(bucket))
+        create = writes.may_create_keys(principal, _info(bucket))
         # Like an edit, an increment on a page keeps the key's expiry.
-        value = actions.increment_key(
+        value = writes.increment_key(
             principal, _info(bucket), key, by, _kept_ttl(bucket, key), create=create
         )
     except ApiError as error:
@@ -420,7 +420,7 @@ def tokens(request, bucket_id: str):
         return _bucket_again(request, bucket_id, token_form=form)
     data = form.cleaned_data
     try:
-        secret = actions.create_token(
+        secret = writes.create_token(
             data["api_key"].pk,
             bucket.id,
             data["prefix"],
@@ -459,7 +459,7 @@ def _bucket_again(request, bucket_id, **kwargs):
 def revoke_token(request, bucket_id: str, token_id: int):
     bucket = _my_bucket(request, bucket_id)
     token = get_object_or_404(Token, pk=token_id, bucket=bucket)
-    actions.revoke_token(token)
+    writes.revoke_token(token)
     messages.success(request, f"Token #{token_id} revoked. It no longer works.")
     return redirect(_bucket_url(bucket.id) + "#tokens")
 

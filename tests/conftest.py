@@ -17,7 +17,7 @@ from django.db import connection
 from django.test import Client
 
 from accounts.models import ApiKey
-from api import limits, permissions, principals
+from api import limits, principals, scoping
 
 # The browser and server fixtures of the end-to-end tests (tests/test_browser*.py).
 pytest_plugins = ["tests.browser"]
@@ -50,12 +50,12 @@ def _fresh_state(settings):
     # The whole suite sends wrong keys from 127.0.0.1; the test of this limit sets its own rate.
     settings.THISDB_AUTH_FAILURES_RATE = "100000/m"
     principals.forget_all()
-    permissions.forget_all()
+    scoping.forget_all()
     limits.reset()
     clear_cache()
     yield
     principals.forget_all()
-    permissions.forget_all()
+    scoping.forget_all()
     limits.reset()
 
 

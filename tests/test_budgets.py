@@ -120,7 +120,7 @@ def test_an_uncached_lookup_costs_its_statements_once(wire, tmp_path):
 def test_a_list_page_of_a_million_keys_is_one_index_range_scan(alice):
     bucket = alice.new_bucket()
     fill_keys(bucket, 1_000_000)
-    from api import operations
+    from api import statements
 
     captured = []
 
@@ -133,7 +133,7 @@ def test_a_list_page_of_a_million_keys_is_one_index_range_scan(alice):
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(explain):
-        rows = operations.list_page(
+        rows = statements.list_page(
             bucket,
             prefix="k05",
             after="k0500500",
@@ -162,7 +162,7 @@ def test_the_sweep_reads_expired_keys_from_their_index(alice):
             [expired],
         )
         cursor.execute("ANALYZE api_item")
-    from api import operations
+    from api import statements
 
     plans = []
 
@@ -174,7 +174,7 @@ def test_the_sweep_reads_expired_keys_from_their_index(alice):
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(explain):
-        deleted = operations.sweep_expired_items(timezone.now(), rest=0)
+        deleted = statements.sweep_expired_items(timezone.now(), rest=0)
     assert deleted == 200_000
     assert len(plans) == 101  # 100 full batches of 2,000, then the one that finds none
     for plan in (plans[0], plans[-1]):

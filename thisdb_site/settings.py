@@ -344,7 +344,7 @@ THISDB_AUTH_CACHE_SECONDS = env_int("THISDB_AUTH_CACHE_SECONDS", 10)
 # Prefix of every Redis key this platform writes, so one Redis can serve several installations.
 THISDB_REDIS_PREFIX = os.environ.get("THISDB_REDIS_PREFIX", "thisdb")
 # Without REDIS_URL, the process serving the API adds its in-process request counters to the
-# usage table this often (api.usage.keep_rolling_up); budget: one upsert per key and hour with
+# usage table this often (api.rollups.keep_rolling_up); budget: one upsert per key and hour with
 # requests, a minute of figures lost at most when the process stops.
 THISDB_LOCAL_ROLLUP_SECONDS = env_int("THISDB_LOCAL_ROLLUP_SECONDS", 60, minimum=1)
 
@@ -360,7 +360,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = THISDB_VALUE_MAX_BYTES + 64 * 1024
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["api.authentication.ApiKeyOrTokenAuthentication"],
     # No permission classes: authentication itself refuses a request without credentials
-    # (api.authentication), and every view scopes what the caller may do (api.permissions).
+    # (api.authentication), and every view scopes what the caller may do (api.scoping).
     "DEFAULT_PERMISSION_CLASSES": [],
     "DEFAULT_RENDERER_CLASSES": [
         "api.renderers.PlainTextRenderer",
@@ -454,7 +454,7 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 55},
     },
     # Recount keys and bytes per bucket and account for the quotas; budget: one scan of the
-    # items a minute (see api.usage.refresh_stored_figures).
+    # items a minute (see api.rollups.refresh_stored_figures).
     "refresh-stored-figures": {
         "task": "api.tasks.refresh_stored_figures",
         "schedule": 60.0,

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from api import permissions, principals
+from api import principals, scoping
 from api.models import Item
 from tests.conftest import token_client
 
@@ -172,7 +172,7 @@ def test_an_uncached_first_request_costs_three_queries_plus_the_operation(
     alice, bucket, django_assert_num_queries
 ):
     principals.forget_all()
-    permissions.forget_all()
+    scoping.forget_all()
     # 1. the API key's lookup (with the account's quotas, one SELECT with joins),
     # 2. the UPDATE of last_used_at (the key's first request in this worker),
     # 3. the bucket's lookup (owner, default_ttl, key_count),
@@ -190,7 +190,7 @@ def test_an_uncached_token_costs_its_lookup_and_the_bucket_plus_the_operation(
     alice.set(bucket, "app/a", "1")
     client = token_client(alice.token(bucket, "app/"))
     principals.forget_all()
-    permissions.forget_all()
+    scoping.forget_all()
     # The token's lookup, the bucket's lookup, then the SELECT of the value: a token has no
     # last_used_at to write.
     with django_assert_num_queries(3):
@@ -202,7 +202,7 @@ def test_a_second_request_within_the_cache_lifetime_is_one_query(
     alice, bucket, django_assert_num_queries
 ):
     principals.forget_all()
-    permissions.forget_all()
+    scoping.forget_all()
     alice.set(bucket, "foo", "bar")  # pays for the lookups
     with django_assert_num_queries(1):
         assert alice.client.get(f"/v1/{bucket}/foo").content == b"bar"

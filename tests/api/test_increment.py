@@ -1,4 +1,4 @@
-"""PATCH /v1/<bucket>/<key>: increment (+N) or decrement (-N) a key (api.operations.increment)."""
+"""PATCH /v1/<bucket>/<key>: increment (+N) or decrement (-N) a key (api.statements.increment)."""
 
 import threading
 from datetime import timedelta
@@ -8,7 +8,7 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from api import operations
+from api import statements
 from api.models import Item
 
 INT64_MAX = 2**63 - 1
@@ -182,28 +182,28 @@ def test_an_overflow_is_400_and_unchanged(transactional_db, alice, start, body):
 
 
 def test_the_operation_called_directly(alice, bucket):
-    assert operations.increment(bucket, "n", 5, 0) == 5
+    assert statements.increment(bucket, "n", 5, 0) == 5
     assert expires_at(bucket, "n") is None
     before = timezone.now()
-    assert operations.increment(bucket, "n", -7, 3600) == -2
+    assert statements.increment(bucket, "n", -7, 3600) == -2
     assert stored(bucket, "n") == b"-2"
     expires = expires_at(bucket, "n")
     assert before + timedelta(hours=1) <= expires <= timezone.now() + timedelta(hours=1)
 
 
 def test_the_operation_without_create_leaves_an_absent_key_absent(alice, bucket):
-    assert operations.increment(bucket, "n", 1, 0, create=False) is None
+    assert statements.increment(bucket, "n", 1, 0, create=False) is None
     assert not Item.objects.filter(bucket_id=bucket).exists()
 
-    operations.set_value(bucket, "n", b"10", 0)
-    assert operations.increment(bucket, "n", 1, 0, create=False) == 11
+    statements.set_value(bucket, "n", b"10", 0)
+    assert statements.increment(bucket, "n", 1, 0, create=False) == 11
 
 
 def test_the_operation_raises_on_a_value_that_is_not_an_integer(transactional_db, alice):
     bucket = alice.new_bucket()
-    operations.set_value(bucket, "n", b"abc", 0)
-    with pytest.raises(operations.NotAnInteger, match="not an integer"):
-        operations.increment(bucket, "n", 1, 0)
+    statements.set_value(bucket, "n", b"abc", 0)
+    with pytest.raises(statements.NotAnInteger, match="not an integer"):
+        statements.increment(bucket, "n", 1, 0)
     assert stored(bucket, "n") == b"abc"
 
 

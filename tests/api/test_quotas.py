@@ -9,7 +9,7 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from accounts.models import Account, UsageHour
-from api import limits, usage
+from api import limits, rollups
 from api.models import Bucket, Item
 from tests.conftest import Persona, token_client
 
@@ -20,11 +20,11 @@ def set_quota(persona: Persona, **figures) -> None:
 
 def refresh(persona: Persona) -> None:
     """What beat does every minute, then a new request sees the figures (caches dropped)."""
-    usage.refresh_stored_figures(timezone.now())
-    from api import permissions, principals
+    rollups.refresh_stored_figures(timezone.now())
+    from api import principals, scoping
 
     principals.forget_all()
-    permissions.forget_all()
+    scoping.forget_all()
 
 
 def test_bucket_quota_refuses_at_the_boundary_and_creates_nothing(db):
@@ -99,7 +99,7 @@ def test_stored_figures_count_live_keys_only(alice, bucket):
     alice.set(bucket, "live", "abc")
     alice.set(bucket, "dead", "abcdef")
     Item.objects.filter(key="dead").update(expires_at=timezone.now() - timedelta(days=1))
-    usage.refresh_stored_figures(timezone.now())
+    rollups.refresh_stored_figures(timezone.now())
     row = Bucket.objects.get(pk=bucket)
     assert (row.key_count, row.stored_bytes) == (1, 4 + 3)
     assert Account.objects.get(user=alice.user).stored_bytes == 7
@@ -116,28 +116,28 @@ def test_usage_rows_match_the_requests_made(alice, bob):
     token_client(token).get(f"/v1/{bucket}/k1")  # a token's request counts for alice's key
     bob.new_bucket()
 
-    assert usage.roll_up_requests(time.time()) == 2
+    assert rollups.roll_up_requests(time.time()) == 2
     hour = datetime.fromtimestamp(limits.hour_start(time.time()), UTC)
     assert UsageHour.objects.get(api_key=alice.api_key, hour=hour).requests == 1 + 6 + 1 + 1
     assert UsageHour.objects.get(api_key=bob.api_key, hour=hour).requests == 1
 
 
 def test_roll_up_is_idempotent_and_follows_the_counter(alice, bucket):
-    usage.roll_up_requests(time.time())
-    usage.roll_up_requests(time.time())
+    rollups.roll_up_requests(time.time())
+    rollups.roll_up_requests(time.time())
     assert UsageHour.objects.get(api_key=alice.api_key).requests == 1
 
     alice.client.get(f"/v1/{bucket}")
-    usage.roll_up_requests(time.time())
+    rollups.roll_up_requests(time.time())
     assert UsageHour.objects.get(api_key=alice.api_key).requests == 2
 
 
 def test_an_ended_hour_is_kept_in_postgresql_and_its_counters_reset(alice, bucket):
     now = time.time()
     hour = limits.hour_start(now)
-    later = hour + 3600 + usage.CLOSE_AFTER_SECONDS + 1  # the hour has ended
-    usage.roll_up_requests(later)
-    usage.roll_up_requests(later)  # twice: same state
+    later = hour + 3600 + rollups.CLOSE_AFTER_SECONDS + 1  # the hour has ended
+    rollups.roll_up_requests(later)
+    rollups.roll_up_requests(later)  # twice: same state
 
     assert UsageHour.objects.get(api_key=alice.api_key).requests == 1
     client = redis.Redis.from_url(django_settings.REDIS_URL)

@@ -8,7 +8,7 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.models import UsageHour
-from api import operations, tasks
+from api import statements, tasks
 from api.models import Item, Token
 from tests.conftest import RUN_PREFIX, Persona
 from thisdb_site.celery import app
@@ -76,7 +76,7 @@ def test_the_sweep_works_in_batches_and_never_touches_live_keys(db):
     carol = Persona("carol")
     bucket = carol.new_bucket()
     fill(bucket, 1_000, expired_every=4)
-    assert operations.sweep_expired_items(timezone.now(), batch=100) == 250
+    assert statements.sweep_expired_items(timezone.now(), batch=100) == 250
     assert Item.objects.filter(bucket_id=bucket).count() == 750
     assert not Item.objects.filter(expires_at__lte=timezone.now()).exists()
 

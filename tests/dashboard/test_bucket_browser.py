@@ -220,7 +220,7 @@ def test_increment_a_counter_and_refuse_a_non_number(transactional_db, alice, bu
 def test_the_key_quota_is_the_apis(alice, bucket, settings):
     settings.THISDB_MAX_KEYS_PER_BUCKET = 1
     alice.set(bucket, "k", "v")
-    from api.usage import refresh_stored_figures
+    from api.rollups import refresh_stored_figures
 
     refresh_stored_figures(timezone.now())
     response = alice.browser.post(f"/buckets/{bucket}/key/", {"key": "new", "value": "v"})

@@ -11,7 +11,7 @@ from django.utils import timezone
 from psycopg import sql
 
 from api.models import Bucket
-from api.usage import refresh_stored_figures
+from api.rollups import refresh_stored_figures
 from dashboard import figures
 from dashboard.models import TaskHeartbeat, beat
 from tests.conftest import fill_keys

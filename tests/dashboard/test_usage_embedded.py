@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 
 from accounts.models import UsageHour
-from api import limits, usage
+from api import limits, rollups
 from dashboard.usage import series
 from tests.conftest import Persona
 from tests.test_embedded import KEY_RE, MANAGE_PY, START_TIMEOUT_SECONDS, Server, answers, free_port
@@ -117,10 +117,10 @@ def test_an_hour_that_ends_keeps_its_figures_in_the_table(in_process_limits):
     now = time.time()
     hour = datetime.fromtimestamp(limits.hour_start(now), UTC)
 
-    assert usage.roll_up_requests(now) == 1
-    assert usage.roll_up_requests(now) == 0  # nothing new: nothing added twice
+    assert rollups.roll_up_requests(now) == 1
+    assert rollups.roll_up_requests(now) == 0  # nothing new: nothing added twice
     carol.client.get(f"/v1/{bucket}")
-    usage.roll_up_requests(now)
+    rollups.roll_up_requests(now)
     assert UsageHour.objects.get(api_key=carol.api_key, hour=hour).requests == 5
 
     # The next hour: this process's new counter starts at 0, the ended hour is in the table.
@@ -128,7 +128,7 @@ def test_an_hour_that_ends_keeps_its_figures_in_the_table(in_process_limits):
     figures = series([carol.api_key.pk], datetime.fromtimestamp(later, UTC), carol.user.pk)
     assert figures["total_hourly"][-2:] == [5, 0]
     assert sum(figures["total_daily"]) == 5
-    usage.roll_up_requests(later)
+    rollups.roll_up_requests(later)
     assert UsageHour.objects.get(api_key=carol.api_key, hour=hour).requests == 5
 
 

@@ -1,7 +1,7 @@
 """What a caller may do to its buckets, keys and tokens: the checks and the single statements that
 the v1 API and the web pages share, so the two can never disagree.
 
-Callers first scope the bucket to the caller (api.permissions.owned_bucket) and claim the key's
+Callers first scope the bucket to the caller (api.scoping.owned_bucket) and claim the key's
 write slot (api.limits); each function here then checks the quotas, runs one operation and turns
 its failures into the API's errors (api.errors), which the web pages show as form errors.
 """
@@ -14,11 +14,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.models import Account
-from api import operations
+from api import statements
 from api.errors import BadRequest, Forbidden, bucket_not_found, key_not_found
 from api.models import TOKEN_LENGTH, Bucket, Token
-from api.permissions import BucketInfo, forget_bucket
 from api.principals import Principal, forget_token, hash_token
+from api.scoping import BucketInfo, forget_bucket
 
 TOKEN_ALPHABET = string.ascii_lowercase + string.digits  # like the spec's example token
 
@@ -105,8 +105,8 @@ def set_key(
     principal: Principal, bucket: BucketInfo, key: str, value: bytes, ttl: int, *, create: bool
 ) -> None:
     try:
-        written = operations.set_value(bucket.id, key, value, ttl, create=create)
-    except operations.BucketGone:
+        written = statements.set_value(bucket.id, key, value, ttl, create=create)
+    except statements.BucketGone:
         raise bucket_gone(bucket.id) from None
     if not written:
         raise key_quota_reached(principal)
@@ -116,10 +116,10 @@ def increment_key(
     principal: Principal, bucket: BucketInfo, key: str, delta: int, ttl: int, *, create: bool
 ) -> int:
     try:
-        value = operations.increment(bucket.id, key, delta, ttl, create=create)
-    except operations.NotAnInteger as exc:
+        value = statements.increment(bucket.id, key, delta, ttl, create=create)
+    except statements.NotAnInteger as exc:
         raise BadRequest(str(exc)) from None
-    except operations.BucketGone:
+    except statements.BucketGone:
         raise bucket_gone(bucket.id) from None
     if value is None:
         raise key_quota_reached(principal)
@@ -127,7 +127,7 @@ def increment_key(
 
 
 def delete_key(bucket: BucketInfo, key: str) -> None:
-    if not operations.delete_key(bucket.id, key):
+    if not statements.delete_key(bucket.id, key):
         raise key_not_found()
 
 
