@@ -56,6 +56,29 @@ class Bucket(models.Model):
         return self.id
 
 
+VERSION_SEQUENCE = "api_item_version"  # PostgreSQL: where every write's version comes from
+
+
+class NextVersion(models.Expression):
+    """A key's next version: the next number of one sequence shared by every key.
+
+    One sequence, not a counter a key: a key deleted and written again gets a number it never had,
+    so A -> B -> A never looks unchanged. The statements in api.statements draw it themselves;
+    this default serves rows made otherwise (fixtures, the migration's existing rows). SQLite has
+    no sequences: the embedded default's statements draw from a one-row table instead
+    (api.statements), and rows made otherwise start at 0.
+    """
+
+    output_field = models.BigIntegerField()
+    allowed_default = True
+
+    def as_sql(self, compiler, connection):
+        return f"nextval('{VERSION_SEQUENCE}')", []
+
+    def as_sqlite(self, compiler, connection):
+        return "0", []
+
+
 class Item(models.Model):
     """One key of a bucket. Written only through api.statements (single SQL statements)."""
 
@@ -66,6 +89,9 @@ class Item(models.Model):
     value = models.BinaryField()  # the request body, byte for byte
     expires_at = models.DateTimeField(null=True, blank=True)  # null = never
     updated_at = models.DateTimeField(default=timezone.now)
+    # Changes on every write of the key and only grows (NextVersion); the API shows it as a
+    # string, in ETag headers and listings.
+    version = models.BigIntegerField(db_default=NextVersion())
 
     class Meta:
         constraints = [

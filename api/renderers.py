@@ -100,21 +100,22 @@ class KeyList(Payload):
     """
 
     def __init__(self, rows: list[tuple], with_values: bool, next_cursor: str | None):
-        # rows: (key,) or, with values, (key, value, ttl) as statements.list_page gives them
+        # rows: (key, version) or, with values, (key, value, ttl, version) as
+        # statements.list_page gives them
         self.rows, self.with_values, self.next_cursor = rows, with_values, next_cursor
 
     def _items(self) -> list[dict]:
         if self.with_values:
             return [
-                {"key": key, **encode_value(bytes(value)), "ttl": ttl}
-                for key, value, ttl in self.rows
+                {"key": key, **encode_value(bytes(value)), "ttl": ttl, "version": str(version)}
+                for key, value, ttl, version in self.rows
             ]
-        return [{"key": row[0]} for row in self.rows]
+        return [{"key": key, "version": str(version)} for key, version in self.rows]
 
     def as_text(self) -> bytes:
         # One key a line; with values, "key<TAB>value" (use json for values holding newlines).
         if self.with_values:
-            lines = [key.encode() + b"\t" + bytes(value) for key, value, _ in self.rows]
+            lines = [key.encode() + b"\t" + bytes(value) for key, value, *_ in self.rows]
         else:
             lines = [row[0].encode() for row in self.rows]
         return b"\n".join(lines)

@@ -13,13 +13,15 @@ embedded SQLite default passes the process's clock instead.
 import math
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from api.models import Item, Token
+from api.models import VERSION_SEQUENCE, Item, Token
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -42,37 +44,76 @@ else:
     _TTL_LEFT = "expires_at"  # turned into seconds in Python (list_page)
 _LIVE = f"(expires_at IS NULL OR expires_at > {_NOW})"  # an expired key is never served
 
-_SET_SQL = (
-    f"INSERT INTO {_T} (bucket_id, {_KEY}, value, expires_at, updated_at) "
-    f"VALUES (%s, %s, %s, {_EXPIRES}, {_NOW}) "
-    f"ON CONFLICT (bucket_id, {_KEY}) DO UPDATE SET value = excluded.value, "
-    f"expires_at = excluded.expires_at, updated_at = excluded.updated_at"
-)
-# Used instead of _SET_SQL when the bucket is at its key quota: existing keys may still change.
-_UPDATE_SQL = (
-    f"UPDATE {_T} SET value = %s, expires_at = {_EXPIRES}, updated_at = {_NOW} "
-    f"WHERE bucket_id = %s AND {_KEY} = %s"
-)
-_GET_SQL = f"SELECT value FROM {_T} WHERE bucket_id = %s AND {_KEY} = %s AND {_LIVE}"
+_ITEM_LIVE = f"(item.expires_at IS NULL OR item.expires_at > {_NOW})"
+_NEXT_VERSION = f"nextval('{VERSION_SEQUENCE}')"
+_CURRENT_VERSION_SQL = f"SELECT version FROM {_T} WHERE bucket_id = %s AND {_KEY} = %s AND {_LIVE}"
+_GET_SQL = f"SELECT value, version FROM {_T} WHERE bucket_id = %s AND {_KEY} = %s AND {_LIVE}"
 _DELETE_SQL = f"DELETE FROM {_T} WHERE bucket_id = %s AND {_KEY} = %s RETURNING {_LIVE}"
-# PostgreSQL: read, add and write in one statement. The row is locked by ON CONFLICT, so
-# concurrent increments serialize on it and none is lost. A stored value that is not an integer
-# makes the cast fail, which aborts the statement and leaves the value as it was.
-_INCREMENT_SQL_PG = (
-    f"INSERT INTO {_T} AS item (bucket_id, {_KEY}, value, expires_at, updated_at) "
-    f"VALUES (%s, %s, convert_to(CAST(%s AS bigint)::text, 'UTF8'), {_EXPIRES}, {_NOW}) "
-    f"ON CONFLICT (bucket_id, {_KEY}) DO UPDATE SET value = convert_to(("
-    f"CASE WHEN item.expires_at IS NOT NULL AND item.expires_at <= {_NOW} THEN 0 "
-    f"ELSE convert_from(item.value, 'UTF8')::bigint END + CAST(%s AS bigint)"
-    f")::text, 'UTF8'), expires_at = excluded.expires_at, updated_at = excluded.updated_at "
-    f"RETURNING convert_from(value, 'UTF8')::bigint"
+
+# PostgreSQL's writes. The version is drawn in the SET clause, after ON CONFLICT has locked the
+# row: a writer that waited for another draws after it, so a key's versions only grow.
+# An increment reads, adds and writes in one statement: concurrent increments serialize on the
+# row lock and none is lost. A stored value that is not an integer makes the cast fail, which
+# aborts the statement and leaves the value as it was.
+_SET_VALUE = "%s"
+_INCREMENT_VALUE = (
+    "convert_to((CASE WHEN item.expires_at IS NOT NULL AND item.expires_at <= "
+    f"{_NOW} THEN 0 ELSE convert_from(item.value, 'UTF8')::bigint END + CAST(%s AS bigint)"
+    ")::text, 'UTF8')"
 )
-_INCREMENT_EXISTING_SQL_PG = (
-    f"UPDATE {_T} AS item SET value = convert_to(("
-    f"CASE WHEN item.expires_at IS NOT NULL AND item.expires_at <= {_NOW} THEN 0 "
-    f"ELSE convert_from(item.value, 'UTF8')::bigint END + CAST(%s AS bigint)"
-    f")::text, 'UTF8'), expires_at = {_EXPIRES}, updated_at = {_NOW} "
-    f"WHERE bucket_id = %s AND {_KEY} = %s RETURNING convert_from(value, 'UTF8')::bigint"
+_FIRST_COUNT = "convert_to(CAST(%s AS bigint)::text, 'UTF8')"
+_RETURN = {"set": "version", "increment": "convert_from(value, 'UTF8')::bigint, version"}
+
+
+def _upsert_sql(kind: str, only_if_absent: bool) -> str:
+    first = _SET_VALUE if kind == "set" else _FIRST_COUNT
+    again = "excluded.value" if kind == "set" else _INCREMENT_VALUE
+    sql = (
+        f"INSERT INTO {_T} AS item (bucket_id, {_KEY}, value, expires_at, updated_at) "
+        f"VALUES (%s, %s, {first}, {_EXPIRES}, {_NOW}) "
+        f"ON CONFLICT (bucket_id, {_KEY}) DO UPDATE SET value = {again}, "
+        f"expires_at = excluded.expires_at, updated_at = excluded.updated_at, "
+        f"version = {_NEXT_VERSION}"
+    )
+    if only_if_absent:  # If-None-Match: *: only over an expired row
+        sql += f" WHERE NOT {_ITEM_LIVE}"
+    return f"{sql} RETURNING {_RETURN[kind]}"
+
+
+def _update_sql(kind: str, where: str) -> str:
+    value = _SET_VALUE if kind == "set" else _INCREMENT_VALUE
+    return (
+        f"UPDATE {_T} AS item SET value = {value}, expires_at = {_EXPIRES}, "
+        f"updated_at = {_NOW}, version = {_NEXT_VERSION} "
+        f"WHERE bucket_id = %s AND {_KEY} = %s{where} RETURNING {_RETURN[kind]}"
+    )
+
+
+# The WHERE a condition adds to an UPDATE (the key's state it requires), by Condition.kind.
+_REQUIRES = {
+    None: "",  # any row, expired or not (create=False: the key quota is full)
+    "exists": f" AND {_ITEM_LIVE}",
+    "absent": f" AND NOT {_ITEM_LIVE}",
+    "versions": f" AND {_ITEM_LIVE} AND item.version = ANY(%s)",
+}
+_PG_SQL = {
+    (kind, create, condition): (
+        _upsert_sql(kind, condition == "absent")
+        if create
+        else _update_sql(kind, _REQUIRES[condition])
+    )
+    for kind in ("set", "increment")
+    for create in (True, False)
+    for condition in _REQUIRES
+    # Creating is an upsert; a key that must exist is only ever updated.
+    if not (create and condition in ("exists", "versions"))
+}
+_DELETE_LIVE_SQL = (
+    f"DELETE FROM {_T} AS item WHERE bucket_id = %s AND {_KEY} = %s AND {_ITEM_LIVE} RETURNING true"
+)
+_DELETE_IF_SQL = (
+    f"DELETE FROM {_T} AS item WHERE bucket_id = %s AND {_KEY} = %s AND {_ITEM_LIVE}"
+    " AND item.version = ANY(%s) RETURNING true"
 )
 
 
@@ -82,6 +123,39 @@ class BucketGone(Exception):
 
 class NotAnInteger(Exception):
     """Increment of a value that is not a whole number, or past the 64-bit range."""
+
+
+class PreconditionFailed(Exception):
+    """A conditional write's condition did not hold: nothing was written."""
+
+    def __init__(self, current: int | None):
+        super().__init__(current)
+        self.current = current  # the key's version now; None: the key does not exist
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """What a write requires of the key as it is when the write runs.
+
+    kind "versions": the key exists with one of `versions` (If-Match: "v1", "v2");
+    "exists": the key exists (If-Match: *); "absent": it does not (If-None-Match: *).
+    An expired key does not exist.
+    """
+
+    kind: str
+    versions: tuple[int, ...] = ()
+
+    def holds(self, current: int | None) -> bool:
+        if self.kind == "absent":
+            return current is None
+        if current is None:
+            return False
+        return self.kind == "exists" or current in self.versions
+
+
+class Counted(NamedTuple):
+    value: int
+    version: int
 
 
 def _dt(value: datetime | None):
@@ -97,98 +171,141 @@ def _now_params() -> list:
     return [] if _PG else [_dt(timezone.now())]
 
 
-def _expiry_params(ttl: int) -> list:
-    """The parameters of _EXPIRES, _NOW (in that order) for a write of `ttl` seconds."""
-    if _PG:
-        return [ttl]
-    now = timezone.now()
-    return [_dt(expiry(now, ttl)), _dt(now)]
-
-
-def set_value(bucket_id: str, key: str, value: bytes, ttl: int, create: bool = True) -> bool:
+def set_value(
+    bucket_id: str,
+    key: str,
+    value: bytes,
+    ttl: int,
+    create: bool = True,
+    condition: Condition | None = None,
+) -> int | None:
     """Write a key, replacing its value; it expires `ttl` seconds from now (0: never). Every
-    write refreshes the expiry.
+    write refreshes the expiry. Returns the key's new version.
 
-    With create=False only an existing key is written; False means there was none.
+    With create=False only an existing key is written; None means there was none. A
+    `condition` is decided by the same statement; PreconditionFailed when it does not hold.
     """
-    try:
-        with connection.cursor() as cursor:
-            if create:
-                cursor.execute(_SET_SQL, [bucket_id, key, value, *_expiry_params(ttl)])
-                return True
-            cursor.execute(_UPDATE_SQL, [value, *_expiry_params(ttl), bucket_id, key])
-            return cursor.rowcount > 0
-    except IntegrityError as exc:
-        raise BucketGone(bucket_id) from exc
-
-
-def get_value(bucket_id: str, key: str) -> bytes | None:
-    with connection.cursor() as cursor:
-        cursor.execute(_GET_SQL, [bucket_id, key, *_now_params()])
-        row = cursor.fetchone()
-    return None if row is None else bytes(row[0])
-
-
-def delete_key(bucket_id: str, key: str) -> bool:
-    """Delete a key; True if a live key was deleted (an expired one is removed but not found)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_DELETE_SQL, [bucket_id, key, *_now_params()])
-        row = cursor.fetchone()
-    return bool(row and row[0])
-
-
-def increment(bucket_id: str, key: str, delta: int, ttl: int, create: bool = True) -> int | None:
-    """Add `delta` to a key's integer value and return the new value; absent or expired counts
-    from 0. The key expires `ttl` seconds from now (0: never). With create=False an absent key
-    is not created and None is returned."""
-    if _PG:
-        return _increment_postgresql(bucket_id, key, delta, ttl, create)
-    return _increment_locked(bucket_id, key, delta, ttl, create)
-
-
-def _increment_postgresql(bucket_id, key, delta, ttl, create) -> int | None:
+    if not _PG:
+        return _sqlite_set_value(bucket_id, key, value, ttl, create, condition)
+    kind = condition.kind if condition else None
+    sql = _PG_SQL["set", create, kind]
     if create:
-        sql, params = _INCREMENT_SQL_PG, [bucket_id, key, delta, ttl, delta]
+        params = [bucket_id, key, value, ttl]
     else:
-        sql, params = _INCREMENT_EXISTING_SQL_PG, [delta, ttl, bucket_id, key]
+        params = [value, ttl, bucket_id, key, *_versions_param(condition)]
+    row = _write(sql, params, bucket_id)
+    if row is None:
+        _check_missed(bucket_id, key, condition)
+        return None
+    return row[0]
+
+
+def increment(
+    bucket_id: str,
+    key: str,
+    delta: int,
+    ttl: int,
+    create: bool = True,
+    condition: Condition | None = None,
+) -> Counted | None:
+    """Add `delta` to a key's integer value; returns the new value and version. Absent or
+    expired counts from 0. The key expires `ttl` seconds from now (0: never). With create=False
+    an absent key is not created and None is returned; a `condition` as for set_value."""
+    if not _PG:
+        return _sqlite_increment(bucket_id, key, delta, ttl, create, condition)
+    kind = condition.kind if condition else None
+    sql = _PG_SQL["increment", create, kind]
+    if create:
+        params = [bucket_id, key, delta, ttl, delta]
+    else:
+        params = [delta, ttl, bucket_id, key, *_versions_param(condition)]
+    try:
+        row = _write(sql, params, bucket_id)
+    except DataError as exc:
+        raise NotAnInteger(why_not_integer(exc)) from exc
+    if row is None:
+        _check_missed(bucket_id, key, condition)
+        return None
+    return Counted(row[0], row[1])
+
+
+def _versions_param(condition: Condition | None) -> list:
+    return [list(condition.versions)] if condition and condition.kind == "versions" else []
+
+
+def _write(sql: str, params: list, bucket_id: str):
     try:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            row = cursor.fetchone()
-            return None if row is None else row[0]
-    except DataError as exc:
-        raise NotAnInteger(_why_not_integer(exc)) from exc
+            return cursor.fetchone()
     except IntegrityError as exc:
         raise BucketGone(bucket_id) from exc
 
 
-def _why_not_integer(exc: DataError) -> str:
+def _check_missed(bucket_id: str, key: str, condition: Condition | None) -> None:
+    """After a write that wrote nothing: PreconditionFailed if a condition was set, with the
+    key's version now (read after, never before: the write decided by itself)."""
+    if condition is None:
+        return
+    current = current_version(bucket_id, key)
+    if condition.kind == "absent" and current is None:
+        return  # it was absent, but the key quota allows no new key
+    raise PreconditionFailed(current)
+
+
+def why_not_integer(exc: DataError) -> str:
     if getattr(exc.__cause__, "sqlstate", None) == "22003":  # numeric_value_out_of_range
         return "the result would not fit in a 64-bit integer"
     return "the key's value is not an integer, so it cannot be incremented"
 
 
-# The embedded SQLite default serves one process; a lock there keeps increments from racing.
-_sqlite_increment_lock = threading.Lock()
+def current_version(bucket_id: str, key: str) -> int | None:
+    """The live key's version; None if it does not exist."""
+    if not _PG:
+        return _sqlite_current_version(bucket_id, key)
+    with connection.cursor() as cursor:
+        cursor.execute(_CURRENT_VERSION_SQL, [bucket_id, key])
+        row = cursor.fetchone()
+    return None if row is None else row[0]
 
 
-def _increment_locked(bucket_id, key, delta, ttl, create) -> int | None:
-    with _sqlite_increment_lock, transaction.atomic():
-        current = get_value(bucket_id, key)
-        if current is None and not create and not _exists(bucket_id, key):
-            return None
-        number = 0 if current is None else parse_integer(current)
-        if number is None:
-            raise NotAnInteger("the key's value is not an integer, so it cannot be incremented")
-        result = number + delta
-        if not INT64_MIN <= result <= INT64_MAX:
-            raise NotAnInteger("the result would not fit in a 64-bit integer")
-        set_value(bucket_id, key, str(result).encode(), ttl)
-        return result
+def get_item(bucket_id: str, key: str) -> tuple[bytes, int] | None:
+    """The live key's value and version; None if it does not exist."""
+    with connection.cursor() as cursor:
+        cursor.execute(_GET_SQL, [bucket_id, key, *_now_params()])
+        row = cursor.fetchone()
+    return None if row is None else (bytes(row[0]), row[1])
 
 
-def _exists(bucket_id: str, key: str) -> bool:
-    return Item.objects.filter(bucket_id=bucket_id, key=key).exists()
+def get_value(bucket_id: str, key: str) -> bytes | None:
+    found = get_item(bucket_id, key)
+    return None if found is None else found[0]
+
+
+def delete_key(bucket_id: str, key: str, condition: Condition | None = None) -> bool:
+    """Delete a key; True if a live key was deleted (an expired one is removed but not found).
+
+    With a condition "versions" or "exists", only a live key that meets it is deleted, else
+    PreconditionFailed; "absent" deletes nothing: PreconditionFailed if the key exists, else
+    False (nothing to delete)."""
+    if condition is not None and condition.kind == "absent":
+        current = current_version(bucket_id, key)
+        if current is not None:
+            raise PreconditionFailed(current)
+        return False
+    if not _PG:
+        return _sqlite_delete_key(bucket_id, key, condition)
+    with connection.cursor() as cursor:
+        if condition is None:
+            cursor.execute(_DELETE_SQL, [bucket_id, key])
+        elif condition.kind == "exists":
+            cursor.execute(_DELETE_LIVE_SQL, [bucket_id, key])
+        else:
+            cursor.execute(_DELETE_IF_SQL, [bucket_id, key, list(condition.versions)])
+        row = cursor.fetchone()
+    if row is None and condition is not None:
+        raise PreconditionFailed(current_version(bucket_id, key))
+    return bool(row and row[0])
 
 
 def parse_integer(raw: bytes) -> int | None:
@@ -206,9 +323,9 @@ def list_page(
 ) -> list[tuple]:
     """One page of live keys in byte order: one index range scan with LIMIT, no OFFSET.
 
-    Rows are (key,), or (key, value, ttl) with values: ttl the whole seconds the key has left,
-    rounded up, 0 if it never expires."""
-    columns = f"{_KEY}, value, {_TTL_LEFT}" if with_values else _KEY
+    Rows are (key, version), or (key, value, ttl, version) with values: ttl the whole seconds
+    the key has left, rounded up, 0 if it never expires."""
+    columns = f"{_KEY}, value, {_TTL_LEFT}, version" if with_values else f"{_KEY}, version"
     where = ["bucket_id = %s", _LIVE]
     params: list = [bucket_id, *_now_params()]
     if after is not None and after >= prefix:
@@ -227,20 +344,27 @@ def list_page(
         rows = cursor.fetchall()
     if with_values and not _PG:
         now = timezone.now()
-        rows = [(key, value, _seconds_left(expires, now)) for key, value, expires in rows]
+        rows = [
+            (key, value, _seconds_left(expires, now), version)
+            for key, value, expires, version in rows
+        ]
     return rows
 
 
 def _seconds_left(expires_at: datetime | str | None, now: datetime) -> int:
     if expires_at is None:
         return 0
+    return max(1, math.ceil((_aware(expires_at) - now).total_seconds()))
+
+
+def _aware(expires_at: datetime | str) -> datetime:
     if isinstance(expires_at, str):  # SQLite hands raw SQL its stored text (UTC)...
         parsed = parse_datetime(expires_at)
         assert parsed is not None, expires_at
         expires_at = parsed
     if expires_at.tzinfo is None:  # ... or a naive datetime, in UTC
         expires_at = expires_at.replace(tzinfo=UTC)
-    return max(1, math.ceil((expires_at - now).total_seconds()))
+    return expires_at
 
 
 def prefix_upper_bound(prefix: str) -> str | None:
@@ -304,3 +428,93 @@ def sweep_expired_tokens(now: datetime) -> int:
     """Delete tokens that expired before `now` (one DELETE; nothing refers to tokens)."""
     deleted, _ = Token.objects.filter(expires_at__lte=now).delete()
     return deleted
+
+
+# The embedded SQLite default: one process, no sequences, no statement_timestamp(). Its writes
+# read, check and write under a lock in one transaction, and draw versions from a one-row table
+# (api migration 0003), so they keep every rule the PostgreSQL statements keep.
+_sqlite_write_lock = threading.Lock()
+_SQLITE_CLOCK = "api_version_clock"
+
+
+def _sqlite_store(cursor, bucket_id, key, value, ttl, now, version) -> None:
+    try:
+        cursor.execute(
+            f"INSERT INTO {_T} (bucket_id, {_KEY}, value, expires_at, updated_at, version) "
+            "VALUES (%s, %s, %s, %s, %s, %s) "
+            f"ON CONFLICT (bucket_id, {_KEY}) DO UPDATE SET value = excluded.value, "
+            "expires_at = excluded.expires_at, updated_at = excluded.updated_at, "
+            "version = excluded.version",
+            [bucket_id, key, value, _dt(expiry(now, ttl)), _dt(now), version],
+        )
+    except IntegrityError as exc:
+        raise BucketGone(bucket_id) from exc
+
+
+def _sqlite_set_value(bucket_id, key, value, ttl, create, condition) -> int | None:
+    with _sqlite_write_lock, transaction.atomic(), connection.cursor() as cursor:
+        version = _sqlite_claim(cursor, bucket_id, key, create, condition)
+        if version is None:
+            return None
+        _sqlite_store(cursor, bucket_id, key, value, ttl, timezone.now(), version)
+        return version
+
+
+def _sqlite_increment(bucket_id, key, delta, ttl, create, condition) -> Counted | None:
+    with _sqlite_write_lock, transaction.atomic(), connection.cursor() as cursor:
+        current = get_value(bucket_id, key)
+        number = 0 if current is None else parse_integer(current)
+        if number is None:
+            raise NotAnInteger("the key's value is not an integer, so it cannot be incremented")
+        result = number + delta
+        if not INT64_MIN <= result <= INT64_MAX:
+            raise NotAnInteger("the result would not fit in a 64-bit integer")
+        version = _sqlite_claim(cursor, bucket_id, key, create, condition)
+        if version is None:
+            return None
+        _sqlite_store(cursor, bucket_id, key, str(result).encode(), ttl, timezone.now(), version)
+        return Counted(result, version)
+
+
+def _sqlite_claim(cursor, bucket_id, key, create, condition) -> int | None:
+    """Check the key against the condition and draw its next version; None: no row to write
+    and create=False."""
+    cursor.execute(
+        f"SELECT version, expires_at FROM {_T} WHERE bucket_id = %s AND {_KEY} = %s",
+        [bucket_id, key],
+    )
+    row = cursor.fetchone()
+    live = None if row is None or _expired(row[1]) else row[0]
+    if condition is not None and not condition.holds(live):
+        raise PreconditionFailed(live)
+    if row is None and not create:
+        return None
+    if condition is not None and condition.kind == "absent" and not create:
+        return None  # only a new key would do, and the key quota allows none
+    cursor.execute(f"UPDATE {_SQLITE_CLOCK} SET last = last + 1 RETURNING last")
+    return cursor.fetchone()[0]
+
+
+def _expired(expires_at) -> bool:
+    return expires_at is not None and _aware(expires_at) <= timezone.now()
+
+
+def _sqlite_current_version(bucket_id: str, key: str) -> int | None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT version FROM {_T} WHERE bucket_id = %s AND {_KEY} = %s AND {_LIVE}",
+            [bucket_id, key, _dt(timezone.now())],
+        )
+        row = cursor.fetchone()
+    return None if row is None else row[0]
+
+
+def _sqlite_delete_key(bucket_id: str, key: str, condition: Condition | None) -> bool:
+    with _sqlite_write_lock, transaction.atomic(), connection.cursor() as cursor:
+        if condition is not None:
+            live = _sqlite_current_version(bucket_id, key)
+            if not condition.holds(live):
+                raise PreconditionFailed(live)
+        cursor.execute(_DELETE_SQL, [bucket_id, key, _dt(timezone.now())])
+        row = cursor.fetchone()
+    return bool(row and row[0])

@@ -116,14 +116,14 @@ def increment_key(
     principal: Principal, bucket: BucketInfo, key: str, delta: int, ttl: int, *, create: bool
 ) -> int:
     try:
-        value = statements.increment(bucket.id, key, delta, ttl, create=create)
+        counted = statements.increment(bucket.id, key, delta, ttl, create=create)
     except statements.NotAnInteger as exc:
         raise BadRequest(str(exc)) from None
     except statements.BucketGone:
         raise bucket_gone(bucket.id) from None
-    if value is None:
+    if counted is None:
         raise key_quota_reached(principal)
-    return value
+    return counted.value
 
 
 def delete_key(bucket: BucketInfo, key: str) -> None:

@@ -39,7 +39,7 @@ def forward(bucket_id: str, prefix: str, after: str | None, first: int | None) -
     now = timezone.now()
     page = [
         (key, bytes(value), None if ttl == 0 else now + timedelta(seconds=ttl))
-        for key, value, ttl in rows[:PAGE_SIZE]
+        for key, value, ttl, _version in rows[:PAGE_SIZE]
     ]
     return KeyPage(
         page,

@@ -4,6 +4,7 @@ Tests run on the real PostgreSQL and Redis of DATABASE_URL / REDIS_URL (see the 
 """
 
 import os
+import re
 import time
 import uuid
 
@@ -160,3 +161,11 @@ def fill_keys(bucket: str, count: int) -> None:
             [bucket, count],
         )
         cursor.execute("ANALYZE api_item")
+
+
+def unversioned(items: list[dict]) -> list[dict]:
+    """A listing's items without their "version", after checking that each has one: the
+    digits of a positive integer, as a string (versions are tested in test_versions.py)."""
+    for item in items:
+        assert re.fullmatch(r"[1-9][0-9]*", item["version"]), item
+    return [{k: v for k, v in item.items() if k != "version"} for item in items]

@@ -182,10 +182,10 @@ def test_an_overflow_is_400_and_unchanged(transactional_db, alice, start, body):
 
 
 def test_the_operation_called_directly(alice, bucket):
-    assert statements.increment(bucket, "n", 5, 0) == 5
+    assert statements.increment(bucket, "n", 5, 0).value == 5
     assert expires_at(bucket, "n") is None
     before = timezone.now()
-    assert statements.increment(bucket, "n", -7, 3600) == -2
+    assert statements.increment(bucket, "n", -7, 3600).value == -2
     assert stored(bucket, "n") == b"-2"
     expires = expires_at(bucket, "n")
     assert before + timedelta(hours=1) <= expires <= timezone.now() + timedelta(hours=1)
@@ -196,7 +196,7 @@ def test_the_operation_without_create_leaves_an_absent_key_absent(alice, bucket)
     assert not Item.objects.filter(bucket_id=bucket).exists()
 
     statements.set_value(bucket, "n", b"10", 0)
-    assert statements.increment(bucket, "n", 1, 0, create=False) == 11
+    assert statements.increment(bucket, "n", 1, 0, create=False).value == 11
 
 
 def test_the_operation_raises_on_a_value_that_is_not_an_integer(transactional_db, alice):
