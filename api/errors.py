@@ -37,6 +37,17 @@ class PayloadTooLarge(ApiError):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
 
 
+class PreconditionFailed(ApiError):
+    """A conditional write whose condition did not hold (412); `etag` is the key's current ETag,
+    None when the key does not exist."""
+
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+
+    def __init__(self, message: str, etag: str | None):
+        super().__init__(message)
+        self.etag = etag
+
+
 class TooManyRequests(ApiError):
     status_code = status.HTTP_429_TOO_MANY_REQUESTS
 
@@ -81,6 +92,8 @@ def exception_handler(exc, context):
         view = context.get("view")
         if view is not None:
             response["Allow"] = ", ".join(view.allowed_methods)
+    if isinstance(exc, PreconditionFailed) and exc.etag is not None:
+        response["ETag"] = exc.etag
     retry_after = getattr(exc, "retry_after", None) or getattr(exc, "wait", None)
     if retry_after:
         response["Retry-After"] = str(max(1, int(retry_after)))
