@@ -457,10 +457,12 @@ _RANGE_IDS = (
     f"SELECT id FROM {_T} WHERE bucket_id = %s AND {_KEY} >= %s AND {_KEY} < %s "
     "ORDER BY {key} LIMIT %s"
 ).replace("{key}", _KEY)
+# SQLite's DELETEs return the expiry, judged in Python: SQLite 3.40 evaluates "expires_at IS
+# NULL" in a DELETE's RETURNING as false for a NULL expiry (seen with the partial index on it).
 _DELETE_PREFIX_SQL = (
     f"DELETE FROM {_T} WHERE id = ANY(ARRAY({_RANGE_IDS} FOR UPDATE)) RETURNING {_LIVE}"
     if _PG
-    else f"DELETE FROM {_T} WHERE id IN ({_RANGE_IDS}) RETURNING {_LIVE}"
+    else f"DELETE FROM {_T} WHERE id IN ({_RANGE_IDS}) RETURNING expires_at"
 )
 
 
@@ -550,8 +552,10 @@ def delete_prefix(bucket_id: str, prefix: str, limit: int) -> tuple[int, int]:
     keys deleted, rows deleted). Rows deleted == limit means there may be more."""
     lo, hi = prefix_range(prefix)
     with connection.cursor() as cursor:
-        cursor.execute(_DELETE_PREFIX_SQL, [bucket_id, lo, hi, limit, *_now_params()])
+        cursor.execute(_DELETE_PREFIX_SQL, [bucket_id, lo, hi, limit])
         rows = cursor.fetchall()
+    if not _PG:
+        rows = [(not _expired(expires_at),) for (expires_at,) in rows]
     return sum(1 for (live,) in rows if live), len(rows)
 
 
@@ -687,12 +691,15 @@ def _sqlite_current_version(bucket_id: str, key: str) -> int | None:
     return None if row is None else row[0]
 
 
+_SQLITE_DELETE_SQL = f"DELETE FROM {_T} WHERE bucket_id = %s AND {_KEY} = %s RETURNING expires_at"
+
+
 def _sqlite_delete_key(bucket_id: str, key: str, condition: Condition | None) -> bool:
     with _sqlite_write_lock, transaction.atomic(), connection.cursor() as cursor:
         if condition is not None:
             live = _sqlite_current_version(bucket_id, key)
             if not condition.holds(live):
                 raise PreconditionFailed(live)
-        cursor.execute(_DELETE_SQL, [bucket_id, key, _dt(timezone.now())])
+        cursor.execute(_SQLITE_DELETE_SQL, [bucket_id, key])
         row = cursor.fetchone()
-    return bool(row and row[0])
+    return row is not None and not _expired(row[0])
