@@ -72,6 +72,46 @@ if wait < 1 then wait = 1 end
 return wait
 """
 
+# A transaction (api.transactions): `cost` requests at once and every written key's marker.
+# KEYS: hour counter, set of the hour's API keys, ARGV[6] block markers, then the write markers
+# ARGV: expire-at, API key id, hourly limit, write window (ms, '0' = off), number of block
+#       markers, cost
+# Returns {-1, n} if block marker n exists; else {count, write wait ms, refused, first}:
+# refused = 1 when the hour has fewer than `cost` requests left (nothing is counted or claimed);
+# otherwise `cost` is counted and the markers are claimed all or none (wait > 0: none, as one of
+# them is held); first = 1 when this made the hour's counter.
+_BATCH_LUA = """
+local blocks = tonumber(ARGV[5])
+for i = 1, blocks do
+  if redis.call('EXISTS', KEYS[2 + i]) == 1 then return {-1, i} end
+end
+local cost = tonumber(ARGV[6])
+local before = tonumber(redis.call('GET', KEYS[1]) or '0')
+if before + cost > tonumber(ARGV[3]) then return {before, 0, 1, 0} end
+local count = redis.call('INCRBY', KEYS[1], cost)
+local first = 0
+if before == 0 then
+  redis.call('EXPIREAT', KEYS[1], ARGV[1])
+  redis.call('SADD', KEYS[2], ARGV[2])
+  redis.call('EXPIREAT', KEYS[2], ARGV[1])
+  first = 1
+end
+local wait = 0
+if ARGV[4] ~= '0' then
+  for i = 3 + blocks, #KEYS do
+    local left = redis.call('PTTL', KEYS[i])
+    if left == -1 or left > 0 then
+      if left < 1 then left = 1 end
+      if left > wait then wait = left end
+    end
+  end
+  if wait == 0 then
+    for i = 3 + blocks, #KEYS do redis.call('SET', KEYS[i], '1', 'PX', ARGV[4]) end
+  end
+end
+return {count, wait, 0, first}
+"""
+
 
 # Made on every request: not frozen, as a frozen dataclass's __init__ calls object.__setattr__
 # once a field.
@@ -96,6 +136,26 @@ class Decision:
         if self.over_hourly:
             return max(1, int(self.reset_at - now))
         return max(1, -(-self.write_wait_ms // 1000))
+
+
+OPS_PER_REQUEST = 100  # a transaction counts one request per 100 ops started (1,000 ops: 10)
+
+
+def batch_cost(ops: int) -> int:
+    """The requests a transaction of `ops` operations counts: one per 100 started, at least 1."""
+    return max(1, -(-ops // OPS_PER_REQUEST))
+
+
+@dataclass(slots=True)
+class BatchDecision(Decision):
+    """A transaction's decision: `count` is the hour's requests after it (before it if it was
+    refused), and a refusal for the hour leaves everything as it was."""
+
+    refused: bool = False  # the hour has fewer than the transaction's cost left
+
+    @property
+    def over_hourly(self) -> bool:
+        return self.refused
 
 
 def hour_start(now: float) -> int:
@@ -152,6 +212,7 @@ class RedisLimiter:
         )
         self.script = self.client.register_script(_LUA)
         self.write_script = self.client.register_script(_WRITE_LUA)
+        self.batch_script = self.client.register_script(_BATCH_LUA)
         self.down_until = 0.0
         self.last_warning = 0.0
 
@@ -168,6 +229,11 @@ class RedisLimiter:
             return self.client.evalsha(self.script.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
             return self.script(keys=keys, args=args)
+
+    def count_batch(self, keys: list[str], args: list) -> list[int] | None:
+        """Run the transaction's script (_BATCH_LUA); None if Redis cannot be reached."""
+        result = self._call(self.batch_script, keys, args)
+        return None if result is None else [int(n) for n in result]
 
     def claim_write(self, marker: str, window_ms: int) -> int | None:
         """The wait in ms before `marker`'s key may be written (0: now); None if Redis is down."""
@@ -243,6 +309,30 @@ class MemoryLimiter:
             if count <= limit and window_ms:
                 wait = self._claim(keys[2 + blocks], window_ms, now)
             return count, wait
+
+    def count_batch(self, keys: list[str], args: list) -> list[int]:
+        expire_at, api_key_id, limit, window_ms, blocks, cost = args
+        now = time.time()
+        with self.lock:
+            for i, name in enumerate(keys[2 : 2 + blocks], start=1):
+                if self._get(name, now):
+                    return [-1, i]
+            before = self._get(keys[0], now)
+            if before + cost > limit:
+                return [before, 0, 1, 0]
+            self.expiring[keys[0]] = (before + cost, expire_at)
+            self.hour_keys.setdefault(keys[1], set()).add(api_key_id)
+            wait = 0
+            if window_ms:
+                markers = keys[2 + blocks :]
+                held = [self.expiring.get(m, (0, 0.0))[1] for m in markers]
+                wait = max(
+                    (max(1, int((until - now) * 1000)) for until in held if until > now), default=0
+                )
+                if not wait:
+                    for marker in markers:
+                        self.expiring[marker] = (1, now + window_ms / 1000)
+            return [before + cost, wait, 0, int(before == 0)]
 
     def claim_write(self, marker: str, window_ms: int) -> int:
         with self.lock:
@@ -351,6 +441,43 @@ def check(
     if count == 1:
         current.register(hour_accounts_key(hour), user_id, expire_at)  # for beat's roll-up
     return Decision(requests_per_hour, count, hour + HOUR, wait)
+
+
+def check_batch(
+    user_id: int,
+    api_key_id: int,
+    requests_per_hour: int,
+    cost: int,
+    writes: list[tuple[str, str]],
+    blocks: tuple[str, ...] = (),
+    now: float | None = None,
+) -> BatchDecision | None:
+    """Count a transaction of `api_key_id` of account `user_id` as `cost` requests and claim
+    the one-write-per-second marker of every (bucket, key) in `writes`, in one round trip.
+
+    Refused whole (BatchDecision.over_hourly, nothing counted) when the hour has fewer than
+    `cost` requests left; otherwise counted, and the markers are claimed all or none:
+    write_wait_ms > 0 says none was, as one of them is held that long still. blocked_by as for
+    check(). None: Redis could not be asked (serve the transaction unlimited).
+    """
+    now = time.time() if now is None else now
+    hour = hour_start(now)
+    window_ms = write_window_ms() if writes else 0
+    keys = [counter_key(user_id, api_key_id, hour), hour_keys_key(user_id, hour), *blocks]
+    if window_ms:
+        keys.extend(marker_key(user_id, bucket_id, key) for bucket_id, key in writes)
+    expire_at = hour + HOUR + USAGE_KEPT_SECONDS
+    args = [expire_at, api_key_id, requests_per_hour, window_ms, len(blocks), cost]
+    current = limiter()
+    result = current.count_batch(keys, args)
+    if result is None:
+        return None
+    if result[0] < 0:
+        return BatchDecision(requests_per_hour, 0, hour + HOUR, blocked_by=result[1] - 1)
+    count, wait, refused, first = result
+    if first:
+        current.register(hour_accounts_key(hour), user_id, expire_at)  # for beat's roll-up
+    return BatchDecision(requests_per_hour, count, hour + HOUR, wait, refused=bool(refused))
 
 
 def claim_write(user_id: int, bucket_id: str, key: str) -> int | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
+from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -383,6 +384,181 @@ def prefix_upper_bound(prefix: str) -> str | None:
     return None
 
 
+# Transactions (api.transactions) run one statement per kind of op of a group, over arrays
+# (PostgreSQL): their cost grows with the rows, not with round trips. Versions are drawn as in
+# the single writes: by DO UPDATE's SET after the row lock, by the column default for new rows.
+_EXPIRES_OF = "{now} + NULLIF({ttl}, 0) * interval '1 second'"
+_LOCK_SQL = (
+    f"SELECT {_KEY}, CASE WHEN {_LIVE} THEN version END FROM {_T} "
+    f"WHERE bucket_id = %s AND {_KEY} = ANY(%s) ORDER BY {_KEY} FOR UPDATE"
+)
+_GET_MANY_SQL = (
+    f"SELECT {_KEY}, value, version FROM {_T} WHERE bucket_id = %s AND {_KEY} = ANY(%s) AND {_LIVE}"
+)
+_DELETE_MANY_SQL = (
+    f"DELETE FROM {_T} WHERE bucket_id = %s AND {_KEY} = ANY(%s) RETURNING {_KEY}, {_LIVE}"
+)
+_SET_MANY = {
+    True: (
+        f"INSERT INTO {_T} AS item (bucket_id, {_KEY}, value, expires_at, updated_at) "
+        f"SELECT %s, u.k, u.v, {_EXPIRES_OF.format(now=_NOW, ttl='u.ttl')}, {_NOW} "
+        "FROM unnest(%s::text[], %s::bytea[], %s::bigint[]) AS u(k, v, ttl) "
+        f"ON CONFLICT (bucket_id, {_KEY}) DO UPDATE SET value = excluded.value, "
+        "expires_at = excluded.expires_at, updated_at = excluded.updated_at, "
+        f"version = {_NEXT_VERSION} RETURNING {_KEY}, version"
+    ),
+    # The key quota is full: only keys with a row (live or expired) are written.
+    False: (
+        f"UPDATE {_T} AS item SET value = u.v, "
+        f"expires_at = {_EXPIRES_OF.format(now=_NOW, ttl='u.ttl')}, updated_at = {_NOW}, "
+        f"version = {_NEXT_VERSION} "
+        "FROM unnest(%s::text[], %s::bytea[], %s::bigint[]) AS u(k, v, ttl) "
+        f"WHERE item.bucket_id = %s AND item.{_KEY} = u.k RETURNING item.{_KEY}, item.version"
+    ),
+}
+_ADDED = (  # the stored count (0 if expired) plus {delta}; the cast fails on a non-integer
+    f"convert_to((CASE WHEN item.expires_at IS NOT NULL AND item.expires_at <= {_NOW} THEN 0 "
+    "ELSE convert_from(item.value, 'UTF8')::bigint END + {delta})::text, 'UTF8')"
+)
+_EXCLUDED_DELTA = "convert_from(excluded.value, 'UTF8')::bigint"  # the new row's value: the delta
+_COUNTED = "convert_from(item.value, 'UTF8')::bigint, item.version"
+_INCREMENT_MANY = {
+    True: (
+        f"INSERT INTO {_T} AS item (bucket_id, {_KEY}, value, expires_at, updated_at) "
+        "SELECT %s, u.k, convert_to(u.d::text, 'UTF8'), "
+        f"{_EXPIRES_OF.format(now=_NOW, ttl='u.ttl')}, {_NOW} "
+        "FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS u(k, d, ttl) "
+        f"ON CONFLICT (bucket_id, {_KEY}) DO UPDATE SET "
+        f"value = {_ADDED.format(delta=_EXCLUDED_DELTA)}, "
+        "expires_at = excluded.expires_at, updated_at = excluded.updated_at, "
+        f"version = {_NEXT_VERSION} RETURNING item.{_KEY}, {_COUNTED}"
+    ),
+    False: (
+        f"UPDATE {_T} AS item SET value = {_ADDED.format(delta='u.d')}, "
+        f"expires_at = {_EXPIRES_OF.format(now=_NOW, ttl='u.ttl')}, updated_at = {_NOW}, "
+        f"version = {_NEXT_VERSION} "
+        "FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS u(k, d, ttl) "
+        f"WHERE item.bucket_id = %s AND item.{_KEY} = u.k RETURNING item.{_KEY}, {_COUNTED}"
+    ),
+}
+# Each prefix's live keys, counted up to a cap: one index range scan each, stopped by LIMIT.
+_COUNT_MANY_SQL = (
+    f"SELECT (SELECT count(*) FROM (SELECT 1 FROM {_T} WHERE bucket_id = %s "
+    f"AND {_KEY} >= p.lo AND {_KEY} < p.hi AND {_LIVE} LIMIT %s) AS hit) "
+    "FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS p(lo, hi, n) ORDER BY p.n"
+)
+_COUNT_ONE_SQL = (
+    f"SELECT count(*) FROM (SELECT 1 FROM {_T} WHERE bucket_id = %s "
+    f"AND {_KEY} >= %s AND {_KEY} < %s AND {_LIVE} LIMIT %s) AS hit"
+)
+# The range's rows, locked in key order (two transactions deleting overlapping ranges take their
+# locks in the same order), then deleted by primary key; at most `limit` of them.
+_RANGE_IDS = (
+    f"SELECT id FROM {_T} WHERE bucket_id = %s AND {_KEY} >= %s AND {_KEY} < %s "
+    "ORDER BY {key} LIMIT %s"
+).replace("{key}", _KEY)
+# SQLite's DELETEs return the expiry, judged in Python: SQLite 3.40 evaluates "expires_at IS
+# NULL" in a DELETE's RETURNING as false for a NULL expiry (seen with the partial index on it).
+_DELETE_PREFIX_SQL = (
+    f"DELETE FROM {_T} WHERE id = ANY(ARRAY({_RANGE_IDS} FOR UPDATE)) RETURNING {_LIVE}"
+    if _PG
+    else f"DELETE FROM {_T} WHERE id IN ({_RANGE_IDS}) RETURNING expires_at"
+)
+
+
+def prefix_range(prefix: str) -> tuple[str, str]:
+    """The keys that start with `prefix` are those with lo <= key < hi."""
+    upper = prefix_upper_bound(prefix)
+    if upper is None:
+        # No string bounds them ("" or only U+10FFFF): the greatest code point, repeated past
+        # the longest key, is above every key.
+        upper = chr(0x10FFFF) * (settings.THISDB_KEY_MAX_BYTES // 4 + 1)
+    return prefix, upper
+
+
+def lock_versions(bucket_id: str, keys: list[str]) -> dict[str, int]:
+    """Lock the rows of `keys` that exist, in key order, and return the live ones' versions
+    (PostgreSQL). The fixed order keeps two transactions on the same keys from deadlocking."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_SQL, [bucket_id, keys])
+        return {key: version for key, version in cursor.fetchall() if version is not None}
+
+
+def get_many(bucket_id: str, keys: list[str]) -> dict[str, tuple[bytes, int]]:
+    """The live keys among `keys`: key -> (value, version) (PostgreSQL)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_GET_MANY_SQL, [bucket_id, keys])
+        return {key: (bytes(value), version) for key, value, version in cursor.fetchall()}
+
+
+def set_many(
+    bucket_id: str, keys: list[str], values: list[bytes], ttls: list[int], create: bool
+) -> dict[str, int]:
+    """Write each key (distinct keys) and return key -> new version (PostgreSQL). With
+    create=False keys without a row are not written and are missing from the answer."""
+    arrays = [keys, values, ttls]
+    params = [bucket_id, *arrays] if create else [*arrays, bucket_id]
+    return {key: version for key, version in _write_many(_SET_MANY[create], params, bucket_id)}
+
+
+def increment_many(
+    bucket_id: str, keys: list[str], deltas: list[int], ttls: list[int], create: bool
+) -> dict[str, Counted]:
+    """Add each delta to its key (distinct keys), as increment() does, and return key ->
+    Counted (PostgreSQL); create=False as for set_many. NotAnInteger if any of them fails,
+    which aborts the statement: the caller rolls back to a savepoint to learn which."""
+    arrays = [keys, deltas, ttls]
+    params = [bucket_id, *arrays] if create else [*arrays, bucket_id]
+    try:
+        rows = _write_many(_INCREMENT_MANY[create], params, bucket_id)
+    except DataError as exc:
+        raise NotAnInteger(why_not_integer(exc)) from exc
+    return {key: Counted(value, version) for key, value, version in rows}
+
+
+def _write_many(sql: str, params: list, bucket_id: str) -> list[tuple]:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+    except IntegrityError as exc:
+        raise BucketGone(bucket_id) from exc
+
+
+def delete_many(bucket_id: str, keys: list[str]) -> set[str]:
+    """Delete the keys; return those that were live (PostgreSQL)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_DELETE_MANY_SQL, [bucket_id, keys])
+        return {key for key, live in cursor.fetchall() if live}
+
+
+def count_prefixes(bucket_id: str, prefixes: list[str], cap: int) -> list[int]:
+    """Live keys starting with each prefix, each counted up to `cap` (then `cap` + 1)."""
+    ranges = [prefix_range(prefix) for prefix in prefixes]
+    with connection.cursor() as cursor:
+        if _PG:
+            lows, highs = [lo for lo, _ in ranges], [hi for _, hi in ranges]
+            cursor.execute(_COUNT_MANY_SQL, [bucket_id, cap + 1, lows, highs])
+            return [row[0] for row in cursor.fetchall()]
+        counts = []
+        for lo, hi in ranges:
+            cursor.execute(_COUNT_ONE_SQL, [bucket_id, lo, hi, *_now_params(), cap + 1])
+            counts.append(cursor.fetchone()[0])
+        return counts
+
+
+def delete_prefix(bucket_id: str, prefix: str, limit: int) -> tuple[int, int]:
+    """Delete up to `limit` keys starting with `prefix`, expired ones included; return (live
+    keys deleted, rows deleted). Rows deleted == limit means there may be more."""
+    lo, hi = prefix_range(prefix)
+    with connection.cursor() as cursor:
+        cursor.execute(_DELETE_PREFIX_SQL, [bucket_id, lo, hi, limit])
+        rows = cursor.fetchall()
+    if not _PG:
+        rows = [(not _expired(expires_at),) for (expires_at,) in rows]
+    return sum(1 for (live,) in rows if live), len(rows)
+
+
 SWEEP_BATCH = 2000  # rows a statement: about 10 ms alone, under 100 ms beside a full API load
 # After each batch the sweep rests as long as the batch took: it takes at most half of one
 # core, and the API's requests meet its locks and its CPU half the time (budget: GET's p99
@@ -433,8 +609,14 @@ def sweep_expired_tokens(now: datetime) -> int:
 # The embedded SQLite default: one process, no sequences, no statement_timestamp(). Its writes
 # read, check and write under a lock in one transaction, and draw versions from a one-row table
 # (api migration 0003), so they keep every rule the PostgreSQL statements keep.
-_sqlite_write_lock = threading.Lock()
+# Reentrant: a transaction (api.transactions) holds it across its ops, each of which takes it too.
+_sqlite_write_lock = threading.RLock()
 _SQLITE_CLOCK = "api_version_clock"
+
+
+def embedded_write_lock() -> threading.RLock:
+    """The SQLite writes' lock, for a caller that runs several of them as one (transactions)."""
+    return _sqlite_write_lock
 
 
 def _sqlite_store(cursor, bucket_id, key, value, ttl, now, version) -> None:
@@ -509,12 +691,15 @@ def _sqlite_current_version(bucket_id: str, key: str) -> int | None:
     return None if row is None else row[0]
 
 
+_SQLITE_DELETE_SQL = f"DELETE FROM {_T} WHERE bucket_id = %s AND {_KEY} = %s RETURNING expires_at"
+
+
 def _sqlite_delete_key(bucket_id: str, key: str, condition: Condition | None) -> bool:
     with _sqlite_write_lock, transaction.atomic(), connection.cursor() as cursor:
         if condition is not None:
             live = _sqlite_current_version(bucket_id, key)
             if not condition.holds(live):
                 raise PreconditionFailed(live)
-        cursor.execute(_DELETE_SQL, [bucket_id, key, _dt(timezone.now())])
+        cursor.execute(_SQLITE_DELETE_SQL, [bucket_id, key])
         row = cursor.fetchone()
-    return bool(row and row[0])
+    return row is not None and not _expired(row[0])
