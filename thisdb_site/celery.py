@@ -1,6 +1,6 @@
 """The Celery app: the worker runs the tasks that beat schedules (see CELERY_BEAT_SCHEDULE).
 
-Beat records when it sends each task and the worker when it finishes one (dashboard's
+Beat records when it sends each task and the worker when it finishes one (console's
 TaskHeartbeat), so the staff overview shows whether both are alive.
 """
 
@@ -27,7 +27,7 @@ def _record(task: str, event: str) -> None:
 
         if not apps.ready:
             django.setup()  # beat does not set Django up by itself
-        from dashboard.models import beat
+        from console.models import beat
 
         beat(task, event)
     except Exception:

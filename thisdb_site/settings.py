@@ -57,7 +57,7 @@ def env_list(name: str, default: str = "") -> list[str]:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "*")
 
 INSTALLED_APPS = [
-    "dashboard.apps.ThisDBAdminConfig",  # Django's admin with the staff overview
+    "console.apps.ThisDBAdminConfig",  # Django's admin with the staff overview
     # Before django.contrib.auth: its createsuperuser (an email required, recorded as verified)
     # replaces auth's, as the first app with a command of a name wins.
     "accounts",
@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "allauth.mfa",
     "api",
     "dashboard",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -300,7 +301,7 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 SESSION_COOKIE_HTTPONLY = True
 # Sessions in the database, never in a cookie: a new API key's secret waits in the session
-# until the keys page shows it (accounts.views.keys).
+# until the keys page shows it (dashboard.account.keys).
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 SESSION_COOKIE_AGE = 14 * 86400  # two weeks, unless "remember me" is off (browser session)
 X_FRAME_OPTIONS = "DENY"

@@ -64,7 +64,7 @@ def healthz(request):
 @never_cache
 def readyz(request):
     """Readiness: PostgreSQL and Redis answer; 503 if either does not, with each one's latency."""
-    from dashboard import health
+    from console import health
 
     checks = [health.database(), health.redis()]
     body = {
