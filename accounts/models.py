@@ -166,6 +166,16 @@ class Account(models.Model):
         return resolve([getattr(self, f) for f in FIELDS], plan_values)
 
 
+# What people and staff read as the plan of an account without one: it gets the platform
+# defaults of settings, which the free plan follows too.
+NO_PLAN_NAME = "free"
+
+
+def plan_name(account: Account | None) -> str:
+    """The name of the plan `account` is on (a user may have no account row: no plan either)."""
+    return account.plan.name if account and account.plan else NO_PLAN_NAME
+
+
 class UsageHour(models.Model):
     """Requests made with one API key in one clock hour, rolled up from Redis by beat."""
 

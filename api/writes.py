@@ -6,18 +6,19 @@ write slot (api.limits); each function here then checks the quotas, runs one ope
 its failures into the API's errors (api.errors), which the web pages show as form errors.
 """
 
-import secrets
 import string
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.crypto import get_random_string
 
+from accounts import keys
 from accounts.models import Account
 from api import statements
 from api.errors import BadRequest, Forbidden, bucket_not_found, key_not_found
 from api.models import TOKEN_LENGTH, Bucket, Token
-from api.principals import Principal, forget_token, hash_token
+from api.principals import Principal, forget_token
 from api.scoping import BucketInfo, forget_bucket
 
 TOKEN_ALPHABET = string.ascii_lowercase + string.digits  # like the spec's example token
@@ -64,10 +65,10 @@ def create_token(
     api_key_id: int, bucket_id: str, prefix: str, *, read: bool, write: bool, ttl: int
 ) -> str:
     """A new token acting for `api_key_id`; returns the token, which is stored only hashed."""
-    token = "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH))
+    token = get_random_string(TOKEN_LENGTH, TOKEN_ALPHABET)
     try:
         Token.objects.create(
-            hashed_token=hash_token(token),
+            hashed_token=keys.hash_secret(token),
             bucket_id=bucket_id,
             prefix=prefix,
             can_read=read,

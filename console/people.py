@@ -23,7 +23,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from accounts.models import Account, ApiKey, Plan, UsageHour
+from accounts.models import Account, ApiKey, Plan, UsageHour, plan_name
 from accounts.quotas import FIELDS
 from api import lifecycle
 from api.models import Bucket
@@ -206,8 +206,7 @@ class UserAdmin(DjangoUserAdmin):
 
     @admin.display(description="plan", ordering="account__plan__name")
     def plan(self, user):
-        account = getattr(user, "account", None)
-        return account.plan.name if account and account.plan else "free"
+        return plan_name(getattr(user, "account", None))
 
     @admin.display(description="API keys", ordering="api_keys_n")
     def api_key_count(self, user):

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods
 
 from accounts import twofactor
 from accounts.forms import ApiKeyForm, DeleteAccountForm
-from accounts.models import Account, ApiKey, TooManyApiKeys
+from accounts.models import Account, ApiKey, TooManyApiKeys, plan_name
 from accounts.quotas import platform_defaults
 from accounts.ratelimits import TooManyCodes, too_many
 from api import lifecycle
@@ -89,7 +89,7 @@ def settings_page(request):
     account = getattr(request.user, "account", None)
     context = {
         "nav": "account",
-        "account": account,
+        "plan": plan_name(account),
         "two_factor": twofactor.is_enabled(request.user),
     }
     return render(request, "accounts/settings.html", context)

@@ -84,7 +84,7 @@ class KeyForm(forms.Form):
 
 class IncrementForm(forms.Form):
     k = forms.CharField(widget=forms.HiddenInput)  # the key, as roundtrip.key_ref
-    by = forms.IntegerField(initial=1, min_value=-(2**63), max_value=2**63 - 1)
+    by = forms.IntegerField(initial=1, min_value=inputs.INT64_MIN, max_value=inputs.INT64_MAX)
 
     def clean_k(self):
         return _api_rule(roundtrip.key_from_ref, self.cleaned_data["k"])

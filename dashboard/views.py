@@ -21,10 +21,11 @@ from django.utils.timesince import timeuntil
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
+from accounts import keys
 from api import inputs, limits, statements, writes
 from api.errors import ApiError, BadRequest, TooManyRequests
 from api.models import Bucket, Item, Token
-from api.principals import hash_token, principal_for_user
+from api.principals import principal_for_user
 from api.scoping import BucketInfo
 from dashboard import docs as api_docs
 from dashboard import figures, paging, roundtrip, shown_once, usage
@@ -112,14 +113,14 @@ def _key_url(bucket_id: str, key: str, **query) -> str:
 
 
 def _preview(value: bytes) -> dict:
-    text = roundtrip.text_of(value)
-    if text is None:
+    shown = roundtrip.preview(value, len(value), PREVIEW_CHARS)
+    if shown is None:
         return {"binary": True, "size": len(value)}
     return {
         "binary": False,
         "size": len(value),
-        "text": text[:PREVIEW_CHARS],
-        "cut": len(text) > PREVIEW_CHARS,
+        "text": shown[0],
+        "cut": shown[1],
         "integer": statements.parse_integer(value) is not None,
     }
 
@@ -430,7 +431,7 @@ def tokens(request, bucket_id: str):
         )
     except ApiError:
         raise Http404("bucket not found") from None  # deleted meanwhile
-    token_id = Token.objects.values_list("pk", flat=True).get(hashed_token=hash_token(secret))
+    token_id = Token.objects.values_list("pk", flat=True).get(hashed_token=keys.hash_secret(secret))
     shown_once.keep(request.session, bucket.id, secret, token_id)
     return HttpResponseRedirect(reverse("dashboard:tokens", args=[bucket.id]), status=303)
 

@@ -6,6 +6,7 @@ TaskHeartbeat), so the staff overview shows whether both are alive.
 
 import logging
 import os
+from typing import TypedDict
 
 from celery import Celery
 from celery.signals import before_task_publish, task_postrun
@@ -17,6 +18,17 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 log = logging.getLogger(__name__)
+
+
+class TaskOptions(TypedDict):
+    acks_late: bool
+    soft_time_limit: int
+    time_limit: int
+
+
+# Every periodic task's: acknowledged once done, as each is idempotent and a run a worker's crash
+# cut short may run again; stopped within beat's minute (55 s; the soft limit lets it end cleanly).
+TASK_OPTIONS: TaskOptions = {"acks_late": True, "soft_time_limit": 50, "time_limit": 55}
 
 
 def _record(task: str, event: str) -> None:

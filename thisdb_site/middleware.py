@@ -35,7 +35,7 @@ class ApiMiddleware:
     def __call__(self, request):
         try:
             path = request.path_info
-            if not (path == "/v1" or path.startswith("/v1/")):
+            if not is_api_path(path):
                 return self.get_response(request)
             match = get_resolver(API_URLCONF).resolve(path)
             request.resolver_match = match

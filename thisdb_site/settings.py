@@ -43,11 +43,10 @@ def env_int(name: str, default: int, minimum: int = 0) -> int:
 
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
-if not SECRET_KEY:
-    # The embedded default needs no setup; production sets SECRET_KEY (`check --deploy` warns:
-    # thisdb.W001).
-    SECRET_KEY = "insecure-embedded-default-set-SECRET_KEY-in-production"
+# The embedded default needs no setup; production sets SECRET_KEY (`check --deploy` warns while
+# it is this one: thisdb.W001).
+THISDB_EMBEDDED_SECRET_KEY = "insecure-embedded-default-set-SECRET_KEY-in-production"
+SECRET_KEY = os.environ.get("SECRET_KEY", "") or THISDB_EMBEDDED_SECRET_KEY
 
 
 def env_list(name: str, default: str = "") -> list[str]:
