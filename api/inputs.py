@@ -252,6 +252,14 @@ def boolean(value: str | None, name: str) -> bool:
     raise BadRequest(f"{name} must be true or false, not {value!r}")
 
 
+def permissions(value: str) -> tuple[bool, bool]:
+    """A token's `permissions` field ("read", "write", "read,write"): (may read, may write)."""
+    given = {p.strip().lower() for p in value.split(",") if p.strip()}
+    if not given or not given <= {"read", "write"}:
+        raise BadRequest("permissions must be read, write or read,write")
+    return "read" in given, "write" in given
+
+
 def delta(body: bytes) -> int:
     """The body of an increment: exactly +N or -N (a bare N counts as +N)."""
     if not _DELTA.fullmatch(body):

@@ -169,8 +169,9 @@ class RedisLimiter:
         except redis.exceptions.NoScriptError:
             return self.script(keys=keys, args=args)
 
-    def claim_write(self, marker: str, window_ms: int) -> int | None:
-        """The wait in ms before `marker`'s key may be written (0: now); None if Redis is down."""
+    def write_slot(self, marker: str, window_ms: int) -> int | None:
+        """The wait in ms before `marker`'s key may be written (0: now, and the slot is taken);
+        None if Redis is down."""
         result = self._call(self.write_script, [marker], [window_ms])
         return None if result is None else int(result)
 
@@ -244,7 +245,7 @@ class MemoryLimiter:
                 wait = self._claim(keys[2 + blocks], window_ms, now)
             return count, wait
 
-    def claim_write(self, marker: str, window_ms: int) -> int:
+    def write_slot(self, marker: str, window_ms: int) -> int:
         with self.lock:
             return self._claim(marker, window_ms, time.time())
 
@@ -353,13 +354,14 @@ def check(
     return Decision(requests_per_hour, count, hour + HOUR, wait)
 
 
-def claim_write(user_id: int, bucket_id: str, key: str) -> int | None:
-    """A web page's write: only the one-write-per-second rule, the same marker as the API's.
-    Returns the wait in ms (0: write now), or None if Redis is down (no limit then)."""
+def write_slot(user_id: int, bucket_id: str, key: str) -> int | None:
+    """A write that counts no request (a web page's): only the one-write-per-second rule, the
+    same marker as check()'s. Returns the wait in ms (0: the slot is taken, write now), or None
+    if Redis is down (no limit then)."""
     window_ms = write_window_ms()
     if not window_ms:
         return 0
-    return limiter().claim_write(marker_key(user_id, bucket_id, key), window_ms)
+    return limiter().write_slot(marker_key(user_id, bucket_id, key), window_ms)
 
 
 def block(name: str) -> None:

@@ -1,12 +1,19 @@
-"""What a caller may do to its buckets, keys and tokens: the checks and the single statements that
-the v1 API and the web pages share, so the two can never disagree.
+"""Every change to buckets, keys and tokens, from start to end: one function an operation, which
+the v1 API's viewsets and the web pages both call, so the two can never disagree.
 
-Callers first scope the bucket to the caller (api.scoping.owned_bucket) and claim the key's
-write slot (api.limits); each function here then checks the quotas, runs one operation and turns
-its failures into the API's errors (api.errors), which the web pages show as form errors.
+Callers parse their input and scope the bucket to the caller (api.scoping.owned_bucket); each
+function here then checks the quotas, claims the key's one-write-per-second slot through the
+caller's `claim` (a key write), runs its one statement and returns what the answer shows. Its
+failures are the API's errors (api.errors), which the web pages show as form errors.
+
+A key write's claim is the caller's because the API's also counts the request, in the same
+Redis round trip (api.dispatch.ApiViewSet.claim_write); the pages count no request and pass
+claim_write below. Either takes the key's slot or raises TooManyRequests.
 """
 
+import math
 import string
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
@@ -15,16 +22,32 @@ from django.utils.crypto import get_random_string
 
 from accounts import keys
 from accounts.models import Account
-from api import statements
-from api.errors import BadRequest, Forbidden, bucket_not_found, key_not_found
-from api.models import TOKEN_LENGTH, Bucket, Token
+from api import limits, statements
+from api.errors import BadRequest, Forbidden, TooManyRequests, bucket_not_found, key_not_found
+from api.models import TOKEN_LENGTH, Bucket, Item, Token
 from api.principals import Principal, forget_token
 from api.scoping import BucketInfo, forget_bucket
 
 TOKEN_ALPHABET = string.ascii_lowercase + string.digits  # like the spec's example token
 
+# Takes the key's write slot (one write per second per key), or raises TooManyRequests.
+ClaimWrite = Callable[[BucketInfo, str], None]
 
-def create_bucket(principal: Principal, default_ttl: int) -> Bucket:
+
+def claim_write(bucket: BucketInfo, key: str) -> None:
+    """The claim of a write that counts no request (the web pages): the key's slot alone, the
+    same Redis marker the API's writes take."""
+    if limits.write_slot(bucket.owner_id, bucket.id, key):
+        raise TooManyRequests(
+            "This key was changed less than a second ago. Try again in a moment.",
+            retry_after=1,
+        )
+
+
+# Buckets -----------------------------------------------------------------------------------------
+
+
+def create_bucket(principal: Principal, default_ttl: int, label: str = "") -> Bucket:
     max_buckets = principal.quotas.max_buckets
     with transaction.atomic():
         # Lock the account row so two racing creates cannot both take the last slot.
@@ -35,15 +58,19 @@ def create_bucket(principal: Principal, default_ttl: int) -> Bucket:
                 "delete one to create another"
             )
         # 62**20 possible ids: a collision is not a case worth code.
-        return Bucket.objects.create(owner_id=principal.user_id, default_ttl=default_ttl)
+        return Bucket.objects.create(
+            owner_id=principal.user_id, default_ttl=default_ttl, label=label
+        )
 
 
-def update_bucket(principal: Principal, bucket_id: str, default_ttl: int) -> None:
-    updated = (
-        Bucket.objects.for_user(principal.user_id)
-        .filter(pk=bucket_id)
-        .update(default_ttl=default_ttl)
-    )
+def update_bucket(
+    principal: Principal, bucket_id: str, default_ttl: int, label: str | None = None
+) -> None:
+    """Set the bucket's default TTL, and its label unless None (the API has no labels)."""
+    changes: dict = {"default_ttl": default_ttl}
+    if label is not None:
+        changes["label"] = label
+    updated = Bucket.objects.for_user(principal.user_id).filter(pk=bucket_id).update(**changes)
     forget_bucket(bucket_id)
     if not updated:
         raise bucket_not_found()  # deleted meanwhile
@@ -59,6 +86,9 @@ def delete_bucket(principal: Principal, bucket_id: str) -> None:
         # Keys and tokens go with it, by bulk DELETEs (Django fast-deletes: nothing is loaded).
         mine.delete()
     forget_bucket(bucket_id)
+
+
+# Tokens ------------------------------------------------------------------------------------------
 
 
 def create_token(
@@ -89,22 +119,23 @@ def revoke_token(token: Token) -> None:
     forget_token(owner_id, token_id)
 
 
-def check_storage_quota(principal: Principal) -> None:
-    if principal.stored_bytes >= principal.quotas.max_stored_bytes:
-        raise Forbidden(
-            f"storage quota reached: your account stores {principal.stored_bytes} of "
-            f"{principal.quotas.max_stored_bytes} bytes; delete keys to write again"
-        )
-
-
-def may_create_keys(principal: Principal, bucket: BucketInfo) -> bool:
-    # At the keys-per-bucket quota, existing keys may still be written, new ones not.
-    return bucket.key_count < principal.quotas.max_keys_per_bucket
+# Keys --------------------------------------------------------------------------------------------
 
 
 def set_key(
-    principal: Principal, bucket: BucketInfo, key: str, value: bytes, ttl: int, *, create: bool
+    principal: Principal,
+    bucket: BucketInfo,
+    key: str,
+    value: bytes,
+    ttl: int | None,
+    *,
+    claim: ClaimWrite,
 ) -> None:
+    """Store `value` under `key` for `ttl` seconds (0: never expires; None: keep the key's
+    expiry, or the bucket's default for a new key)."""
+    create = _admit_write(principal, bucket, key, claim)
+    if ttl is None:
+        ttl = _kept_ttl(bucket, key)
     try:
         written = statements.set_value(bucket.id, key, value, ttl, create=create)
     except statements.BucketGone:
@@ -114,8 +145,19 @@ def set_key(
 
 
 def increment_key(
-    principal: Principal, bucket: BucketInfo, key: str, delta: int, ttl: int, *, create: bool
+    principal: Principal,
+    bucket: BucketInfo,
+    key: str,
+    delta: int,
+    ttl: int | None,
+    *,
+    claim: ClaimWrite,
 ) -> int:
+    """Add `delta` to the key's number (a missing key counts from 0); returns the new value.
+    `ttl` as for set_key."""
+    create = _admit_write(principal, bucket, key, claim)
+    if ttl is None:
+        ttl = _kept_ttl(bucket, key)
     try:
         value = statements.increment(bucket.id, key, delta, ttl, create=create)
     except statements.NotAnInteger as exc:
@@ -127,9 +169,45 @@ def increment_key(
     return value
 
 
-def delete_key(bucket: BucketInfo, key: str) -> None:
+def delete_key(bucket: BucketInfo, key: str, *, claim: ClaimWrite) -> None:
+    # No storage quota: deleting is how an account over it writes again.
+    claim(bucket, key)
     if not statements.delete_key(bucket.id, key):
         raise key_not_found()
+
+
+def _admit_write(principal: Principal, bucket: BucketInfo, key: str, claim: ClaimWrite) -> bool:
+    """The checks of a set or increment before its statement; True if it may create the key."""
+    if principal.stored_bytes >= principal.quotas.max_stored_bytes:
+        raise Forbidden(
+            f"storage quota reached: your account stores {principal.stored_bytes} of "
+            f"{principal.quotas.max_stored_bytes} bytes; delete keys to write again"
+        )
+    claim(bucket, key)
+    # At the keys-per-bucket quota, existing keys may still be written, new ones not.
+    return bucket.key_count < principal.quotas.max_keys_per_bucket
+
+
+def _kept_ttl(bucket: BucketInfo, key: str) -> int:
+    """The seconds the key has left (0: it never expires); the bucket's default TTL for a key
+    that is not there.
+
+    Read after the key's write slot is claimed: no other write to the key can land between
+    this read and the write (one write per second), so the expiry kept is the current one.
+    Rounded up to the second, the expiry moves by less than a second.
+    """
+    now = timezone.now()
+    row = (
+        Item.objects.filter(bucket_id=bucket.id, key=key)
+        .exclude(expires_at__lte=now)
+        .values_list("expires_at")
+        .first()
+    )
+    if row is None:
+        return bucket.default_ttl
+    if row[0] is None:
+        return 0
+    return max(1, math.ceil((row[0] - now).total_seconds()))
 
 
 def key_quota_reached(principal: Principal) -> Forbidden:
