@@ -80,7 +80,7 @@ screenshots: $(DEV_STAMP)
 check: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy --config-file clients/python/pyproject.toml clients/python/src/thisdb
-	$(VENV)/bin/mypy api accounts thisdb_site dashboard bench
+	$(VENV)/bin/mypy api accounts thisdb_site dashboard console bench
 	$(PY) manage.py makemigrations --check --dry-run
 	$(PY) manage.py check
 

@@ -55,7 +55,7 @@ def warn_expiring(now: datetime) -> int:
 def _send_warning(api_key: ApiKey) -> None:
     context = {
         "key": api_key,
-        "keys_url": settings.THISDB_BASE_URL.rstrip("/") + reverse("accounts:keys"),
+        "keys_url": settings.THISDB_BASE_URL.rstrip("/") + reverse("account:keys"),
     }
     subject = render_to_string("accounts/email/key_expiring_subject.txt", context).strip()
     body = render_to_string("accounts/email/key_expiring_message.txt", context)

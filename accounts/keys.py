@@ -8,9 +8,10 @@ about 238 random bits, so a fast hash is enough (a password hasher would cost ~1
 
 import hashlib
 import hmac
-import secrets
 import string
 import zlib
+
+from django.utils.crypto import get_random_string
 
 ALPHABET = string.digits + string.ascii_letters  # base62
 BRAND = "tdb_"
@@ -20,10 +21,6 @@ CHECKSUM_LENGTH = 6  # base62 of CRC-32 fits in 6 characters
 SECRET_LENGTH = len(BRAND) + PREFIX_LENGTH + RANDOM_LENGTH + CHECKSUM_LENGTH
 
 _BASE62 = frozenset(ALPHABET)
-
-
-def _random(length: int) -> str:
-    return "".join(secrets.choice(ALPHABET) for _ in range(length))
 
 
 def _checksum(body: str) -> str:
@@ -36,7 +33,7 @@ def _checksum(body: str) -> str:
 
 
 def new_secret() -> str:
-    body = _random(PREFIX_LENGTH + RANDOM_LENGTH)
+    body = get_random_string(PREFIX_LENGTH + RANDOM_LENGTH, ALPHABET)
     return BRAND + body + _checksum(body)
 
 
@@ -54,6 +51,7 @@ def parse(secret: str) -> str | None:
 
 
 def hash_secret(secret: str) -> str:
+    """SHA-256 hex of a secret, as stored: of API keys here, and of tokens (api.principals)."""
     return hashlib.sha256(secret.encode()).hexdigest()
 
 

@@ -118,17 +118,6 @@ class ApiKey(models.Model):
             return "expired"
         return "active"
 
-    def revoke(self) -> None:
-        """Refuse this key and its tokens from now on, on every worker at once (a marker in Redis
-        that each request's rate-limit round trip reads); without Redis, at once in this process
-        and within THISDB_AUTH_CACHE_SECONDS in the others."""
-        if self.revoked_at is None:
-            self.revoked_at = timezone.now()
-            self.save(update_fields=["revoked_at"])
-        from api import principals  # the API's cache of keys; accounts holds no API views
-
-        principals.forget_api_key(self.user_id, self.prefix, self.pk)
-
 
 class Plan(models.Model):
     """A set of quotas. A blank figure means the platform default from settings."""
@@ -170,31 +159,21 @@ class Account(models.Model):
     def __str__(self) -> str:
         return f"account of {self.user}"
 
-    @property
-    def is_suspended(self) -> bool:
-        return not self.user.is_active
-
-    def suspend(self) -> None:
-        """Stop the account: it cannot log in, and its API keys and tokens are refused (403) on
-        every worker at once. Its data stays."""
-        from api import principals  # the API's cache of keys; accounts holds no API views
-
-        type(self.user).objects.filter(pk=self.user_id).update(is_active=False)
-        self.user.is_active = False
-        principals.forget_user(self.user_id, suspended=True)
-
-    def reactivate(self) -> None:
-        from api import principals
-
-        type(self.user).objects.filter(pk=self.user_id).update(is_active=True)
-        self.user.is_active = True
-        principals.forget_user(self.user_id, suspended=False)
-
     def quotas(self):
         from accounts.quotas import FIELDS, resolve
 
         plan_values = [getattr(self.plan, f) if self.plan else None for f in FIELDS]
         return resolve([getattr(self, f) for f in FIELDS], plan_values)
+
+
+# What people and staff read as the plan of an account without one: it gets the platform
+# defaults of settings, which the free plan follows too.
+NO_PLAN_NAME = "free"
+
+
+def plan_name(account: Account | None) -> str:
+    """The name of the plan `account` is on (a user may have no account row: no plan either)."""
+    return account.plan.name if account and account.plan else NO_PLAN_NAME
 
 
 class UsageHour(models.Model):
@@ -209,12 +188,3 @@ class UsageHour(models.Model):
 
     def __str__(self) -> str:
         return f"{self.api_key} {self.hour:%Y-%m-%d %H}h: {self.requests}"
-
-
-def delete_user(user) -> None:
-    """Delete a person and everything in their account: keys, buckets with their keys and tokens,
-    usage. Their API keys and tokens are refused at once on every worker."""
-    from api import principals
-
-    principals.forget_user(user.pk, suspended=True)
-    user.delete()

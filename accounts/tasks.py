@@ -1,20 +1,10 @@
 """Celery tasks of accounts: thin wrappers over accounts.expiry (which the tests call too)."""
 
-from typing import TypedDict
-
 from celery import shared_task
 from django.utils import timezone
 
 from accounts import expiry
-
-
-class TaskOptions(TypedDict):
-    acks_late: bool
-    soft_time_limit: int
-    time_limit: int
-
-
-TASK_OPTIONS: TaskOptions = {"acks_late": True, "soft_time_limit": 50, "time_limit": 55}
+from thisdb_site.celery import TASK_OPTIONS
 
 
 @shared_task(**TASK_OPTIONS)

@@ -72,6 +72,13 @@ def key_not_found() -> NotFound:
     return NotFound("key not found")
 
 
+def key_quota_reached(limit: int) -> Forbidden:
+    return Forbidden(
+        f"key quota reached: this bucket holds {limit} keys, the most your plan allows; "
+        "existing keys can still be changed, or delete keys to add new ones"
+    )
+
+
 def exception_handler(exc, context):
     """Render every error as {"error": message} (json/ndjson) or the bare message (text)."""
     if isinstance(exc, Http404):

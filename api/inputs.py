@@ -24,6 +24,8 @@ _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
 
 FORM_MAX_BYTES = 64 * 1024  # the API's forms carry a few short fields
 MAX_DIGITS = 20  # no whole number the API takes is longer (2**64 has 20 digits)
+# A counter's range, and an increment's: PostgreSQL's bigint.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def form_fields(request) -> dict[str, str]:
@@ -250,6 +252,14 @@ def boolean(value: str | None, name: str) -> bool:
     raise BadRequest(f"{name} must be true or false, not {value!r}")
 
 
+def permissions(value: str) -> tuple[bool, bool]:
+    """A token's `permissions` field ("read", "write", "read,write"): (may read, may write)."""
+    given = {p.strip().lower() for p in value.split(",") if p.strip()}
+    if not given or not given <= {"read", "write"}:
+        raise BadRequest("permissions must be read, write or read,write")
+    return "read" in given, "write" in given
+
+
 def delta(body: bytes) -> int:
     """The body of an increment: exactly +N or -N (a bare N counts as +N)."""
     if not _DELTA.fullmatch(body):
@@ -257,7 +267,7 @@ def delta(body: bytes) -> int:
             "an increment body must be exactly +N, -N or N, with no space or newline around it, "
             "e.g. +1"
         )
-    if len(body.lstrip(b"+-")) > MAX_DIGITS or not -(2**63) <= int(body) < 2**63:
+    if len(body.lstrip(b"+-")) > MAX_DIGITS or not INT64_MIN <= int(body) <= INT64_MAX:
         raise BadRequest("an increment must fit in a 64-bit integer")
     return int(body)
 

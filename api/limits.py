@@ -235,8 +235,9 @@ class RedisLimiter:
         result = self._call(self.batch_script, keys, args)
         return None if result is None else [int(n) for n in result]
 
-    def claim_write(self, marker: str, window_ms: int) -> int | None:
-        """The wait in ms before `marker`'s key may be written (0: now); None if Redis is down."""
+    def write_slot(self, marker: str, window_ms: int) -> int | None:
+        """The wait in ms before `marker`'s key may be written (0: now, and the slot is taken);
+        None if Redis is down."""
         result = self._call(self.write_script, [marker], [window_ms])
         return None if result is None else int(result)
 
@@ -334,7 +335,7 @@ class MemoryLimiter:
                         self.expiring[marker] = (1, now + window_ms / 1000)
             return [before + cost, wait, 0, int(before == 0)]
 
-    def claim_write(self, marker: str, window_ms: int) -> int:
+    def write_slot(self, marker: str, window_ms: int) -> int:
         with self.lock:
             return self._claim(marker, window_ms, time.time())
 
@@ -480,13 +481,14 @@ def check_batch(
     return BatchDecision(requests_per_hour, count, hour + HOUR, wait, refused=bool(refused))
 
 
-def claim_write(user_id: int, bucket_id: str, key: str) -> int | None:
-    """A web page's write: only the one-write-per-second rule, the same marker as the API's.
-    Returns the wait in ms (0: write now), or None if Redis is down (no limit then)."""
+def write_slot(user_id: int, bucket_id: str, key: str) -> int | None:
+    """A write that counts no request (a web page's): only the one-write-per-second rule, the
+    same marker as check()'s. Returns the wait in ms (0: the slot is taken, write now), or None
+    if Redis is down (no limit then)."""
     window_ms = write_window_ms()
     if not window_ms:
         return 0
-    return limiter().claim_write(marker_key(user_id, bucket_id, key), window_ms)
+    return limiter().write_slot(marker_key(user_id, bucket_id, key), window_ms)
 
 
 def block(name: str) -> None:

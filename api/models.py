@@ -1,10 +1,10 @@
 import re
-import secrets
 import string
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.crypto import get_random_string
 
 BUCKET_ID_LENGTH = 20
 BUCKET_ID_RE = re.compile(rf"[A-Za-z0-9]{{{BUCKET_ID_LENGTH}}}")
@@ -13,8 +13,7 @@ TOKEN_RE = re.compile(rf"[a-z0-9]{{{TOKEN_LENGTH}}}")
 
 
 def new_bucket_id() -> str:
-    alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(BUCKET_ID_LENGTH))
+    return get_random_string(BUCKET_ID_LENGTH, string.ascii_letters + string.digits)
 
 
 class ByteOrderTextField(models.TextField):

@@ -7,7 +7,6 @@ suspended account are refused on every worker at once by markers in Redis that t
 rate-limit round trip reads (Principal.blocks, api.limits).
 """
 
-import hashlib
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -139,10 +138,6 @@ def forget_user(user_id: int, *, suspended: bool) -> None:
     _tokens.drop_where(lambda cached: cached.principal.user_id == user_id)
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def _key_blocks(api_key_id: int, user_id: int) -> tuple[tuple[str, str], ...]:
     return (
         (limits.block_key(user_id, "user", user_id), SUSPENDED),
@@ -217,7 +212,7 @@ def principal_for_token(token: str) -> Principal | None:
         if not TOKEN_RE.fullmatch(token):
             return None  # malformed: refused before any query
         row = (
-            Token.objects.filter(hashed_token=hash_token(token))
+            Token.objects.filter(hashed_token=keys.hash_secret(token))
             .values_list(
                 "bucket_id",
                 "prefix",

@@ -127,6 +127,19 @@ class KeyList(Payload):
         return self._items()
 
 
+class Document(Payload):
+    """A JSON document (a transaction's answer): JSON in every format, as it has no text form."""
+
+    def __init__(self, document: dict):
+        self.document = document
+
+    def as_text(self) -> bytes:
+        return _dumps(self.document)
+
+    def as_json(self):
+        return self.document
+
+
 class PlainTextRenderer(renderers.BaseRenderer):
     media_type = "text/plain"
     format = "text"
@@ -235,6 +248,22 @@ class ApiResponse(HttpResponse):
     def render_with(self, renderer: renderers.BaseRenderer) -> None:
         self.content = renderer.render(self.payload)
         self.headers.put("content-type", "Content-Type", content_type(renderer))
+
+
+class NotModified(ApiResponse):
+    """304: the version the client holds is current; no body, in any format."""
+
+    def __init__(self):
+        super().__init__(Message(""), 304)
+
+    def render_with(self, renderer: renderers.BaseRenderer) -> None:
+        self.content = b""
+
+
+def with_etag(response: ApiResponse, version: int) -> ApiResponse:
+    """The key's version as the answer's ETag: a quoted integer, checked by construction."""
+    response.headers.put("etag", "ETag", f'"{version}"')
+    return response
 
 
 def content_type(renderer: renderers.BaseRenderer) -> str:

@@ -229,6 +229,40 @@ _VALUE = {
     '"encoding" says so).',
 }
 _ENCODING = {"type": "string", "enum": ["base64"]}
+_VERSION = {
+    "type": "string",
+    "pattern": "^[1-9][0-9]{0,18}$",
+    "example": "17",
+    "description": "The key's version: it changes on every write of the key, only grows and is "
+    'never reused (the ETag header gives it quoted: "17").',
+}
+_NULLABLE_VERSION = {**_VERSION, "nullable": True}
+_PREFIX = {"type": "string", "maxLength": KEY_MAX_BYTES, "pattern": "^[^\\x00]*$"}
+_TTL_FIELD = {"type": "integer", "minimum": 0, "maximum": settings.THISDB_MAX_TTL}
+_INT64 = {"type": "integer", "format": "int64"}
+
+
+def _op(name: str, properties: dict, required: list[str]) -> dict:
+    return {
+        "type": "object",
+        "properties": {"op": {"type": "string", "enum": [name]}, **properties},
+        "required": ["op", *required],
+        "additionalProperties": False,
+    }
+
+
+_OPS = [
+    _op(
+        "set",
+        {"key": _KEY, "value": {"type": "string"}, "encoding": _ENCODING, "ttl": _TTL_FIELD},
+        ["key", "value"],
+    ),
+    _op("increment", {"key": _KEY, "by": _INT64, "ttl": _TTL_FIELD}, ["key"]),
+    _op("delete", {"key": _KEY}, ["key"]),
+    _op("get", {"key": _KEY}, ["key"]),
+    _op("count", {"prefix": _PREFIX}, ["prefix"]),
+    _op("delete_prefix", {"prefix": _PREFIX}, ["prefix"]),
+]
 COMPONENTS = {
     "Error": _object({"error": {"type": "string", "description": "What to change."}}, ["error"]),
     "Result": _object({"result": {"type": "string", "enum": ["OK"]}}, ["result"]),
@@ -249,8 +283,54 @@ COMPONENTS = {
                 "description": "With values=true: whole seconds the key has left, rounded up; "
                 "0 = never expires (what a write's ?ttl= takes).",
             },
+            "version": _VERSION,
         },
-        ["key"],
+        ["key", "version"],
+    ),
+    "Transaction": {
+        "type": "object",
+        "properties": {
+            "checks": {
+                "type": "array",
+                "maxItems": 1000,
+                "items": {
+                    "type": "object",
+                    "properties": {"key": _KEY, "version": _NULLABLE_VERSION},
+                    "required": ["key", "version"],
+                    "additionalProperties": False,
+                    "description": "version: the key's current version must be it; null: the "
+                    "key must not exist.",
+                },
+            },
+            "ops": {"type": "array", "maxItems": 1000, "items": {"oneOf": _OPS}},
+        },
+        "additionalProperties": False,
+        "description": "checks first, then ops in order, all in one database transaction; a "
+        "key is written at most once.",
+    },
+    "TransactionAnswer": _object(
+        {
+            "ok": {"type": "boolean", "enum": [True]},
+            "results": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "description": 'One per op: set {"key", "version"}; increment {"key", '
+                    '"value", "version"}; delete {"key", "deleted"}; get {"key", "value", '
+                    '"version"} or {"key", "value": null}; count {"prefix", "count", "more"}; '
+                    'delete_prefix {"prefix", "deleted"}.',
+                },
+            },
+        },
+        ["ok", "results"],
+    ),
+    "TransactionConflict": _object(
+        {
+            "ok": {"type": "boolean", "enum": [False]},
+            "failed": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "versions": {"type": "object", "additionalProperties": _VERSION},
+        },
+        ["ok", "failed", "versions"],
     ),
     "ListedBucket": _object(
         {
@@ -316,17 +396,26 @@ KEY_LIST = Answer(
     ndjson="One JSON object ListedKey a line.",
 )
 ERROR = Answer({"type": "string", "description": "What to change."}, "Error")
+_JSON_TEXT = {"type": "string", "description": "The same JSON document (it has no text form)."}
+TRANSACTION_ANSWER = Answer(_JSON_TEXT, "TransactionAnswer")
+TRANSACTION_CONFLICT = Answer(_JSON_TEXT, "TransactionConflict")
+TRANSACTION_BODY = {"application/json": _component("Transaction")}
 
 STATUSES = {
     200: "OK.",
+    304: "Not modified: If-None-Match names the key's current version (no body).",
     400: "Bad request: the message says which input to change.",
     403: "Missing or wrong X-Api-Key or X-Token, a token out of its bucket, prefix or "
     "permissions, or a quota reached.",
     404: "No such bucket (or it is another account's), or no such key.",
     405: "Method not allowed here (GET, PATCH and DELETE of /v1/tokens, which is not a bucket).",
     406: "format= or Accept names a format other than text, json or ndjson.",
+    409: "A check of the transaction failed: nothing was applied; the body names the failed "
+    "checks and the current versions.",
     411: "A chunked body on a server that cannot read chunks: send Content-Length.",
-    413: "The body is over the limit (a value: 1 MiB; a form: 64 KiB).",
+    412: "Precondition failed: If-Match or If-None-Match did not hold, nothing was written; "
+    "ETag gives the key's current version when it exists.",
+    413: "The body is over the limit (a value: 1 MiB; a form: 64 KiB; a transaction: 10 MiB).",
     429: "Over the API key's hourly limit, a second write to the key within a second, or too "
     "many wrong keys from this address: retry after Retry-After seconds.",
     503: "Temporarily unavailable: retry after Retry-After seconds.",
@@ -334,10 +423,15 @@ STATUSES = {
 
 
 def responses(ok: Answer, *errors: int) -> dict:
-    """The responses of an operation: 200 with `ok`, and each error status, in every format."""
-    result = {}
-    for status, answer in [(200, ok), *((code, ERROR) for code in errors)]:
+    """The responses of an operation: 200 with `ok`, and each error status, in every format
+    (304 has no body; a transaction's 409 is its own document)."""
+    result: dict = {}
+    special = {409: TRANSACTION_CONFLICT} if ok is TRANSACTION_ANSWER else {}
+    for status, answer in [(200, ok), *((code, special.get(code, ERROR)) for code in errors)]:
         description = STATUSES[status]
+        if status == 304:
+            result[status] = OpenApiResponse(description=description)
+            continue
         for media_type, schema in (
             (TEXT, answer.text),
             (JSON, _component(answer.component)),
@@ -362,6 +456,11 @@ HEADERS = {
         "schema": {"type": "integer", "minimum": 1},
         "description": "Seconds to wait before trying again.",
     },
+    "ETag": {
+        "schema": {"type": "string", "pattern": '^"[1-9][0-9]{0,18}"$'},
+        "description": 'The key\'s version, quoted ("17"): send it in If-Match to write only '
+        "over this version, or in If-None-Match to read only when it changed.",
+    },
     "X-Next-Cursor": {
         "schema": _CURSOR,
         "description": "Present when more keys follow: pass it as cursor= for the next page.",
@@ -369,10 +468,39 @@ HEADERS = {
 }
 
 
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    {"type": "string", "example": '"17"'},
+    OpenApiParameter.HEADER,
+    description='Write only if the key exists with one of these versions ("17", or several '
+    "comma-separated), or exists at all (*); else 412 and nothing is written.",
+)
+IF_NONE_MATCH_WRITE = OpenApiParameter(
+    "If-None-Match",
+    {"type": "string", "enum": ["*"]},
+    OpenApiParameter.HEADER,
+    description="*: write only if the key does not exist (create-only); else 412.",
+)
+IF_NONE_MATCH_READ = OpenApiParameter(
+    "If-None-Match",
+    {"type": "string", "example": '"17"'},
+    OpenApiParameter.HEADER,
+    description="304 Not Modified, without the value, while the key's version is one of these.",
+)
+WRITE_CONDITIONS = [IF_MATCH, IF_NONE_MATCH_WRITE]
+# Operations whose answers carry the key's ETag, by status.
+ETAG_STATUSES = {
+    "get_key": ("200", "304"),
+    "set_key": ("200", "412"),
+    "put_key": ("200", "412"),
+    "increment_key": ("200", "412"),
+    "delete_key": ("412",),
+}
+
 # Query parameters whose empty value (`?format=`) is taken as not sent.
 EMPTY_MEANS_ABSENT = {"format", "values", "cursor", "prefix"}
 # Operations that cannot do without a body (an empty one is a 400).
-BODY_REQUIRED = {"increment_key", "create_token"}
+BODY_REQUIRED = {"increment_key", "create_token", "run_transaction"}
 _FORMAT = "text (the default), json or ndjson; wins over the Accept header."
 
 
@@ -410,6 +538,8 @@ def postprocess(result, generator, request, public):
                 response["headers"] = {
                     name: {"$ref": f"#/components/headers/{name}"} for name in names
                 }
+                if status in ETAG_STATUSES.get(operation.get("operationId"), ()):
+                    response["headers"]["ETag"] = {"$ref": "#/components/headers/ETag"}
                 if status == "429":
                     # A reference cannot say "required" here: spell the header out.
                     response["headers"]["Retry-After"] = {

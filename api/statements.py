@@ -22,9 +22,8 @@ from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from api.inputs import INT64_MAX, INT64_MIN
 from api.models import VERSION_SEQUENCE, Item, Token
-
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 _T = Item._meta.db_table
 _KEY = connection.ops.quote_name("key")

@@ -5,21 +5,12 @@ acks_late because re-running after a worker crash is safe.
 """
 
 import time
-from typing import TypedDict
 
 from celery import shared_task
 from django.utils import timezone
 
 from api import rollups, statements
-
-
-class TaskOptions(TypedDict):
-    acks_late: bool
-    soft_time_limit: int
-    time_limit: int
-
-
-TASK_OPTIONS: TaskOptions = {"acks_late": True, "soft_time_limit": 50, "time_limit": 55}
+from thisdb_site.celery import TASK_OPTIONS
 
 
 @shared_task(**TASK_OPTIONS)

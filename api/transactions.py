@@ -2,10 +2,11 @@
 
     plan = parse(body)                 # the whole body checked, nothing touched yet (400, 413)
     authorize(principal, plan)         # a token's prefix and permissions, an API key's (403)
-    answer = run(principal, bucket, plan)   # {"ok": true, "results": [...]} or Conflict (409)
+    answer = run(principal, bucket, plan, create=...)   # {"ok": true, "results": [...]} or 409
 
-The caller scopes the bucket first (api.scoping.owned_bucket) and counts the transaction with
-api.limits.check_batch(..., plan.cost, [(bucket.id, key) for key in plan.written_keys]).
+The caller scopes the bucket first (api.scoping.owned_bucket); api.writes.apply_transaction then
+checks the quotas, counts the transaction and claims its keys' write slots (one Redis round
+trip, api.limits.check_batch) and runs it.
 
 On PostgreSQL a transaction is one database transaction at REPEATABLE READ. Its first statement
 reads the versions of every checked and written key and locks their rows in key order: that
@@ -36,8 +37,15 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from rest_framework import status
 
-from api import limits, statements, writes
-from api.errors import ApiError, BadRequest, Forbidden, PayloadTooLarge, ServiceUnavailable
+from api import limits, statements
+from api.errors import (
+    ApiError,
+    BadRequest,
+    Forbidden,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    key_quota_reached,
+)
 from api.inputs import check_key, check_prefix
 from api.principals import Principal
 from api.renderers import encode_value
@@ -307,22 +315,14 @@ def _may(principal: Principal, where: str, *, write: bool, key=None, prefix=None
 # Running.
 
 
-def run(principal: Principal, bucket: BucketInfo, plan: Plan) -> dict:
+def run(principal: Principal, bucket: BucketInfo, plan: Plan, *, create: bool) -> dict:
     """Apply the plan to `bucket`: {"ok": True, "results": [...]} (one result per op), or
-    Conflict (409) when a check fails; any other error leaves nothing applied either."""
-    first_write = next((op for op in plan.ops if op.kind in ("set", "increment")), None)
-    if first_write is not None:
-        try:
-            writes.check_storage_quota(principal)
-        except Forbidden as exc:
-            raise Forbidden(f"ops[{first_write.index}]: {exc.detail}") from None
-    applying = _Run(principal, bucket, plan, writes.may_create_keys(principal, bucket))
-    try:
-        if connection.vendor == "postgresql":
-            return _with_retries(applying)
-        return applying.one_by_one()
-    except statements.BucketGone:
-        raise writes.bucket_gone(bucket.id) from None
+    Conflict (409) when a check fails; any other error leaves nothing applied either.
+    `create`: whether new keys may be made (the keys-per-bucket quota, api.writes)."""
+    applying = _Run(principal, bucket, plan, create)
+    if connection.vendor == "postgresql":
+        return _with_retries(applying)
+    return applying.one_by_one()
 
 
 def _with_retries(applying: "_Run") -> dict:
@@ -372,7 +372,8 @@ class _Run:
         return self.bucket.default_ttl if op.ttl is None else op.ttl
 
     def _quota_reached(self, op: Op) -> Forbidden:
-        return Forbidden(f"ops[{op.index}]: {writes.key_quota_reached(self.principal).detail}")
+        limit = self.principal.quotas.max_keys_per_bucket
+        return Forbidden(f"ops[{op.index}]: {key_quota_reached(limit).detail}")
 
     def _count(self, op: Op, found: int) -> None:
         self.results[op.index] = {

@@ -22,7 +22,9 @@ class KeyConverter:
 register_converter(KeyConverter, "key")
 
 create_bucket = BucketViewSet.as_view({"post": "create", "get": "list_buckets"})
-bucket = BucketViewSet.as_view({"get": "retrieve", "patch": "partial_update", "delete": "destroy"})
+bucket = BucketViewSet.as_view(
+    {"get": "retrieve", "post": "transaction", "patch": "partial_update", "delete": "destroy"}
+)
 tokens = TokenViewSet.as_view({"post": "create"})
 item = ItemViewSet.as_view(
     {

@@ -15,7 +15,7 @@ from django.db.models.functions import Coalesce, Length
 from django.utils import timezone
 
 from api.models import Bucket, Item
-from dashboard.models import TaskHeartbeat
+from console.models import TaskHeartbeat
 
 # Keys a bucket's page counts exactly: one range scan of the bucket's index and up to this many
 # rows, about 3 ms on PostgreSQL (tests/dashboard/test_figures.py checks that even the generic

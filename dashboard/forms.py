@@ -8,15 +8,8 @@ from django.conf import settings
 
 from accounts.models import ApiKey
 from api import inputs
-from api.errors import ApiError
+from api.forms import TokenFields, api_rule
 from dashboard import roundtrip
-
-
-def _api_rule(check, value):
-    try:
-        return check(value)
-    except ApiError as error:
-        raise forms.ValidationError(str(error.detail)) from None
 
 
 class TtlField(forms.IntegerField):
@@ -62,7 +55,7 @@ class KeyForm(forms.Form):
     )
 
     def clean_key(self):
-        return _api_rule(inputs.check_key, self.cleaned_data["key"])
+        return api_rule(inputs.check_key, self.cleaned_data["key"])
 
     def clean(self):
         cleaned = super().clean()
@@ -84,29 +77,15 @@ class KeyForm(forms.Form):
 
 class IncrementForm(forms.Form):
     k = forms.CharField(widget=forms.HiddenInput)  # the key, as roundtrip.key_ref
-    by = forms.IntegerField(initial=1, min_value=-(2**63), max_value=2**63 - 1)
+    by = forms.IntegerField(initial=1, min_value=inputs.INT64_MIN, max_value=inputs.INT64_MAX)
 
     def clean_k(self):
-        return _api_rule(roundtrip.key_from_ref, self.cleaned_data["k"])
+        return api_rule(roundtrip.key_from_ref, self.cleaned_data["k"])
 
 
-class TokenForm(forms.Form):
-    # The form metaclass takes fields out of the class: this does not hide Form.prefix.
-    prefix = forms.CharField(  # type: ignore[assignment]
-        strip=False,
-        required=False,
-        max_length=settings.THISDB_KEY_MAX_BYTES,
-        help_text="The token reaches keys starting with this (a whole key name for one key; "
-        "blank for the whole bucket).",
-    )
-    read = forms.BooleanField(required=False, initial=True)
-    write = forms.BooleanField(required=False)
-    ttl = forms.IntegerField(
-        label="Lifetime (seconds)",
-        min_value=1,
-        max_value=settings.THISDB_TOKEN_MAX_TTL,  # spec: at most a day
-        initial=3600,
-    )
+class TokenForm(TokenFields):
+    """The API's token fields (api.forms.TokenFields), and the API key the token acts for."""
+
     api_key = forms.ModelChoiceField(
         queryset=ApiKey.objects.none(),
         label="Counts against API key",
@@ -121,13 +100,3 @@ class TokenForm(forms.Form):
         api_key = cast(forms.ModelChoiceField, self.fields["api_key"])
         api_key.queryset = keys
         api_key.empty_label = None  # the newest key is chosen unless changed
-
-    def clean_prefix(self):
-        return _api_rule(inputs.check_prefix, self.cleaned_data["prefix"])
-
-    def clean(self):
-        cleaned = super().clean()
-        assert cleaned is not None  # Form.clean returns cleaned_data
-        if not cleaned.get("read") and not cleaned.get("write"):
-            raise forms.ValidationError("Give the token read, write or both.")
-        return cleaned

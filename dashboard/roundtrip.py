@@ -47,6 +47,23 @@ def text_of(value: bytes) -> str | None:
     return None if "\x00" in text else text
 
 
+def preview(head: bytes, size: int, chars: int) -> tuple[str, bool] | None:
+    """The first `chars` characters of a text value and whether it has more, from its first
+    bytes `head` (of `size` in all: a list need not load whole values); None if the value is
+    binary or holds NUL (see text_of). A head cut inside a character is still text."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as error:
+        # A UTF-8 character is at most 4 bytes: an error in the last 3 may be the cut.
+        cut_short = len(head) < size and error.start >= len(head) - 3
+        if not cut_short:
+            return None
+        text = head[: error.start].decode("utf-8")
+    if "\x00" in text:
+        return None
+    return text[:chars], len(text) > chars or len(head) < size
+
+
 def line_ending(text: str) -> str:
     """CRLF if every line break of the text is CRLF, else LF (also for text with none)."""
     breaks = text.count("\n") + text.replace("\r\n", "").count("\r")

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.db.models import Count, Max, Sum
 
-from accounts.models import Account, ApiKey, UsageHour
+from accounts.models import Account, ApiKey, UsageHour, plan_name
 from accounts.quotas import platform_defaults
 from api import limits
 from api.models import Bucket
@@ -152,7 +152,7 @@ def for_user(user, now: datetime | None = None) -> dict:
     stored = account.stored_bytes if account else 0
     live_keys = sum(1 for key in keys if key.status == "active")
     return {
-        "plan": account.plan.name if account and account.plan else "free",
+        "plan": plan_name(account),
         "counted_at": bucket_figures.counted_at(),  # when beat last counted keys and bytes
         "meters": [
             meter("Requests this hour (busiest API key)", busiest, quotas.requests_per_hour),

@@ -1,11 +1,11 @@
 """The pages people use: the home page, their buckets with keys and tokens, usage, the docs.
 
-Every change goes through api.writes and the API's one-write-per-second rule, so a page and an
-API request can never disagree. Another account's bucket is a 404 here too, never its data.
-Keys travel in links and forms as dashboard.roundtrip.key_ref, never as text a browser changes.
+Every change is one call of api.writes, the functions the API's viewsets call too, with the
+API's one-write-per-second rule, so a page and an API request can never disagree. Another
+account's bucket is a 404 here too, never its data. Keys travel in links and forms as
+dashboard.roundtrip.key_ref, never as text a browser changes.
 """
 
-import math
 from functools import wraps
 from urllib.parse import urlencode
 
@@ -21,10 +21,11 @@ from django.utils.timesince import timeuntil
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from api import inputs, limits, statements, writes
-from api.errors import ApiError, BadRequest, TooManyRequests
+from accounts import keys
+from api import inputs, statements, writes
+from api.errors import ApiError, BadRequest
 from api.models import Bucket, Item, Token
-from api.principals import hash_token, principal_for_user
+from api.principals import principal_for_user
 from api.scoping import BucketInfo
 from dashboard import docs as api_docs
 from dashboard import figures, paging, roundtrip, shown_once, usage
@@ -61,13 +62,11 @@ def buckets(request):
             data = form.cleaned_data
             try:
                 bucket = writes.create_bucket(
-                    principal_for_user(request.user.pk), data["default_ttl"]
+                    principal_for_user(request.user.pk), data["default_ttl"], data["label"]
                 )
             except ApiError as error:
                 form.add_error(None, _say(error))
             else:
-                if data["label"]:
-                    Bucket.objects.filter(pk=bucket.id).update(label=data["label"])
                 messages.success(request, f"Bucket {bucket.id} created.")
                 return redirect("dashboard:bucket", bucket_id=bucket.id)
         status = 400
@@ -112,14 +111,14 @@ def _key_url(bucket_id: str, key: str, **query) -> str:
 
 
 def _preview(value: bytes) -> dict:
-    text = roundtrip.text_of(value)
-    if text is None:
+    shown = roundtrip.preview(value, len(value), PREVIEW_CHARS)
+    if shown is None:
         return {"binary": True, "size": len(value)}
     return {
         "binary": False,
         "size": len(value),
-        "text": text[:PREVIEW_CHARS],
-        "cut": len(text) > PREVIEW_CHARS,
+        "text": shown[0],
+        "cut": shown[1],
         "integer": statements.parse_integer(value) is not None,
     }
 
@@ -131,9 +130,13 @@ def _position(raw: str | None) -> int | None:
 
 @never_cache
 @login_required
-def bucket(request, bucket_id: str, *, token_form=None, status=200):
+def bucket(request, bucket_id: str):
     """One bucket: its keys a page at a time, forward and back, and its live tokens."""
-    bucket = _my_bucket(request, bucket_id)
+    return _bucket_page(request, _my_bucket(request, bucket_id))
+
+
+def _bucket_page(request, bucket: Bucket, *, token_form=None, status=200):
+    """The bucket's page; also the answer of a token form that needs correcting."""
     source = request.GET
     try:
         prefix = inputs.check_prefix(source.get("prefix", ""))
@@ -193,8 +196,7 @@ def bucket_settings(request, bucket_id: str):
     if form.is_valid():
         data = form.cleaned_data
         principal = principal_for_user(request.user.pk)
-        writes.update_bucket(principal, bucket.id, data["default_ttl"])
-        Bucket.objects.for_user(request.user.pk).filter(pk=bucket.id).update(label=data["label"])
+        writes.update_bucket(principal, bucket.id, data["default_ttl"], data["label"])
         label = f"label “{data['label']}”" if data["label"] else "no label"
         messages.success(request, f"Saved: {label}, default TTL {data['default_ttl']} s.")
     else:
@@ -222,16 +224,6 @@ def delete_bucket(request, bucket_id: str):
 # Keys --------------------------------------------------------------------------------------------
 
 
-def _claim_write(bucket: Bucket, key: str) -> None:
-    """The API's one-write-per-second rule, without counting a request against any API key."""
-    wait_ms = limits.claim_write(bucket.owner_id, bucket.id, key)
-    if wait_ms:
-        raise TooManyRequests(
-            "This key was changed less than a second ago. Try again in a moment.",
-            retry_after=1,
-        )
-
-
 def _live_item(bucket_id: str, key: str):
     return (
         Item.objects.filter(bucket_id=bucket_id, key=key)
@@ -239,22 +231,6 @@ def _live_item(bucket_id: str, key: str):
         .values("value", "expires_at", "updated_at")
         .first()
     )
-
-
-def _kept_ttl(bucket: Bucket, key: str) -> int:
-    """The seconds the key has left (0: it never expires), so that a change made on a page keeps
-    its expiry; the bucket's default TTL for a key that is not there.
-
-    Called after the key's write slot is claimed: no other write to the key can land between
-    this read and the write (one write per second), so the expiry kept is the current one.
-    Rounded up to the second, the expiry moves by less than a second.
-    """
-    item = _live_item(bucket.id, key)
-    if item is None:
-        return bucket.default_ttl
-    if item["expires_at"] is None:
-        return 0
-    return max(1, math.ceil((item["expires_at"] - timezone.now()).total_seconds()))
 
 
 def _key_in(query) -> str | None:
@@ -291,15 +267,17 @@ def edit_key(request, bucket_id: str):
         if form.is_valid():
             cleaned = form.cleaned_data
             principal = principal_for_user(request.user.pk)
+            ttl = cleaned["ttl"]  # blank (None): a change keeps the key's expiry
+            if ttl is None and key is None:  # blank on a new key: the bucket's default
+                ttl = bucket.default_ttl
             try:
-                writes.check_storage_quota(principal)
-                _claim_write(bucket, cleaned["key"])
-                ttl = cleaned["ttl"]
-                if ttl is None:  # blank: a change keeps the expiry, a new key gets the default
-                    ttl = bucket.default_ttl if key is None else _kept_ttl(bucket, key)
-                create = writes.may_create_keys(principal, _info(bucket))
                 writes.set_key(
-                    principal, _info(bucket), cleaned["key"], cleaned["value"], ttl, create=create
+                    principal,
+                    _info(bucket),
+                    cleaned["key"],
+                    cleaned["value"],
+                    ttl,
+                    claim=writes.claim_write,
                 )
             except ApiError as error:
                 form.add_error(None, _say(error))
@@ -351,8 +329,7 @@ def delete_key(request, bucket_id: str):
     bucket = _my_bucket(request, bucket_id)
     try:
         key = roundtrip.key_from_ref(request.POST.get("k", ""))
-        _claim_write(bucket, key)
-        writes.delete_key(_info(bucket), key)
+        writes.delete_key(_info(bucket), key, claim=writes.claim_write)
     except ApiError as error:
         messages.error(request, _say(error))
         return redirect(_bucket_url(bucket.id, prefix=request.POST.get("prefix", "")))
@@ -371,13 +348,10 @@ def increment_key(request, bucket_id: str):
     key, by = form.cleaned_data["k"], form.cleaned_data["by"]
     principal = principal_for_user(request.user.pk)
     try:
-        writes.check_storage_quota(principal)
-        _claim_write(bucket, key)
-        create = writes.may_create_keys(principal, _info(bucket))
-        # Like an edit, an increment on a page keeps the key's expiry.
+        # Like an edit, an increment on a page keeps the key's expiry (ttl None).
         value = writes.increment_key(
-            principal, _info(bucket), key, by, _kept_ttl(bucket, key), create=create
-        )
+            principal, _info(bucket), key, by, None, claim=writes.claim_write
+        ).value
     except ApiError as error:
         messages.error(request, _say(error))
     else:
@@ -417,7 +391,7 @@ def tokens(request, bucket_id: str):
         return _new_token_page(request, bucket)
     form = TokenForm(request.user, request.POST)
     if not form.is_valid():
-        return _bucket_again(request, bucket_id, token_form=form)
+        return _bucket_page(request, bucket, token_form=form, status=400)
     data = form.cleaned_data
     try:
         secret = writes.create_token(
@@ -430,7 +404,7 @@ def tokens(request, bucket_id: str):
         )
     except ApiError:
         raise Http404("bucket not found") from None  # deleted meanwhile
-    token_id = Token.objects.values_list("pk", flat=True).get(hashed_token=hash_token(secret))
+    token_id = Token.objects.values_list("pk", flat=True).get(hashed_token=keys.hash_secret(secret))
     shown_once.keep(request.session, bucket.id, secret, token_id)
     return HttpResponseRedirect(reverse("dashboard:tokens", args=[bucket.id]), status=303)
 
@@ -447,11 +421,6 @@ def _new_token_page(request, bucket: Bucket):
     token = Token.objects.filter(pk=shown["id"], bucket=bucket).select_related("created_by")
     context = {"nav": "buckets", "bucket": bucket, "secret": shown["token"], "token": token.first()}
     return render(request, "dashboard/new_token.html", context)
-
-
-def _bucket_again(request, bucket_id, **kwargs):
-    request.method = "GET"  # the page below lists; the POST's work is done
-    return bucket(request, bucket_id, status=400, **kwargs)
 
 
 @login_required

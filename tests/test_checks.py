@@ -6,7 +6,7 @@ POSTGRESQL, SQLITE = "django.db.backends.postgresql", "django.db.backends.sqlite
 
 
 def test_w001_warns_about_the_embedded_secret_key(settings):
-    settings.SECRET_KEY = checks.INSECURE_SECRET_KEY
+    settings.SECRET_KEY = settings.THISDB_EMBEDDED_SECRET_KEY
     assert [w.id for w in checks.check_secret_key(None)] == ["thisdb.W001"]
     settings.SECRET_KEY = "a-real-secret-" * 4
     assert checks.check_secret_key(None) == []

@@ -5,7 +5,6 @@ the per-key write limit included (on by default there)."""
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -15,15 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.serving import free_port
+
 MANAGE_PY = Path(__file__).parents[1] / "manage.py"
 KEY_RE = re.compile(r"tdb_[0-9A-Za-z]{46}")
 START_TIMEOUT_SECONDS = 20
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server:

@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 
-from accounts.models import Account
+from api import lifecycle
 from tests.conftest import PASSWORD
 
 
@@ -90,7 +90,7 @@ def test_the_page_explains_the_state_where_a_checkbox_was(staff, alice):
     page = change_page(staff, alice.user)
     assert 'name="is_active"' not in page
     assert "Active: can log in, and the API keys and tokens work" in page
-    Account.objects.get_or_create(user=alice.user)[0].suspend()
+    lifecycle.suspend_account(alice.user)
     assert "Suspended: cannot log in, and the API keys and tokens are refused" in change_page(
         staff, alice.user
     )
@@ -109,7 +109,7 @@ def test_an_account_without_email_is_known_by_its_username(staff, capsys):
 
 def test_a_suspended_person_who_logs_in_is_told_so_and_whom_to_write(alice, settings):
     settings.THISDB_SUPPORT_EMAIL = "help@db.example.com"
-    Account.objects.get_or_create(user=alice.user)[0].suspend()
+    lifecycle.suspend_account(alice.user)
     response = Client().post(
         "/accounts/login/", {"login": alice.email, "password": PASSWORD}, follow=True
     )
@@ -122,14 +122,14 @@ def test_a_suspended_person_who_logs_in_is_told_so_and_whom_to_write(alice, sett
 def test_a_suspended_person_with_an_open_session_is_told_so_and_logged_out(alice, settings):
     settings.THISDB_SUPPORT_EMAIL = "help@db.example.com"
     assert alice.browser.get("/buckets/").status_code == 200
-    Account.objects.get_or_create(user=alice.user)[0].suspend()
+    lifecycle.suspend_account(alice.user)
 
     response = alice.browser.get("/buckets/", follow=True)
     assert response.redirect_chain[-1][0] == "/accounts/inactive/"
     assert "mailto:help@db.example.com" in response.content.decode()
     assert "_auth_user_id" not in alice.browser.session  # the session ended
 
-    Account.objects.get(user=alice.user).reactivate()
+    lifecycle.reactivate_account(alice.user)
     assert alice.browser.get("/buckets/")["Location"].startswith("/accounts/login/")
 
 

@@ -30,9 +30,9 @@ from thisdb_site.front import BufferedWSGI  # noqa: E402
 
 application = BufferedWSGI(
     get_wsgi_application(),
-    # The largest body the platform takes (a 1 MiB value, plus room for a form's fields); one
-    # byte more and the API answers 413 itself.
-    max_body=settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+    # The largest body the platform takes (a 10 MiB transaction; a 1 MiB value, plus room for
+    # a form's fields); one byte more and the API answers 413 itself.
+    max_body=max(settings.DATA_UPLOAD_MAX_MEMORY_SIZE, settings.THISDB_TRANSACTION_MAX_BYTES),
     body_timeout=settings.THISDB_BODY_TIMEOUT,
     threads=settings.THISDB_WEB_THREADS,
 )

@@ -1,11 +1,12 @@
 """The Celery app: the worker runs the tasks that beat schedules (see CELERY_BEAT_SCHEDULE).
 
-Beat records when it sends each task and the worker when it finishes one (dashboard's
+Beat records when it sends each task and the worker when it finishes one (console's
 TaskHeartbeat), so the staff overview shows whether both are alive.
 """
 
 import logging
 import os
+from typing import TypedDict
 
 from celery import Celery
 from celery.signals import before_task_publish, task_postrun
@@ -19,6 +20,17 @@ app.autodiscover_tasks()
 log = logging.getLogger(__name__)
 
 
+class TaskOptions(TypedDict):
+    acks_late: bool
+    soft_time_limit: int
+    time_limit: int
+
+
+# Every periodic task's: acknowledged once done, as each is idempotent and a run a worker's crash
+# cut short may run again; stopped within beat's minute (55 s; the soft limit lets it end cleanly).
+TASK_OPTIONS: TaskOptions = {"acks_late": True, "soft_time_limit": 50, "time_limit": 55}
+
+
 def _record(task: str, event: str) -> None:
     # A heartbeat must never break the task it records: log and go on.
     try:
@@ -27,7 +39,7 @@ def _record(task: str, event: str) -> None:
 
         if not apps.ready:
             django.setup()  # beat does not set Django up by itself
-        from dashboard.models import beat
+        from console.models import beat
 
         beat(task, event)
     except Exception:

@@ -3,12 +3,10 @@
 from django.conf import settings
 from django.core.checks import Tags, Warning, register
 
-INSECURE_SECRET_KEY = "insecure-embedded-default-set-SECRET_KEY-in-production"
-
 
 @register(Tags.security, deploy=True)
 def check_secret_key(app_configs, **kwargs):
-    if settings.SECRET_KEY == INSECURE_SECRET_KEY:
+    if settings.SECRET_KEY == settings.THISDB_EMBEDDED_SECRET_KEY:
         return [
             Warning(
                 "SECRET_KEY is the embedded default, which anyone can read in the source.",

@@ -1,6 +1,6 @@
-"""Middleware of our own: the /v1/ API's short way through (with outages as 503 pages for the
-rest), CORS only when a page of another origin asks, the client's address behind a proxy, and
-a word to a suspended person whose session was open."""
+"""Middleware of our own: the /v1/ API's short way through (with its https rules, and outages as
+503 pages for the rest), CORS only when a page of another origin asks, the client's address
+behind a proxy, and a word to a suspended person whose session was open."""
 
 from corsheaders import middleware as cors_middleware
 from django.conf import settings
@@ -9,9 +9,14 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.shortcuts import redirect, resolve_url
 from django.urls import get_resolver
 
+from api.dispatch import error_answer
 from thisdb_site import outages
 
 API_URLCONF = "api.urls"  # the root URLconf includes it at "": the same routes, found sooner
+HTTPS_REQUIRED = (
+    "https required: this server takes API requests over https only; send this one to "
+    "https:// (it went over plain http, where its credentials could be read)"
+)
 
 
 def is_api_path(path: str) -> bool:
@@ -24,25 +29,49 @@ class ApiMiddleware:
     The API authenticates by header on every request and never uses sessions, CSRF cookies,
     the logged-in user, flash messages or a page's security policy: the middleware after this
     one serves the web pages only, and the API's hot path does not pass through it. (Its views
-    are DRF's, which do their own exception handling, and exempt from CSRF.) What comes before
-    (the database connection's bounds, CORS, security headers) applies to both.
+    are DRF's, which do their own exception handling, and exempt from CSRF.) Only CORS comes
+    before it; Django's SecurityMiddleware comes after, so the https settings are applied here
+    for /v1/ (both read once, at startup; off, they cost a request nothing):
+
+    - SECURE_SSL_REDIRECT: a /v1/ request over plain http is refused (403, in the API's
+      formats), not redirected: it has already carried its key in the clear, and a client that
+      follows the redirect would send it again and work, unnoticed.
+    - SECURE_HSTS_SECONDS: /v1/ answers over https carry Strict-Transport-Security, as the
+      pages' do.
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
         self.pooled = bool(settings.DATABASES["default"].get("OPTIONS", {}).get("pool"))
+        self.https_only = settings.SECURE_SSL_REDIRECT
+        self.hsts = _hsts_value()
 
     def __call__(self, request):
         try:
             path = request.path_info
-            if not (path == "/v1" or path.startswith("/v1/")):
+            if not is_api_path(path):
                 return self.get_response(request)
-            match = get_resolver(API_URLCONF).resolve(path)
-            request.resolver_match = match
-            return match.func(request, *match.args, **match.kwargs)
+            if self.https_only or self.hsts:
+                return self._answer_by_https_rules(request, path)
+            return self._answer(request, path)
         finally:
             if self.pooled:
                 self._release()
+
+    def _answer_by_https_rules(self, request, path: str):
+        secure = request.is_secure()
+        if self.https_only and not secure:
+            return error_answer(request, 403, HTTPS_REQUIRED)
+        response = self._answer(request, path)
+        if self.hsts and secure:
+            response["Strict-Transport-Security"] = self.hsts
+        return response
+
+    @staticmethod
+    def _answer(request, path: str):
+        match = get_resolver(API_URLCONF).resolve(path)
+        request.resolver_match = match
+        return match.func(request, *match.args, **match.kwargs)
 
     @staticmethod
     def _release() -> None:
@@ -60,6 +89,18 @@ class ApiMiddleware:
             outages.report(exception)
             return outages.page_response(request)
         return None
+
+
+def _hsts_value() -> str:
+    """Strict-Transport-Security as Django's SecurityMiddleware gives it ("": none)."""
+    if not settings.SECURE_HSTS_SECONDS:
+        return ""
+    value = f"max-age={settings.SECURE_HSTS_SECONDS}"
+    if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
+        value += "; includeSubDomains"
+    if settings.SECURE_HSTS_PRELOAD:
+        value += "; preload"
+    return value
 
 
 class CorsMiddleware(cors_middleware.CorsMiddleware):

@@ -1,8 +1,9 @@
 """When PostgreSQL cannot be reached (down, restarting, or no pooled connection free in time),
 every answer is a 503 with Retry-After: in the API's own format on /v1/ (api.errors), a plain
-page elsewhere (handler503 below and thisdb_site.middleware). Never a 500, and never a traceback
-per request: an outage is logged once, when it starts, and again only after a quiet spell or
-once the database was back.
+page elsewhere (page_response below: thisdb_site.middleware gives it for a view's failure, and
+handler500, thisdb_site.views.server_error, for one outside a view). Never a 500, and never a
+traceback per request: an outage is logged once, when it starts, and again only after a quiet
+spell or once the database was back.
 
 While a process knows the server is unreachable (a connection attempt failed), its breaker is
 open: requests that need a connection are refused at once instead of each waiting out the

@@ -43,11 +43,10 @@ def env_int(name: str, default: int, minimum: int = 0) -> int:
 
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
-if not SECRET_KEY:
-    # The embedded default needs no setup; production sets SECRET_KEY (`check --deploy` warns:
-    # thisdb.W001).
-    SECRET_KEY = "insecure-embedded-default-set-SECRET_KEY-in-production"
+# The embedded default needs no setup; production sets SECRET_KEY (`check --deploy` warns while
+# it is this one: thisdb.W001).
+THISDB_EMBEDDED_SECRET_KEY = "insecure-embedded-default-set-SECRET_KEY-in-production"
+SECRET_KEY = os.environ.get("SECRET_KEY", "") or THISDB_EMBEDDED_SECRET_KEY
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -57,7 +56,7 @@ def env_list(name: str, default: str = "") -> list[str]:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "*")
 
 INSTALLED_APPS = [
-    "dashboard.apps.ThisDBAdminConfig",  # Django's admin with the staff overview
+    "console.apps.ThisDBAdminConfig",  # Django's admin with the staff overview
     # Before django.contrib.auth: its createsuperuser (an email required, recorded as verified)
     # replaces auth's, as the first app with a command of a name wins.
     "accounts",
@@ -76,6 +75,7 @@ INSTALLED_APPS = [
     "allauth.mfa",
     "api",
     "dashboard",
+    "console",
 ]
 
 MIDDLEWARE = [
@@ -300,7 +300,7 @@ SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 SESSION_COOKIE_HTTPONLY = True
 # Sessions in the database, never in a cookie: a new API key's secret waits in the session
-# until the keys page shows it (accounts.views.keys).
+# until the keys page shows it (dashboard.account.keys).
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 SESSION_COOKIE_AGE = 14 * 86400  # two weeks, unless "remember me" is off (browser session)
 X_FRAME_OPTIONS = "DENY"
@@ -325,6 +325,8 @@ CONTENT_SECURITY_POLICY = {
 # Limits of the public API. Each is documented in the README's "Limits" table.
 THISDB_KEY_MAX_BYTES = env_int("THISDB_KEY_MAX_BYTES", 512, minimum=1)  # key: 1..512 bytes UTF-8
 THISDB_VALUE_MAX_BYTES = env_int("THISDB_VALUE_MAX_BYTES", 1024 * 1024, minimum=1)  # 1 MiB
+# A transaction's JSON body (POST /v1/<bucket>): up to 1,000 ops of values up to 1 MiB each.
+THISDB_TRANSACTION_MAX_BYTES = env_int("THISDB_TRANSACTION_MAX_BYTES", 10 * 1024 * 1024, minimum=1)
 THISDB_LIST_MAX_LIMIT = 1000  # rows per list page (spec: default and maximum 1000)
 THISDB_DEFAULT_TTL = 604800  # a bucket's default key ttl: 7 days (spec)
 THISDB_MAX_TTL = 10 * 365 * 86400  # 10 years: any longer is "never" (ttl=0)
@@ -434,7 +436,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Every entry says its budget. `expires` drops a run that waited longer than its period (a
 # backed-up queue must not run the same sweep ten times in a row); every task is idempotent.
 CELERY_BEAT_SCHEDULE = {
-    # Delete expired keys, 5,000 rows a statement; budget: 55 s a run (its time limit).
+    # Delete expired keys, 2,000 rows a statement (api.statements.SWEEP_BATCH: about 10 ms
+    # each), resting as long as each took; budget: 55 s a run (its time limit).
     "sweep-expired-items": {
         "task": "api.tasks.sweep_expired_items",
         "schedule": 60.0,

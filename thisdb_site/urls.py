@@ -6,7 +6,6 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from accounts import views as account_views
 from accounts.ratelimits import codes_limited, limited, login_limited
-from dashboard import views as dashboard_views
 from thisdb_site import views as site_views
 
 # Anything that fails outside a view: a 503 when it is the database (in the API's format on /v1/).
@@ -14,7 +13,8 @@ handler500 = "thisdb_site.views.server_error"
 
 urlpatterns = [
     path("", include("api.urls")),
-    path("", dashboard_views.home, name="home"),
+    # The pages people use are dashboard's, included by name: the site imports no app's pages.
+    path("", include("dashboard.home_urls")),
     path("healthz", site_views.healthz, name="healthz"),
     path("readyz", site_views.readyz, name="readyz"),
     # The forms people guess at, limited per address, per email and per user
@@ -27,8 +27,8 @@ urlpatterns = [
     path("accounts/confirm-email/", account_views.VerificationSentView.as_view()),
     path("accounts/", include("allauth.urls")),
     path("", include("accounts.urls")),
+    path("", include("dashboard.account_urls")),
     path("", include("dashboard.urls")),
-    path("docs/", dashboard_views.docs, name="docs"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its start-up script as a file: the pages' CSP allows no inline script.
     path(

@@ -1,12 +1,12 @@
 """Views of the site itself: errors that happen outside any app's view, and health probes."""
 
-import json
 import sys
 
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.defaults import server_error as django_server_error
 
+from api.dispatch import error_answer
 from thisdb_site import outages
 from thisdb_site.middleware import is_api_path
 
@@ -28,31 +28,11 @@ def server_error(request):
     if exc is not None and outages.is_outage(exc):
         outages.report(exc)
         if is_api_path(request.path_info):
-            return api_error(request, 503, outages.API_MESSAGE, outages.RETRY_AFTER_SECONDS)
+            return error_answer(request, 503, outages.API_MESSAGE, outages.RETRY_AFTER_SECONDS)
         return outages.page_response(request)
     if is_api_path(request.path_info):
-        return api_error(request, 500, "internal error: the server failed; retry later")
+        return error_answer(request, 500, "internal error: the server failed; retry later")
     return django_server_error(request)
-
-
-def api_error(request, status: int, message: str, retry_after: int | None = None):
-    """An error in the API's formats, when DRF's negotiation is out of reach: ?format= or the
-    Accept header picks json or ndjson, text otherwise."""
-    wanted = request.GET.get("format") or ""
-    accept = request.META.get("HTTP_ACCEPT", "")
-    if wanted == "json" or (not wanted and "application/json" in accept):
-        response = HttpResponse(json.dumps({"error": message}), content_type="application/json")
-    elif wanted == "ndjson" or (not wanted and "application/x-ndjson" in accept):
-        body = json.dumps({"error": message}) + "\n"
-        response = HttpResponse(body, content_type="application/x-ndjson")
-    else:
-        response = HttpResponse(message, content_type="text/plain; charset=utf-8")
-    response.status_code = status
-    if retry_after:
-        response["Retry-After"] = str(retry_after)
-    # Outages are logged once per episode (Django's private flag; not in its stubs).
-    response._has_been_logged = status == 503  # type: ignore[attr-defined]
-    return response
 
 
 @never_cache
@@ -64,7 +44,7 @@ def healthz(request):
 @never_cache
 def readyz(request):
     """Readiness: PostgreSQL and Redis answer; 503 if either does not, with each one's latency."""
-    from dashboard import health
+    from console import health
 
     checks = [health.database(), health.redis()]
     body = {

@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from accounts.models import Account, ApiKey, Plan, TooManyApiKeys
+from api import lifecycle
 from tests.accounts.test_createapikey import MANAGE_PY
 from tests.conftest import RUN_PREFIX, Persona
 
@@ -51,7 +52,7 @@ def test_the_page_refuses_a_key_past_the_cap_and_says_what_to_do(alice):
 
 def test_revoked_and_expired_keys_do_not_count(alice):
     fill_up(alice, FREE - 1)
-    ApiKey.objects.filter(user=alice.user, name="key 0").get().revoke()
+    lifecycle.revoke_api_key(ApiKey.objects.filter(user=alice.user, name="key 0").get())
     ApiKey.objects.filter(user=alice.user, name="key 1").update(
         expires_at=timezone.now() - timedelta(seconds=1)
     )

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from accounts import keys
 from accounts.models import Account, ApiKey
+from api import lifecycle
 
 KEY_RE = re.compile(r"tdb_[0-9A-Za-z]{46}")
 UNKNOWN_BUCKET = "/v1/AAAAAAAAAAAAAAAAAAAA"  # any authenticated request answers 404 here
@@ -141,7 +142,7 @@ def test_the_key_works_against_the_api(alice):
 def test_revoke_refuses_the_key_at_once(alice):
     assert alice.client.post("/v1/").status_code == 200  # the key is now cached
     before = timezone.now()
-    alice.api_key.revoke()
+    lifecycle.revoke_api_key(alice.api_key)
 
     response = alice.client.post("/v1/")
     assert response.status_code == 403
@@ -153,20 +154,20 @@ def test_revoke_refuses_the_key_at_once(alice):
 
 def test_revoke_from_another_instance_refuses_the_key_at_once(alice):
     assert alice.client.get(UNKNOWN_BUCKET).status_code == 404  # authenticated, cached
-    ApiKey.objects.get(pk=alice.api_key.pk).revoke()
+    lifecycle.revoke_api_key(ApiKey.objects.get(pk=alice.api_key.pk))
     assert alice.client.get(UNKNOWN_BUCKET).status_code == 403
 
 
 def test_revoking_twice_keeps_the_first_time(alice):
-    alice.api_key.revoke()
+    lifecycle.revoke_api_key(alice.api_key)
     first = ApiKey.objects.get(pk=alice.api_key.pk).revoked_at
-    ApiKey.objects.get(pk=alice.api_key.pk).revoke()
+    lifecycle.revoke_api_key(ApiKey.objects.get(pk=alice.api_key.pk))
     assert ApiKey.objects.get(pk=alice.api_key.pk).revoked_at == first
 
 
 def test_revoking_one_key_leaves_the_others(alice):
     _, other = ApiKey.objects.create_key(alice.user)
-    alice.api_key.revoke()
+    lifecycle.revoke_api_key(alice.api_key)
     assert alice.client.post("/v1/").status_code == 403
     assert Client(headers={"X-Api-Key": other}).post("/v1/").status_code == 200
 

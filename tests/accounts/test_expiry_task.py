@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from accounts import expiry, tasks
 from accounts.models import ApiKey
+from api import lifecycle
 from tests.api.test_tasks import TASK_TIMEOUT, worker  # noqa: F401 (the worker fixture)
 from tests.conftest import Persona
 
@@ -49,7 +50,7 @@ def test_the_worker_revokes_expired_keys_and_warns_once(worker):  # noqa: F811
 def test_a_revoked_or_never_expiring_key_is_not_warned(db):
     dave = Persona("dave")
     revoked = key_expiring_in(dave, timedelta(days=2), "revoked")
-    revoked.revoke()
+    lifecycle.revoke_api_key(revoked)
     assert expiry.warn_expiring(timezone.now()) == 0  # the persona's own key never expires
     assert mail.outbox == []
 

@@ -10,6 +10,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import ApiKey
+from api import lifecycle
 from api.models import Token
 from tests.conftest import token_client
 
@@ -86,7 +87,7 @@ def test_the_key_is_shown_once_and_works(alice):
 def test_the_list_shows_name_prefix_dates_and_status(alice):
     create(alice, name="old one")
     old = ApiKey.objects.get(name="old one")
-    old.revoke()
+    lifecycle.revoke_api_key(old)
     content = alice.browser.get("/keys/").content
     assert b"old one" in content
     assert old.display_prefix.encode() in content

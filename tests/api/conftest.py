@@ -12,13 +12,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from tests.serving import free_port
+
 PROJECT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 import logging
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ from django.test import Client
 from accounts.models import Account
 from api import limits
 from tests.conftest import Persona, token_client
+from tests.serving import free_port
 
 
 def next_hour(now: float) -> int:
@@ -183,12 +183,6 @@ def test_no_counter_in_redis_is_left_without_an_expiry(settings, alice, bucket):
 
 
 # --- Redis unreachable -------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_with_redis_unreachable_the_api_serves_from_postgresql(settings, alice, bucket, caplog):

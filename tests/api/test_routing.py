@@ -280,7 +280,7 @@ def test_a_path_under_v1_that_names_nothing_is_the_apis_404(client, db, path):
     assert response.json()["error"].startswith("not found")
 
 
-# Methods (api.views.ApiViewSet.as_view calls each route's actions by name)
+# Methods (api.dispatch.ApiViewSet.as_view calls each route's actions by name)
 
 
 @pytest.mark.parametrize(

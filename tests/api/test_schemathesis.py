@@ -13,8 +13,8 @@ import pytest
 import schemathesis
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from accounts import keys
 from api.models import Bucket, Token
-from api.principals import hash_token
 from tests.conftest import Persona
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -71,7 +71,7 @@ def alice(settings):
 def token(alice):
     """A token of alice's on her whole bucket, read and write."""
     Token.objects.create(
-        hashed_token=hash_token(TOKEN),
+        hashed_token=keys.hash_secret(TOKEN),
         bucket_id=BUCKET,
         prefix="",
         can_read=True,

@@ -3,7 +3,7 @@
 import pytest
 
 from api.models import Bucket, Item
-from dashboard.models import TaskHeartbeat, beat
+from console.models import TaskHeartbeat, beat
 from dashboard.roundtrip import key_ref
 
 REFRESH = "api.tasks.refresh_stored_figures"

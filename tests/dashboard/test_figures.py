@@ -12,8 +12,8 @@ from psycopg import sql
 
 from api.models import Bucket
 from api.rollups import refresh_stored_figures
+from console.models import TaskHeartbeat, beat
 from dashboard import figures
-from dashboard.models import TaskHeartbeat, beat
 from tests.conftest import fill_keys
 
 

@@ -85,3 +85,19 @@ def test_invisible_characters_of_a_key_are_shown_and_escaped():
     assert plain_key("in the middle") == "in the middle"
     html = show_key("<b>\n")
     assert html == '&lt;b&gt;<span class="ctl" title="newline (LF)">␊</span>'
+
+
+@pytest.mark.parametrize(
+    "value, head_bytes, chars, shown",
+    [
+        (b"short", 5, 5, ("short", False)),
+        (b"x" * 10, 10, 4, ("xxxx", True)),  # more characters than shown
+        ("né".encode() * 3, 5, 10, ("nén", True)),  # the head ends inside an "é": still text
+        (b"\xff\xfe" * 4, 8, 10, None),  # not UTF-8
+        (b"a\x00b", 3, 10, None),  # NUL: binary, as for the key's form
+    ],
+)
+def test_a_preview_is_the_start_of_a_text_value_from_its_first_bytes(
+    value, head_bytes, chars, shown
+):
+    assert roundtrip.preview(value[:head_bytes], len(value), chars) == shown

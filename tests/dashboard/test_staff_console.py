@@ -8,7 +8,7 @@ from django.contrib.admin.models import LogEntry
 from django.test import Client
 
 from accounts.models import Account, ApiKey, Plan
-from api import principals
+from api import lifecycle, principals
 from api.models import Bucket
 from tests.conftest import PASSWORD, token_client
 
@@ -98,7 +98,7 @@ def test_suspension_reaches_a_worker_that_cached_the_key(staff, alice, bucket):
 def test_revocation_reaches_a_worker_that_cached_the_key(alice, bucket):
     assert alice.client.get(f"/v1/{bucket}").status_code == 200
     other_worker_cache = dict(principals._api_keys)
-    ApiKey.objects.get(pk=alice.api_key.pk).revoke()
+    lifecycle.revoke_api_key(ApiKey.objects.get(pk=alice.api_key.pk))
     principals._api_keys.update(other_worker_cache)
     response = alice.client.get(f"/v1/{bucket}")
     assert response.status_code == 403
@@ -200,7 +200,7 @@ def test_reactivation_reaches_a_worker_that_saw_the_suspension(staff, alice, buc
     act(staff, "suspend", [alice.user])
     assert alice.client.get(f"/v1/{bucket}").status_code == 403  # looked up while suspended
     other_worker_cache = dict(principals._api_keys)
-    Account.objects.get(user=alice.user).reactivate()
+    lifecycle.reactivate_account(alice.user)
     principals._api_keys.update(other_worker_cache)
     assert alice.client.get(f"/v1/{bucket}").status_code == 200
 

@@ -12,6 +12,8 @@ class TaskHeartbeat(models.Model):
     at = models.DateTimeField()
 
     class Meta:
+        # The table it had when it was dashboard's: moving the model kept its rows.
+        db_table = "dashboard_taskheartbeat"
         constraints = [
             models.UniqueConstraint(fields=["task", "event"], name="heartbeat_task_event"),
         ]

@@ -7,6 +7,7 @@ from django.db.models.functions import Length, Substr
 from django.template.defaultfilters import filesizeformat, truncatechars
 
 from api.models import Bucket, Item, Token
+from dashboard import roundtrip
 
 VALUE_PREVIEW_CHARS = 80
 VALUE_PREVIEW_BYTES = 4 * VALUE_PREVIEW_CHARS  # enough bytes for 80 characters of UTF-8
@@ -88,16 +89,11 @@ class ItemAdmin(admin.ModelAdmin):
 
     @admin.display(description="value")
     def value_preview(self, item):
-        head = bytes(item.value_head)
-        try:
-            text = head.decode("utf-8")
-        except UnicodeDecodeError as error:
-            # A head cut inside a multi-byte character is still text; any other error is binary.
-            cut_short = len(head) < item.value_size and error.start >= len(head) - 3
-            if not cut_short:
-                return f"(binary, {filesizeformat(item.value_size)})"
-            text = head[: error.start].decode("utf-8")
-        return truncatechars(text, VALUE_PREVIEW_CHARS)
+        shown = roundtrip.preview(bytes(item.value_head), item.value_size, VALUE_PREVIEW_CHARS)
+        if shown is None:
+            return f"(binary, {filesizeformat(item.value_size)})"
+        text, cut = shown
+        return text + "…" if cut else text
 
     @admin.display(description="size", ordering="value_size")
     def size(self, item):

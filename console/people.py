@@ -1,9 +1,9 @@
 """Staff console pages for people, their API keys, plans and usage.
 
 Every staff action on a person (suspend, reactivate, revoke keys, change plan) goes through the
-same methods the platform uses, is recorded in Django's admin log, and is listed on that person's
-page. A person's page suspends or reactivates them with a button, after a confirmation that asks
-for the reason (recorded with it).
+same functions the platform uses (api.lifecycle), is recorded in Django's admin log, and is
+listed on that person's page. A person's page suspends or reactivates them with a button, after a
+confirmation that asks for the reason (recorded with it).
 """
 
 from django import forms
@@ -23,8 +23,10 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from accounts.models import Account, ApiKey, Plan, UsageHour
+from accounts.models import Account, ApiKey, Plan, UsageHour, plan_name
 from accounts.quotas import FIELDS
+from api import lifecycle
+from api.models import Bucket
 
 User = get_user_model()
 
@@ -60,7 +62,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request, queryset):
         for api_key in queryset.select_related("user"):
-            api_key.revoke()
+            lifecycle.revoke_api_key(api_key)
             log_action(request, api_key.user, f"Revoked API key {api_key.display_prefix}")
 
 
@@ -172,8 +174,6 @@ class UserAdmin(DjangoUserAdmin):
     )
 
     def get_queryset(self, request):
-        from api.models import Bucket
-
         return (
             super()
             .get_queryset(request)
@@ -206,8 +206,7 @@ class UserAdmin(DjangoUserAdmin):
 
     @admin.display(description="plan", ordering="account__plan__name")
     def plan(self, user):
-        account = getattr(user, "account", None)
-        return account.plan.name if account and account.plan else "free"
+        return plan_name(getattr(user, "account", None))
 
     @admin.display(description="API keys", ordering="api_keys_n")
     def api_key_count(self, user):
@@ -315,11 +314,10 @@ class UserAdmin(DjangoUserAdmin):
             return redirect(back)
         form = ReasonForm(request.POST if request.method == "POST" else None)
         if form.is_valid():
-            account, _ = Account.objects.get_or_create(user=user)
             if suspend:
-                account.suspend()
+                lifecycle.suspend_account(user)
             else:
-                account.reactivate()
+                lifecycle.reactivate_account(user)
             done = "Suspended" if suspend else "Reactivated"
             log_action(request, user, f"{done} the account: {form.cleaned_data['reason']}")
             messages.success(request, f"{done} {person(user)}.")
@@ -339,7 +337,7 @@ class UserAdmin(DjangoUserAdmin):
     def suspend(self, request, queryset):
         done = 0
         for user in queryset.exclude(pk=request.user.pk).filter(is_active=True):
-            Account.objects.get_or_create(user=user)[0].suspend()
+            lifecycle.suspend_account(user)
             log_action(request, user, "Suspended the account")
             done += 1
         if queryset.filter(pk=request.user.pk).exists():
@@ -350,7 +348,7 @@ class UserAdmin(DjangoUserAdmin):
     def reactivate(self, request, queryset):
         done = 0
         for user in queryset.filter(is_active=False):
-            Account.objects.get_or_create(user=user)[0].reactivate()
+            lifecycle.reactivate_account(user)
             log_action(request, user, "Reactivated the account")
             done += 1
         messages.success(request, f"Reactivated {done} account(s).")
@@ -361,7 +359,7 @@ class UserAdmin(DjangoUserAdmin):
         for user in queryset:
             revoked = list(ApiKey.objects.filter(user=user, revoked_at__isnull=True))
             for api_key in revoked:
-                api_key.revoke()
+                lifecycle.revoke_api_key(api_key)
             if revoked:
                 log_action(request, user, f"Revoked all {len(revoked)} API key(s)")
             done += len(revoked)
@@ -374,13 +372,6 @@ class UserAdmin(DjangoUserAdmin):
         if plan is None:
             messages.error(request, "Choose a plan in the list beside the action first.")
             return
-        for user in queryset:
-            account, _ = Account.objects.get_or_create(user=user)
-            if account.plan_id != plan.pk:
-                account.plan = plan
-                account.save(update_fields=["plan"])
-                log_action(request, user, f"Changed the plan to {plan.name}")
-        from api import principals
-
-        principals.forget_all()  # this worker at once; the others within the cache's 10 s
+        for user in lifecycle.change_plan(queryset, plan):
+            log_action(request, user, f"Changed the plan to {plan.name}")
         messages.success(request, f"Moved {queryset.count()} account(s) to the {plan.name} plan.")

@@ -17,7 +17,8 @@ from django.utils import timezone
 
 from accounts.models import Account
 from api.models import Bucket
-from dashboard import health, usage
+from console import health
+from dashboard import usage
 
 
 class AdminSite(admin.AdminSite):

@@ -13,7 +13,7 @@ from django.db import connection
 from django.utils import timezone
 
 from api import limits
-from dashboard.models import TaskHeartbeat
+from console.models import TaskHeartbeat
 
 PING_TIMEOUT_SECONDS = 0.5  # the overview waits at most this for workers to answer a ping
 # Beat sends a task every minute; a worker that has not finished one for 3 minutes is suspect.
