@@ -188,6 +188,7 @@ def set_value(
     if not _PG:
         return _sqlite_set_value(bucket_id, key, value, ttl, create, condition)
     kind = condition.kind if condition else None
+    create = create and kind in (None, "absent")  # a key that must exist is only updated
     sql = _PG_SQL["set", create, kind]
     if create:
         params = [bucket_id, key, value, ttl]
@@ -214,6 +215,7 @@ def increment(
     if not _PG:
         return _sqlite_increment(bucket_id, key, delta, ttl, create, condition)
     kind = condition.kind if condition else None
+    create = create and kind in (None, "absent")  # a key that must exist is only updated
     sql = _PG_SQL["increment", create, kind]
     if create:
         params = [bucket_id, key, delta, ttl, delta]

@@ -4,6 +4,7 @@ commands that reach Redis, counted on the wire (tests/wire.py) between the produ
 operation and a list page cost one statement and one Redis command."""
 
 import gc
+import json
 from urllib.parse import urlsplit
 
 import pytest
@@ -288,3 +289,38 @@ def test_an_api_request_leaves_no_reference_cycles(alice):
             assert got == status, (method, path)
         left[f"{method} {path}"] = found
     assert left == {name: 0 for name in left}
+
+
+def test_a_transaction_costs_a_bounded_number_of_statements_and_one_redis_command(wire, tmp_path):
+    """A transaction is one database transaction of a few statements whatever its size (its
+    ops are batched by kind), and one Redis command counts it and claims its keys."""
+    postgres, redis, _ = wire
+    alice = Persona("alice")
+    bucket = alice.new_bucket()
+    alice.set(bucket, "a", "1")
+    key = {"X-Api-Key": alice.key, "Content-Type": "application/json"}
+    hundred_sets = {"ops": [{"op": "set", "key": f"s{n:03d}", "value": "v"} for n in range(100)]}
+
+    def mixed(first: int, times: int) -> dict:
+        """10 ops a time: sets, increments, a delete, a get, a count after them (a 2nd group)."""
+        ops: list[dict] = []
+        for n in range(first, first + times):
+            ops += [{"op": "set", "key": f"m{n}/{i}", "value": "v"} for i in range(4)]
+            ops += [{"op": "increment", "key": f"c{n}/{i}", "by": 2} for i in range(3)]
+            ops += [{"op": "delete", "key": f"d{n}"}, {"op": "get", "key": "a"}]
+        return {"ops": [*ops, {"op": "count", "prefix": "m"}]}
+
+    with serve_through(wire, tmp_path, THISDB_AUTH_CACHE_SECONDS="300") as port:
+        assert request(port, "GET", f"/v1/{bucket}/a", headers=key)[0] == 200  # warm up
+        costs = {}
+        bodies = (("100 sets", hundred_sets), ("10 mixed", mixed(0, 1)), ("100 mixed", mixed(1, 10)))
+        for what, body in bodies:
+            postgres.reset(), redis.reset()
+            answer = request(port, "POST", f"/v1/{bucket}", json.dumps(body).encode(), key)
+            assert answer[0] == 200, answer
+            costs[what] = (postgres.reset(), redis.reset())
+    # BEGIN, the isolation level, the versions read and locked, the batched statements, COMMIT;
+    # increments run inside a savepoint (SAVEPOINT, RELEASE), to name an op that fails.
+    assert costs["100 sets"] == (5, 1), costs
+    assert costs["10 mixed"] == costs["100 mixed"] == (11, 1), costs
+    assert Item.objects.filter(bucket_id=bucket, key__startswith="s").count() == 100

@@ -18,15 +18,28 @@ OPERATIONS = {
         {200, 400, 403, 404, 405, 406, 411, 413, 429, 503},
     ),
     "delete_bucket": ("/v1/{bucket_id}", "delete", {200, 403, 404, 405, 406, 429, 503}),
-    "get_key": ("/v1/{bucket_id}/{key}", "get", {200, 400, 403, 404, 406, 429, 503}),
-    "set_key": ("/v1/{bucket_id}/{key}", "post", {200, 400, 403, 404, 406, 411, 413, 429, 503}),
-    "put_key": ("/v1/{bucket_id}/{key}", "put", {200, 400, 403, 404, 406, 411, 413, 429, 503}),
+    "run_transaction": (
+        "/v1/{bucket_id}",
+        "post",
+        {200, 400, 403, 404, 406, 409, 411, 413, 429, 503},
+    ),
+    "get_key": ("/v1/{bucket_id}/{key}", "get", {200, 304, 400, 403, 404, 406, 429, 503}),
+    "set_key": (
+        "/v1/{bucket_id}/{key}",
+        "post",
+        {200, 400, 403, 404, 406, 411, 412, 413, 429, 503},
+    ),
+    "put_key": (
+        "/v1/{bucket_id}/{key}",
+        "put",
+        {200, 400, 403, 404, 406, 411, 412, 413, 429, 503},
+    ),
     "increment_key": (
         "/v1/{bucket_id}/{key}",
         "patch",
-        {200, 400, 403, 404, 406, 411, 413, 429, 503},
+        {200, 400, 403, 404, 406, 411, 412, 413, 429, 503},
     ),
-    "delete_key": ("/v1/{bucket_id}/{key}", "delete", {200, 400, 403, 404, 406, 429, 503}),
+    "delete_key": ("/v1/{bucket_id}/{key}", "delete", {200, 400, 403, 404, 406, 412, 429, 503}),
     "create_token": ("/v1/tokens", "post", {200, 400, 403, 404, 406, 411, 413, 429, 503}),
 }
 API_KEY_ONLY = {"create_bucket", "update_bucket", "delete_bucket", "create_token"}
@@ -72,11 +85,23 @@ def test_every_status_in_every_format(schema, operation_id):
     responses = operation(schema, operation_id)["responses"]
     assert {int(status) for status in responses} == OPERATIONS[operation_id][2]
     for status, response in responses.items():
+        headers = response["headers"]
+        if status == "304":  # no body; the ETag says which version is current
+            assert "content" not in response and "ETag" in headers
+            continue
         assert set(response["content"]) == FORMATS, (operation_id, status)
         json_schema = response["content"]["application/json"]["schema"]
-        if status != "200":
+        if status == "409":  # a transaction's conflict is a document of its own
+            assert json_schema == {"$ref": "#/components/schemas/TransactionConflict"}
+        elif status != "200":
             assert json_schema == {"$ref": "#/components/schemas/Error"}
-        headers = response["headers"]
+        assert ("ETag" in headers) == (
+            operation_id.endswith("_key")
+            and status in ("200", "412")
+            and operation_id != "delete_key"
+            or operation_id == "delete_key"
+            and status == "412"
+        ), (operation_id, status)
         assert {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"} <= set(headers)
         assert ("Retry-After" in headers) == (status in ("429", "503"))
         if status == "429":
