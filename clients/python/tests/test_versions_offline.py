@@ -261,7 +261,7 @@ def test_409_is_a_conflict_with_the_failed_checks_and_versions():
     error = caught.value
     assert isinstance(error, thisdb.ApiError)
     assert (error.status, error.failed, error.versions) == (409, [0, 1], {"a": "18", "b": "3"})
-    assert error.message == "check 0, 1 did not hold: nothing was applied"
+    assert error.message == "checks 0, 1 did not hold: nothing was applied"
     assert tx.results is None
     copied = pickle.loads(pickle.dumps(error))
     assert (copied.failed, copied.versions) == ([0, 1], {"a": "18", "b": "3"})

@@ -573,8 +573,9 @@ def _conflict(response: httpx.Response) -> tuple[list[int], dict[str, str | None
     )
     message = data.get("error")
     if not isinstance(message, str):
-        which = ", ".join(str(index) for index in indexes) or "?"
-        message = f"check {which} did not hold: nothing was applied"
+        which = ", ".join(str(index) for index in indexes)
+        checks = "checks" if len(indexes) > 1 else "check"
+        message = f"{checks} {which or '?'} did not hold: nothing was applied"
     return indexes, current, message
 
 
