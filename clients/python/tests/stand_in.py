@@ -5,6 +5,17 @@ import http.server
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+
+
+@dataclass
+class Seen:
+    """A request as the stand-in received it (header names in lower case)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
 
 
 @contextmanager
@@ -12,14 +23,19 @@ def answering(
     answers: list[tuple[int, dict[str, str], bytes]],
     seen: list[tuple[str, str]] | None = None,
     headers_seen: list[str] | None = None,
+    requests: list[Seen] | None = None,
 ) -> Iterator[str]:
     """A stand-in HTTP server giving these answers in turn, whatever the request (a proxy in
     front of the platform, or a server of another version); yields its URL. Each request's
-    method and path are added to `seen`, its X-Api-Key or X-Token to `headers_seen`."""
+    method and path are added to `seen`, its X-Api-Key or X-Token to `headers_seen`, and the
+    whole of it to `requests`."""
 
     class Answers(http.server.BaseHTTPRequestHandler):
         def answer(self):
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if requests is not None:
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                requests.append(Seen(self.command, self.path, headers, body))
             if seen is not None:
                 seen.append((self.command, self.path))
             if headers_seen is not None:
@@ -32,7 +48,7 @@ def answering(
             self.end_headers()
             self.wfile.write(body)
 
-        do_GET = do_POST = do_PATCH = do_DELETE = answer
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = answer
 
         def log_message(self, *args):
             pass

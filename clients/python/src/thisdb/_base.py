@@ -40,7 +40,7 @@ class BaseClient:
 
     def _answered(self, call: Call[T], response: httpx.Response) -> T:
         self.rate_limit = _core.rate_limit(response)
-        return call.parse(_core.check(response, self.base_url))
+        return call.parse(_core.check(response, self.base_url, call.not_modified))
 
     def _failed(self, call: Call[Any], request: httpx.Request, exc: httpx.RequestError) -> str:
         return f"{call.method} {request.url}: {_core.describe_network_error(exc)}"

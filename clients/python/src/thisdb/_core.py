@@ -23,16 +23,18 @@ import httpx
 from thisdb._version import __version__
 from thisdb.errors import (
     ConfigurationError,
+    Conflict,
     InvalidArgument,
     NotJSON,
     NotTheAPI,
+    PreconditionFailed,
     RateLimited,
     Unavailable,
     UnexpectedResponse,
     error_class,
     reason_phrase,
 )
-from thisdb.models import BucketInfo, BucketPage, Item, KeyPage, RateLimit
+from thisdb.models import BucketInfo, BucketPage, Item, KeyPage, OpResult, RateLimit
 
 T = TypeVar("T")
 
@@ -40,6 +42,8 @@ ENV_URL, ENV_API_KEY, ENV_TOKEN = "THISDB_URL", "THISDB_API_KEY", "THISDB_TOKEN"
 DEFAULT_TIMEOUT = 10.0
 USER_AGENT = f"thisdb-python/{__version__}"
 Value = bytes | bytearray | memoryview | str
+# A key's version: a whole number, which the API writes as a string (and the client returns so).
+Version = str | int
 
 
 class Credential(httpx.Auth):
@@ -167,6 +171,8 @@ class Call(Generic[T]):
     params: Mapping[str, str] | None = None
     body: bytes | None = None
     content_type: str | None = None
+    headers: Mapping[str, str] | None = None
+    not_modified: bool = False  # a 304 answer is passed to `parse` (a GET with If-None-Match)
 
 
 def _form(fields: Mapping[str, str]) -> bytes:
@@ -230,33 +236,96 @@ def get(bucket: str, key: str) -> Call[bytes]:
     return Call("GET", _item_path(bucket, key), _content)
 
 
-def set(bucket: str, key: str, value: Value, ttl: int | None) -> Call[None]:
+def get_versioned(bucket: str, key: str) -> Call[tuple[bytes, str]]:
+    return Call("GET", _item_path(bucket, key), _versioned(_content))
+
+
+def get_if_changed(bucket: str, key: str, version: Version) -> Call[tuple[bytes, str] | None]:
+    headers = {"If-None-Match": _etag(version)}
+    return Call(
+        "GET",
+        _item_path(bucket, key),
+        _changed,
+        headers=headers,
+        not_modified=True,
+    )
+
+
+def set(
+    bucket: str,
+    key: str,
+    value: Value,
+    ttl: int | None,
+    condition: Mapping[str, str] | None = None,
+) -> Call[None]:
+    return _set(bucket, key, value, ttl, condition, _ok)
+
+
+def set_versioned(
+    bucket: str, key: str, value: Value, ttl: int | None, condition: Mapping[str, str] | None
+) -> Call[str]:
+    return _set(bucket, key, value, ttl, condition, _new_version)
+
+
+def _set(
+    bucket: str,
+    key: str,
+    value: Value,
+    ttl: int | None,
+    condition: Mapping[str, str] | None,
+    parse: Callable[[httpx.Response], T],
+) -> Call[T]:
     params = None if ttl is None else {"ttl": _whole(ttl, "ttl")}
     return Call(
         "POST",
         _item_path(bucket, key),
-        _ok,
+        parse,
         params=params,
         body=to_bytes(value),
         content_type=OCTETS,
+        headers=condition or None,
     )
 
 
-def increment(bucket: str, key: str, by: int, ttl: int | None) -> Call[int]:
+def increment(
+    bucket: str,
+    key: str,
+    by: int,
+    ttl: int | None,
+    condition: Mapping[str, str] | None = None,
+) -> Call[int]:
+    return _increment(bucket, key, by, ttl, condition, _integer)
+
+
+def increment_versioned(
+    bucket: str, key: str, by: int, ttl: int | None, condition: Mapping[str, str] | None
+) -> Call[tuple[int, str]]:
+    return _increment(bucket, key, by, ttl, condition, _versioned(_integer))
+
+
+def _increment(
+    bucket: str,
+    key: str,
+    by: int,
+    ttl: int | None,
+    condition: Mapping[str, str] | None,
+    parse: Callable[[httpx.Response], T],
+) -> Call[T]:
     params = None if ttl is None else {"ttl": _whole(ttl, "ttl")}
     delta = f"{int(_whole(by, 'by')):+d}".encode("ascii")
     return Call(
         "PATCH",
         _item_path(bucket, key),
-        _integer,
+        parse,
         params=params,
         body=delta,
         content_type="text/plain",
+        headers=condition or None,
     )
 
 
-def delete(bucket: str, key: str) -> Call[None]:
-    return Call("DELETE", _item_path(bucket, key), _ok)
+def delete(bucket: str, key: str, condition: Mapping[str, str] | None = None) -> Call[None]:
+    return Call("DELETE", _item_path(bucket, key), _ok, headers=condition or None)
 
 
 def create_token(bucket: str, prefix: str, permissions: str | Iterable[str], ttl: int) -> Call[str]:
@@ -271,6 +340,243 @@ def create_token(bucket: str, prefix: str, permissions: str | Iterable[str], ttl
 
 def _item_path(bucket: str, key: str) -> str:
     return f"/{segment(bucket, 'bucket')}/{segment(key, 'key')}"
+
+
+# --- versions and conditions -----------------------------------------------------------------
+
+
+def version_text(version: Version) -> str:
+    """A version as the API writes it. Versions are opaque to the client, but one goes inside
+    the quotes of an entity tag, so it cannot hold a quote, a comma (which separates tags in
+    If-Match) or white space."""
+    if isinstance(version, bool) or not isinstance(version, str | int):
+        raise TypeError(f"a version must be a str or an int, not {type(version).__name__}")
+    text = str(version)
+    if not text or not text.isascii() or not text.isprintable() or any(c in text for c in '", '):
+        raise InvalidArgument(f"not a version: {text!r}")
+    return text
+
+
+def _etag(version: Version) -> str:
+    return f'"{version_text(version)}"'
+
+
+def conditions(
+    if_version: Version | Iterable[Version] | None = None,
+    if_absent: bool = False,
+    if_exists: bool = False,
+) -> dict[str, str]:
+    """The headers of a conditional write: If-Match with the versions the key may be at (or `*`:
+    it must exist), or If-None-Match: * (it must not exist). At most one condition."""
+    given = (if_version is not None) + bool(if_absent) + bool(if_exists)
+    if given > 1:
+        raise InvalidArgument("give one of if_version, if_absent and if_exists")
+    if if_absent:
+        return {"If-None-Match": "*"}
+    if if_exists:
+        return {"If-Match": "*"}
+    if if_version is None:
+        return {}
+    if isinstance(if_version, bytes | bytearray):
+        raise TypeError("a version must be a str or an int, not bytes")
+    versions = [if_version] if isinstance(if_version, str | int) else list(if_version)
+    if not versions:
+        raise InvalidArgument("if_version: give at least one version")
+    return {"If-Match": ", ".join(_etag(version) for version in versions)}
+
+
+def etag_version(response: httpx.Response) -> str | None:
+    """The version in an answer's ETag (`"17"`, or weak `W/"17"`), None without one."""
+    etag = response.headers.get("ETag")
+    if etag is None:
+        return None
+    etag = etag.strip()
+    if etag.startswith("W/"):
+        etag = etag[2:]
+    return etag.strip('"') or None
+
+
+def _new_version(response: httpx.Response) -> str:
+    version = etag_version(response)
+    if version is None:
+        raise UnexpectedResponse(
+            "the answer has no ETag: this server does not keep versions of keys", response
+        )
+    return version
+
+
+def _versioned(parse: Callable[[httpx.Response], T]) -> Callable[[httpx.Response], tuple[T, str]]:
+    def both(response: httpx.Response) -> tuple[T, str]:
+        return parse(response), _new_version(response)
+
+    return both
+
+
+def _changed(response: httpx.Response) -> tuple[bytes, str] | None:
+    if response.status_code == 304:
+        return None
+    return response.content, _new_version(response)
+
+
+# --- transactions ----------------------------------------------------------------------------
+
+
+class TransactionBody:
+    """The checks and operations of a transaction, as the JSON body of POST /v1/<bucket>.
+
+    Each method returns the index of what it added: a check's index is what Conflict.failed
+    names, an operation's the place of its result.
+    """
+
+    def __init__(self, bucket: str):
+        self.path = "/" + segment(bucket, "bucket")
+        self.checks: list[dict[str, Any]] = []
+        self.ops: list[dict[str, Any]] = []
+
+    def check(self, key: str, version: Version | None) -> int:
+        """The key must be at `version`, or with None, must not exist."""
+        segment(key, "key")
+        self.checks.append(
+            {"key": key, "version": None if version is None else version_text(version)}
+        )
+        return len(self.checks) - 1
+
+    def set(self, key: str, value: Value, ttl: int | None = None) -> int:
+        """Store `value`: a str goes as text; bytes go as base64, so any byte survives JSON."""
+        op: dict[str, Any] = {"op": "set", "key": _key(key)}
+        if isinstance(value, str):
+            to_bytes(value)  # refuses what UTF-8 cannot carry, as set() does
+            op["value"] = value
+        else:
+            op["value"] = base64.b64encode(to_bytes(value)).decode("ascii")
+            op["encoding"] = "base64"
+        if ttl is not None:
+            op["ttl"] = int(_whole(ttl, "ttl"))
+        return self._add(op)
+
+    def increment(self, key: str, by: int = 1) -> int:
+        return self._add({"op": "increment", "key": _key(key), "by": int(_whole(by, "by"))})
+
+    def delete(self, key: str) -> int:
+        return self._add({"op": "delete", "key": _key(key)})
+
+    def get(self, key: str) -> int:
+        return self._add({"op": "get", "key": _key(key)})
+
+    def count(self, prefix: str) -> int:
+        return self._add({"op": "count", "prefix": _prefix(prefix)})
+
+    def delete_prefix(self, prefix: str) -> int:
+        return self._add({"op": "delete_prefix", "prefix": _prefix(prefix)})
+
+    def _add(self, op: dict[str, Any]) -> int:
+        self.ops.append(op)
+        return len(self.ops) - 1
+
+    def document(self) -> dict[str, Any]:
+        return {"checks": list(self.checks), "ops": list(self.ops)}
+
+    def call(self) -> Call[list[OpResult]]:
+        kinds = [op["op"] for op in self.ops]
+        return Call(
+            "POST",
+            self.path,
+            lambda response: op_results(response, kinds),
+            params={"format": "json"},  # a conflict's details come only in JSON
+            body=dumps_json(self.document()),
+            content_type="application/json",
+        )
+
+
+def _key(key: str) -> str:
+    segment(key, "key")  # a str, not empty: as every other call refuses
+    return key
+
+
+def _prefix(prefix: str) -> str:
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
+    return prefix
+
+
+def op_results(response: httpx.Response, kinds: list[str]) -> list[OpResult]:
+    """The results of a committed transaction, one per operation (`kinds`: each one's "op")."""
+    data = _json(response)
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, list) or len(results) != len(kinds):
+        raise UnexpectedResponse(
+            f"expected a JSON object with {len(kinds)} results, got {_excerpt(response)!r}",
+            response,
+        )
+    parsed = []
+    for index, (kind, entry) in enumerate(zip(kinds, results, strict=True)):
+        try:
+            parsed.append(_op_result(kind, entry))
+        except (ValueError, TypeError) as exc:
+            raise UnexpectedResponse(f"result {index} ({kind}): {exc}", response) from None
+    return parsed
+
+
+def _op_result(kind: str, entry: Any) -> OpResult:
+    if not isinstance(entry, dict):
+        raise ValueError("not a JSON object")
+    key, prefix = entry.get("key"), entry.get("prefix")
+    version = _listed_version(entry.get("version"))
+    value: bytes | int | None = None
+    if kind == "get" and entry.get("value") is not None:
+        value = decode_value(entry)
+    elif kind == "increment":
+        value = _number(entry.get("value"), "value")
+    deleted = entry.get("deleted")
+    if kind == "delete" and not isinstance(deleted, bool):
+        raise ValueError("deleted is not true or false")
+    if kind == "delete_prefix":
+        deleted = _number(deleted, "deleted")
+    count = _number(entry.get("count"), "count") if kind == "count" else None
+    return OpResult(
+        kind,
+        key=key if isinstance(key, str) else None,
+        prefix=prefix if isinstance(prefix, str) else None,
+        value=value,
+        version=version,
+        deleted=deleted if isinstance(deleted, bool | int) else None,
+        count=count,
+    )
+
+
+def _number(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} is not a whole number")
+    return value
+
+
+def _listed_version(value: Any) -> str | None:
+    """A version in JSON: a string (a server may write the number itself)."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    return str(value)
+
+
+def _conflict(response: httpx.Response) -> tuple[list[int], dict[str, str | None], str]:
+    """A 409's failed checks, the current versions of their keys (as far as the body gives
+    them), and a message: the server's "error", else one in words."""
+    try:
+        data = response.json()
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    data = data if isinstance(data, dict) else {}
+    failed = data.get("failed")
+    indexes = [i for i in failed if type(i) is int] if isinstance(failed, list) else []
+    versions = data.get("versions")
+    current = (
+        {k: _listed_version(v) for k, v in versions.items()} if isinstance(versions, dict) else {}
+    )
+    message = data.get("error")
+    if not isinstance(message, str):
+        which = ", ".join(str(index) for index in indexes)
+        checks = "checks" if len(indexes) > 1 else "check"
+        message = f"{checks} {which or '?'} did not hold: nothing was applied"
+    return indexes, current, message
 
 
 # --- reading answers -------------------------------------------------------------------------
@@ -346,7 +652,8 @@ def _key_page(response: httpx.Response) -> KeyPage:
         except ValueError as exc:
             raise UnexpectedResponse(f"key {entry['key']!r}: {exc}", response) from None
         ttl = entry.get("ttl")
-        items.append(Item(entry["key"], value, ttl if isinstance(ttl, int) else None))
+        version = _listed_version(entry.get("version"))
+        items.append(Item(entry["key"], value, ttl if isinstance(ttl, int) else None, version))
     cursor = data.get("next_cursor") or response.headers.get("X-Next-Cursor") or None
     return KeyPage(items, cursor if isinstance(cursor, str) else None)
 
@@ -418,8 +725,11 @@ def media_type(response: httpx.Response) -> str:
     return content_type.split(";")[0].strip().lower()
 
 
-def check(response: httpx.Response, base_url: str = "") -> httpx.Response:
-    """The response if it is a success, else the exception for its status.
+def check(
+    response: httpx.Response, base_url: str = "", not_modified: bool = False
+) -> httpx.Response:
+    """The response if it is a success (or with `not_modified`, a 304), else the exception for
+    its status.
 
     An answer that is not the API's is NotTheAPI, a configuration error: the API never
     redirects, and answers 2xx and 4xx in one of its formats. A 429 or 5xx of another type
@@ -427,6 +737,8 @@ def check(response: httpx.Response, base_url: str = "") -> httpx.Response:
     """
     status = response.status_code
     base = f" {base_url}" if base_url else ""
+    if status == 304 and not_modified:
+        return response  # asked for with If-None-Match: "unchanged", and a 304 has no body
     if 300 <= status < 400:
         where = response.headers.get("Location", "elsewhere")
         raise NotTheAPI(
@@ -449,6 +761,11 @@ def check(response: httpx.Response, base_url: str = "") -> httpx.Response:
         raise RateLimited(status, message, response, retry_after(response))
     if cls is Unavailable:
         raise Unavailable(status, message, response, retry_after(response))
+    if cls is PreconditionFailed:
+        raise PreconditionFailed(status, message, response, etag_version(response))
+    if cls is Conflict:
+        failed, versions, said = _conflict(response)
+        raise Conflict(status, said, response, failed, versions)
     raise cls(status, message, response)
 
 
@@ -520,13 +837,15 @@ def raw_call(
 def build_request(
     http: httpx.Client | httpx.AsyncClient, base: str, call: Call[Any]
 ) -> httpx.Request:
-    headers = {"Content-Type": call.content_type} if call.content_type else None
+    headers = dict(call.headers or {})
+    if call.content_type:
+        headers["Content-Type"] = call.content_type
     return http.build_request(
         call.method,
         base + call.path,
         params=dict(call.params) if call.params else None,
         content=call.body,
-        headers=headers,
+        headers=headers or None,
     )
 
 

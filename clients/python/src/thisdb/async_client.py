@@ -12,9 +12,10 @@ import httpx
 
 from thisdb import _core
 from thisdb._base import BaseClient
-from thisdb._core import Call, Value
+from thisdb._core import Call, Value, Version
 from thisdb.errors import ClientClosed, NetworkError
 from thisdb.models import BucketInfo, BucketPage, Item, KeyPage
+from thisdb.transaction import AsyncTransaction
 
 T = TypeVar("T")
 
@@ -154,25 +155,107 @@ class AsyncClient(BaseClient):
         """A key's value, byte for byte; NotFound if it does not exist or has expired."""
         return await self._run(_core.get(bucket, key))
 
+    async def get_versioned(self, bucket: str, key: str) -> tuple[bytes, str]:
+        """A key's value and its version; see Client.get_versioned."""
+        return await self._run(_core.get_versioned(bucket, key))
+
+    async def get_if_changed(
+        self, bucket: str, key: str, version: Version
+    ) -> tuple[bytes, str] | None:
+        """The value and version if the key is no longer at `version`, else None; see
+        Client.get_if_changed."""
+        return await self._run(_core.get_if_changed(bucket, key, version))
+
     async def get_json(self, bucket: str, key: str) -> Any:
         """A key's value decoded as JSON; NotJSON if it is not JSON."""
         return _core.loads_json(await self.get(bucket, key))
 
-    async def set(self, bucket: str, key: str, value: Value, ttl: int | None = None) -> None:
-        """Store `value` under `key`; see Client.set."""
-        await self._run(_core.set(bucket, key, value, ttl))
+    async def set(
+        self,
+        bucket: str,
+        key: str,
+        value: Value,
+        ttl: int | None = None,
+        *,
+        if_version: Version | Iterable[Version] | None = None,
+        if_absent: bool = False,
+        if_exists: bool = False,
+    ) -> None:
+        """Store `value` under `key`, on a condition if given; see Client.set."""
+        condition = _core.conditions(if_version, if_absent, if_exists)
+        await self._run(_core.set(bucket, key, value, ttl, condition))
 
-    async def set_json(self, bucket: str, key: str, obj: Any, ttl: int | None = None) -> None:
+    async def set_versioned(
+        self,
+        bucket: str,
+        key: str,
+        value: Value,
+        ttl: int | None = None,
+        *,
+        if_version: Version | Iterable[Version] | None = None,
+        if_absent: bool = False,
+        if_exists: bool = False,
+    ) -> str:
+        """The same as set(), and returns the key's new version."""
+        condition = _core.conditions(if_version, if_absent, if_exists)
+        return await self._run(_core.set_versioned(bucket, key, value, ttl, condition))
+
+    async def set_json(
+        self,
+        bucket: str,
+        key: str,
+        obj: Any,
+        ttl: int | None = None,
+        *,
+        if_version: Version | Iterable[Version] | None = None,
+        if_absent: bool = False,
+        if_exists: bool = False,
+    ) -> None:
         """Store `obj` as compact UTF-8 JSON; InvalidArgument for NaN or Infinity."""
-        await self.set(bucket, key, _core.dumps_json(obj), ttl)
+        value = _core.dumps_json(obj)
+        await self.set(
+            bucket, key, value, ttl, if_version=if_version, if_absent=if_absent, if_exists=if_exists
+        )
 
-    async def increment(self, bucket: str, key: str, by: int = 1, ttl: int | None = None) -> int:
+    async def increment(
+        self,
+        bucket: str,
+        key: str,
+        by: int = 1,
+        ttl: int | None = None,
+        *,
+        if_version: Version | Iterable[Version] | None = None,
+        if_absent: bool = False,
+        if_exists: bool = False,
+    ) -> int:
         """Add `by` to a key atomically and return the new value; see Client.increment."""
-        return await self._run(_core.increment(bucket, key, by, ttl))
+        condition = _core.conditions(if_version, if_absent, if_exists)
+        return await self._run(_core.increment(bucket, key, by, ttl, condition))
 
-    async def delete(self, bucket: str, key: str) -> None:
-        """Delete a key; NotFound if it does not exist."""
-        await self._run(_core.delete(bucket, key))
+    async def increment_versioned(
+        self,
+        bucket: str,
+        key: str,
+        by: int = 1,
+        ttl: int | None = None,
+        *,
+        if_version: Version | Iterable[Version] | None = None,
+        if_absent: bool = False,
+        if_exists: bool = False,
+    ) -> tuple[int, str]:
+        """The same as increment(), and returns the new value and the key's new version."""
+        condition = _core.conditions(if_version, if_absent, if_exists)
+        return await self._run(_core.increment_versioned(bucket, key, by, ttl, condition))
+
+    async def delete(
+        self, bucket: str, key: str, *, if_version: Version | Iterable[Version] | None = None
+    ) -> None:
+        """Delete a key, on a condition if given; see Client.delete."""
+        await self._run(_core.delete(bucket, key, _core.conditions(if_version)))
+
+    def transaction(self, bucket: str) -> AsyncTransaction:
+        """A transaction on `bucket`; see Transaction (here `await tx.commit()`, `async with`)."""
+        return AsyncTransaction(bucket, self._run)
 
     async def create_token(
         self, bucket: str, prefix: str, permissions: str | Iterable[str], ttl: int

@@ -12,9 +12,10 @@ import httpx
 
 from thisdb import _core
 from thisdb._base import BaseClient
-from thisdb._core import Call, Value
+from thisdb._core import Call, Value, Version
 from thisdb.errors import ClientClosed, NetworkError
 from thisdb.models import BucketInfo, BucketPage, Item, KeyPage
+from thisdb.transaction import Transaction
 
 T = TypeVar("T")
 
@@ -167,27 +168,115 @@ class Client(BaseClient):
         """A key's value, byte for byte; NotFound if it does not exist or has expired."""
         return self._run(_core.get(bucket, key))
 
+    def get_versioned(self, bucket: str, key: str) -> tuple[bytes, str]:
+        """A key's value and its version (from the ETag), for a conditional write after it."""
+        return self._run(_core.get_versioned(bucket, key))
+
+    def get_if_changed(self, bucket: str, key: str, version: Version) -> tuple[bytes, str] | None:
+        """The value and version of a key if it is no longer at `version`, else None (the
+        server answered 304 and sent no value); NotFound if the key does not exist."""
+        return self._run(_core.get_if_changed(bucket, key, version))
+
     def get_json(self, bucket: str, key: str) -> Any:
         """A key's value decoded as JSON; NotJSON if it is not JSON."""
         return _core.loads_json(self.get(bucket, key))
 
-    def set(self, bucket: str, key: str, value: Value, ttl: int | None = None) -> None:
+    def set(
+        self,
+        bucket: str,
+        key: str,
+        value: Value,
+        ttl: int | None = None,
+        *,
+        if_version: Version | Iterable[Version] | None = None,
+        if_absent: bool = False,
+        if_exists: bool = False,
+    ) -> None:
         """Store `value` (bytes, or str as UTF-8) under `key`; `ttl` in seconds (0 = never
-        expire, None = the bucket's default)."""
-        self._run(_core.set(bucket, key, value, ttl))
+        expire, None = the bucket's default).
 
-    def set_json(self, bucket: str, key: str, obj: Any, ttl: int | None = None) -> None:
-        """Store `obj` as compact UTF-8 JSON; InvalidArgument for NaN or Infinity (not JSON)."""
-        self.set(bucket, key, _core.dumps_json(obj), ttl)
+        At most one condition: `if_version` (the key must be at this version, or at one of
+        these), `if_absent` (it must not exist: create only), `if_exists` (it must exist).
+        When it does not hold, nothing is written and PreconditionFailed says the key's
+        current version."""
+        condition = _core.conditions(if_version, if_absent, if_exists)
+        self._run(_core.set(bucket, key, value, ttl, condition))
 
-    def increment(self, bucket: str, key: str, by: int = 1, ttl: int | None = None) -> int:
+    def set_versioned(
+        self,
+        bucket: str,
+        key: str,
+        value: Value,
+        ttl: int | None = None,
+        *,
+        if_version: Version | Iterable[Version] | None = None,
+        if_absent: bool = False,
+        if_exists: bool = False,
+    ) -> str:
+        """The same as set(), and returns the key's new version."""
+        condition = _core.conditions(if_version, if_absent, if_exists)
+        return self._run(_core.set_versioned(bucket, key, value, ttl, condition))
+
+    def set_json(
+        self,
+        bucket: str,
+        key: str,
+        obj: Any,
+        ttl: int | None = None,
+        *,
+        if_version: Version | Iterable[Version] | None = None,
+        if_absent: bool = False,
+        if_exists: bool = False,
+    ) -> None:
+        """Store `obj` as compact UTF-8 JSON; InvalidArgument for NaN or Infinity (not JSON).
+        The conditions are set()'s."""
+        value = _core.dumps_json(obj)
+        self.set(
+            bucket, key, value, ttl, if_version=if_version, if_absent=if_absent, if_exists=if_exists
+        )
+
+    def increment(
+        self,
+        bucket: str,
+        key: str,
+        by: int = 1,
+        ttl: int | None = None,
+        *,
+        if_version: Version | Iterable[Version] | None = None,
+        if_absent: bool = False,
+        if_exists: bool = False,
+    ) -> int:
         """Add `by` (negative to decrement) to a key holding an integer, atomically; an absent
-        key counts from 0. Returns the new value."""
-        return self._run(_core.increment(bucket, key, by, ttl))
+        key counts from 0. Returns the new value. The conditions are set()'s."""
+        condition = _core.conditions(if_version, if_absent, if_exists)
+        return self._run(_core.increment(bucket, key, by, ttl, condition))
 
-    def delete(self, bucket: str, key: str) -> None:
-        """Delete a key; NotFound if it does not exist."""
-        self._run(_core.delete(bucket, key))
+    def increment_versioned(
+        self,
+        bucket: str,
+        key: str,
+        by: int = 1,
+        ttl: int | None = None,
+        *,
+        if_version: Version | Iterable[Version] | None = None,
+        if_absent: bool = False,
+        if_exists: bool = False,
+    ) -> tuple[int, str]:
+        """The same as increment(), and returns the new value and the key's new version."""
+        condition = _core.conditions(if_version, if_absent, if_exists)
+        return self._run(_core.increment_versioned(bucket, key, by, ttl, condition))
+
+    def delete(
+        self, bucket: str, key: str, *, if_version: Version | Iterable[Version] | None = None
+    ) -> None:
+        """Delete a key; NotFound if it does not exist. With `if_version`, only if the key is
+        at this version (or one of these), else PreconditionFailed."""
+        self._run(_core.delete(bucket, key, _core.conditions(if_version)))
+
+    def transaction(self, bucket: str) -> Transaction:
+        """A transaction on `bucket`: checks and operations applied all or none; see
+        Transaction."""
+        return Transaction(bucket, self._run)
 
     # --- tokens ------------------------------------------------------------------------------
 

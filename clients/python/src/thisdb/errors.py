@@ -115,6 +115,42 @@ class PayloadTooLarge(ApiError):
     """413: the value is larger than the server takes (1 MiB on the platform)."""
 
 
+class Conflict(ApiError):
+    """409: a transaction's checks did not hold, so none of its operations was applied.
+
+    `failed` holds the indexes of the checks that failed (in the order they were added),
+    `versions` the current version of each key the checks named (None: the key does not
+    exist), so a caller can read again and retry.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        response: httpx.Response | None = None,
+        failed: list[int] | None = None,
+        versions: dict[str, str | None] | None = None,
+    ):
+        super().__init__(status, message, response)
+        self.failed = failed if failed is not None else []
+        self.versions = versions if versions is not None else {}
+
+
+class PreconditionFailed(ApiError):
+    """412: a conditional write (if_version, if_absent, if_exists) found the key otherwise, and
+    changed nothing. `version` is the key's current version (None: the key does not exist)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        response: httpx.Response | None = None,
+        version: str | None = None,
+    ):
+        super().__init__(status, message, response)
+        self.version = version
+
+
 class RateLimited(ApiError):
     """429: past the hourly request limit, or a second write to a key within a second.
 
@@ -157,7 +193,9 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     404: NotFound,
     405: MethodNotAllowed,
     406: NotAcceptable,
+    409: Conflict,
     411: LengthRequired,
+    412: PreconditionFailed,
     413: PayloadTooLarge,
     429: RateLimited,
     503: Unavailable,

@@ -1,5 +1,5 @@
-"""The values the client returns: a listed item or bucket, a page of a listing, the rate-limit
-figures."""
+"""The values the client returns: a listed item or bucket, a page of a listing, the result of
+one operation of a transaction, the rate-limit figures."""
 
 from __future__ import annotations
 
@@ -15,11 +15,15 @@ class Item:
     `ttl` is the key's remaining time to live in seconds (0: never expires), which JSON
     listings made with values carry (this platform reports it); it is None in listings without
     values, and from servers that speak only the published v1 API, which do not report it.
+
+    `version` is the key's version (a whole number as a string) for the conditional writes
+    and transaction checks; None from servers without versions.
     """
 
     key: str
     value: bytes | None = None
     ttl: int | None = None
+    version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,28 @@ class BucketPage:
     @property
     def buckets(self) -> list[str]:
         return [item.bucket for item in self.items]
+
+
+@dataclass(frozen=True)
+class OpResult:
+    """The result of one operation of a committed transaction, in the order they were added.
+
+    - set: `key`, `version` (the new one)
+    - increment: `key`, `value` (the new number, an int), `version`
+    - delete: `key`, `deleted` (True, or False when there was no such key)
+    - get: `key`, `value` (the stored bytes, or None when there is no such key), `version`
+      (None when there is no such key)
+    - count: `prefix`, `count`
+    - delete_prefix: `prefix`, `deleted` (how many keys, an int)
+    """
+
+    op: str
+    key: str | None = None
+    prefix: str | None = None
+    value: bytes | int | None = None
+    version: str | None = None
+    deleted: bool | int | None = None
+    count: int | None = None
 
 
 @dataclass(frozen=True)

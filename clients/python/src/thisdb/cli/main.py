@@ -3,11 +3,13 @@
 Exit statuses: 0 ok, 1 the API refused (or answered oddly), 2 usage error (bad arguments, no
 server or credentials configured, a bad profile file or import file; the tool's packages not
 installed, see __init__.py), 3 network error, 4 the URL does not lead to a ThisDB API (an HTML
-page, a redirect), 130 interrupted.
+page, a redirect), 5 a conditional write's condition did not hold (412), 6 a transaction's check
+did not hold (409), 130 interrupted.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import string
@@ -19,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 
 from thisdb import __version__
-from thisdb._core import ENV_API_KEY, ENV_TOKEN, ENV_URL
+from thisdb._core import ENV_API_KEY, ENV_TOKEN, ENV_URL, segment
 from thisdb.cli.config import config_path
 from thisdb.cli.options import given_options
 from thisdb.cli.output import (
@@ -37,6 +40,7 @@ from thisdb.cli.state import State
 from thisdb.client import Client
 from thisdb.errors import (
     ConfigurationError,
+    Conflict,
     MethodNotAllowed,
     NotFound,
     NotTheAPI,
@@ -70,6 +74,34 @@ TTL = click.option(
 )
 
 
+IF_VERSION = click.option(
+    "--if-version",
+    "if_versions",
+    multiple=True,
+    metavar="V",
+    help="Only if the key is at version V (repeat for any of several); else exit 5.",
+)
+IF_ABSENT = click.option(
+    "--if-absent", is_flag=True, help="Only if the key does not exist; else exit 5."
+)
+IF_EXISTS = click.option("--if-exists", is_flag=True, help="Only if the key exists; else exit 5.")
+SHOW_VERSION = click.option(
+    "--show-version",
+    is_flag=True,
+    help="Print the key's version on stderr as `version: V` (with --json: in the record).",
+)
+
+
+def _with_version(state: State, record: dict[str, Any], version: str | None) -> dict[str, Any]:
+    """--show-version: the version goes into the JSON record, or on stderr for people (stdout
+    may carry a value's bytes)."""
+    if version is None:
+        return record
+    if not state.output.json:
+        state.output.err.print(f"version: {version}", markup=False)
+    return {**record, "version": version}
+
+
 CONFIG_PATH = "{config_path}"  # in the help: the profile file's path as this run finds it
 
 
@@ -89,7 +121,8 @@ class Cli(click.Group):
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Exit status: 0 ok, 1 API error, 2 usage error, 3 network error, "
-    "4 the URL does not lead to a ThisDB API.",
+    "4 the URL does not lead to a ThisDB API, 5 a condition (--if-version, --if-absent, "
+    "--if-exists) did not hold, 6 a transaction's check did not hold.",
 )
 @click.option("--url", metavar="URL", help=f"The server, e.g. http://host:8000 [env {ENV_URL}].")
 @click.option("--api-key", metavar="KEY", help=f"Your API key [env {ENV_API_KEY}].")
@@ -369,10 +402,16 @@ def bucket_delete(state: State, bucket: str) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the value to this file.",
 )
+@SHOW_VERSION
 @pass_state
-def get(state: State, bucket: str, key: str, output_file: Path | None) -> None:
+def get(state: State, bucket: str, key: str, output_file: Path | None, show_version: bool) -> None:
     """Print a key's value (byte for byte when stdout is not a terminal)."""
-    value = state.client().get(bucket, key)
+    version = None
+    if show_version:
+        value, version = state.client().get_versioned(bucket, key)
+    else:
+        value = state.client().get(bucket, key)
+    record = _with_version(state, value_record(key, value), version)
     out = state.output
     if output_file is not None:
         try:
@@ -381,7 +420,7 @@ def get(state: State, bucket: str, key: str, output_file: Path | None) -> None:
             raise click.UsageError(f"cannot write {output_file}: {exc.strerror}") from None
         out.note(f"{len(value)} bytes written to {output_file}")
     elif out.json:
-        out.data(value_record(key, value))
+        out.data(record)
     elif out.stdout_is_terminal:
         try:
             out.line(value.decode("utf-8"))
@@ -407,6 +446,10 @@ def get(state: State, bucket: str, key: str, output_file: Path | None) -> None:
     "--file", "-f", "value_file", metavar="FILE", help="Read the value from FILE ('-' for stdin)."
 )
 @TTL
+@IF_VERSION
+@IF_ABSENT
+@IF_EXISTS
+@SHOW_VERSION
 @pass_state
 def set_(
     state: State,
@@ -415,6 +458,10 @@ def set_(
     value: str | None,
     value_file: str | None,
     ttl: int | None,
+    if_versions: tuple[str, ...],
+    if_absent: bool,
+    if_exists: bool,
+    show_version: bool,
 ) -> None:
     """Set a key to VALUE, to the contents of --file, or to what stdin carries."""
     if value is not None and value_file is not None:
@@ -433,8 +480,30 @@ def set_(
         raise click.UsageError("give a VALUE, --file FILE, or pipe the value to stdin")
     else:
         content = sys.stdin.buffer.read()
-    state.client().set(bucket, key, content, ttl)
-    state.output.result("OK", {"result": "OK"})
+    # More than one condition is the SDK's InvalidArgument: a usage error (exit 2).
+    client, if_version = state.client(), if_versions or None
+    version = None
+    if show_version:
+        version = client.set_versioned(
+            bucket,
+            key,
+            content,
+            ttl,
+            if_version=if_version,
+            if_absent=if_absent,
+            if_exists=if_exists,
+        )
+    else:
+        client.set(
+            bucket,
+            key,
+            content,
+            ttl,
+            if_version=if_version,
+            if_absent=if_absent,
+            if_exists=if_exists,
+        )
+    state.output.result("OK", _with_version(state, {"result": "OK"}, version))
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -443,9 +512,22 @@ def set_(
 @click.argument("by", required=False, metavar="[BY]")
 @click.option("--by", "by_option", metavar="N", help="The same as BY: --by 3, --by -2.")
 @TTL
+@IF_VERSION
+@IF_ABSENT
+@IF_EXISTS
+@SHOW_VERSION
 @pass_state
 def incr(
-    state: State, bucket: str, key: str, by: str | None, by_option: str | None, ttl: int | None
+    state: State,
+    bucket: str,
+    key: str,
+    by: str | None,
+    by_option: str | None,
+    ttl: int | None,
+    if_versions: tuple[str, ...],
+    if_absent: bool,
+    if_exists: bool,
+    show_version: bool,
 ) -> None:
     """Add BY (default 1; -N to subtract) to a key holding an integer; print the new value."""
     if by is not None and by_option is not None:
@@ -455,17 +537,40 @@ def incr(
         amount = int(by)
     except ValueError:
         raise click.UsageError(f"BY must be a whole number like 1, +5 or -2, not {by!r}") from None
-    value = state.client().increment(bucket, key, amount, ttl)
-    state.output.result(str(value), {"key": key, "value": value})
+    client, if_version = state.client(), if_versions or None
+    version = None
+    if show_version:
+        value, version = client.increment_versioned(
+            bucket,
+            key,
+            amount,
+            ttl,
+            if_version=if_version,
+            if_absent=if_absent,
+            if_exists=if_exists,
+        )
+    else:
+        value = client.increment(
+            bucket,
+            key,
+            amount,
+            ttl,
+            if_version=if_version,
+            if_absent=if_absent,
+            if_exists=if_exists,
+        )
+    record = _with_version(state, {"key": key, "value": value}, version)
+    state.output.result(str(value), record)
 
 
 @cli.command("del")
 @BUCKET
 @KEY
+@IF_VERSION
 @pass_state
-def delete(state: State, bucket: str, key: str) -> None:
-    """Delete a key."""
-    state.client().delete(bucket, key)
+def delete(state: State, bucket: str, key: str, if_versions: tuple[str, ...]) -> None:
+    """Delete a key (with --if-version, only at that version)."""
+    state.client().delete(bucket, key, if_version=if_versions or None)
     state.output.result("OK", {"result": "OK"})
 
 
@@ -488,11 +593,12 @@ def keys(state: State, bucket: str, prefix: str, values: bool, limit: int | None
     out = state.output
     if out.json:
         for item in items:
-            out.data(
+            record = (
                 value_record(item.key, item.value)
                 if values and item.value is not None
                 else {"key": item.key}
             )
+            out.data(record if item.version is None else {**record, "version": item.version})
     elif not values:
         for item in items:
             out.line(tsv_field(item.key))
@@ -501,6 +607,53 @@ def keys(state: State, bucket: str, prefix: str, values: bool, limit: int | None
     else:
         for item in items:
             out.line(f"{tsv_field(item.key)}\t{tsv_field(item.value or b'')}")
+
+
+@cli.command()
+@BUCKET
+@click.argument("file", required=False, metavar="[FILE]")
+@pass_state
+def txn(state: State, bucket: str, file: str | None) -> None:
+    """Run a transaction: its JSON body from FILE or stdin ('-'), the result as JSON.
+
+    The body is the API's: {"checks": [{"key", "version"}...], "ops": [{"op": "set", "key",
+    "value"}...]}. Every op is applied, or none: when a check does not hold, the conflict
+    ({"ok": false, "failed": [...], "versions": {...}}) is printed and the exit status is 6."""
+    if file in (None, "-"):
+        if state.interactive:
+            raise click.UsageError("give the FILE in the shell: txn BUCKET FILE")
+        if file is None and sys.stdin.isatty():
+            raise click.UsageError("give a FILE, or pipe the transaction's JSON to stdin")
+        body = sys.stdin.buffer.read()
+    else:
+        try:
+            body = Path(file).read_bytes()
+        except OSError as exc:
+            raise click.UsageError(f"cannot read {file}: {exc.strerror}") from None
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise click.UsageError(f"the transaction is not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise click.UsageError('the transaction must be a JSON object: {"checks": [], "ops": []}')
+    path = "/" + segment(bucket, "bucket")
+    try:
+        # Sent as given: the server names what is wrong in it, by index.
+        response = state.client().request(
+            "POST", path, params={"format": "json"}, content=body, content_type="application/json"
+        )
+    except Conflict as exc:
+        if exc.response is not None:
+            state.output.data(_json_of(exc.response))
+        raise
+    state.output.data(_json_of(response))
+
+
+def _json_of(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except (ValueError, UnicodeDecodeError):
+        raise UnexpectedResponse("the answer to the transaction is not JSON", response) from None
 
 
 # --- tokens ------------------------------------------------------------------------------------

@@ -16,9 +16,11 @@ from thisdb import _core
 from thisdb.errors import (
     ApiError,
     ConfigurationError,
+    Conflict,
     InvalidArgument,
     NetworkError,
     NotTheAPI,
+    PreconditionFailed,
     ThisDBError,
     reason_phrase,
 )
@@ -26,6 +28,9 @@ from thisdb.errors import (
 # Exit statuses a script can rely on.
 OK, API_ERROR, USAGE_ERROR, NETWORK_ERROR = 0, 1, 2, 3
 NOT_THE_API = 4  # the URL does not lead to a ThisDB API: an HTML page, a redirect
+# A condition did not hold, so nothing changed: a script reads again and retries.
+PRECONDITION_FAILED = 5  # 412: --if-version, --if-absent, --if-exists
+CONFLICT = 6  # 409: a check of a transaction
 INTERRUPTED = 130
 
 
@@ -95,6 +100,10 @@ class Output:
             record: dict[str, Any] = {"error": message}
             if status is not None:
                 record["status"] = status
+            if isinstance(exc, PreconditionFailed):
+                record["version"] = exc.version
+            if isinstance(exc, Conflict):
+                record["failed"], record["versions"] = exc.failed, exc.versions
             sys.stderr.write(json.dumps(record, ensure_ascii=False) + "\n")
         else:
             prefix = f"{status} {reason_phrase(status)}: " if status is not None else ""
@@ -108,6 +117,10 @@ class Output:
 def _describe(exc: BaseException | str) -> tuple[int | None, str, int]:
     if isinstance(exc, str):
         return None, exc, API_ERROR
+    if isinstance(exc, PreconditionFailed):
+        return exc.status, exc.message, PRECONDITION_FAILED
+    if isinstance(exc, Conflict):
+        return exc.status, exc.message, CONFLICT
     if isinstance(exc, ApiError):
         return exc.status, exc.message, API_ERROR
     if isinstance(exc, NetworkError):
@@ -124,6 +137,15 @@ def _describe(exc: BaseException | str) -> tuple[int | None, str, int]:
 
 
 def _hint(exc: BaseException | str) -> str | None:
+    if isinstance(exc, PreconditionFailed):
+        if exc.version is None:
+            return "the key does not exist"
+        return f"the key is at version {exc.version}"
+    if isinstance(exc, Conflict) and exc.versions:
+        now = ", ".join(
+            f"{key}: {'absent' if v is None else 'version ' + v}" for key, v in exc.versions.items()
+        )
+        return f"now {now}"
     retry_after = getattr(exc, "retry_after", None)
     if isinstance(retry_after, int | float):
         return f"the server asks to wait {retry_after:g} s before trying again"
