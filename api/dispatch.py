@@ -280,6 +280,10 @@ class ApiViewSet(viewsets.ViewSet):
             )
             request.accepted_renderer = renderer
         response.render_with(renderer)
+        if request._request.method == "HEAD":
+            # No body, whatever the server: gunicorn sends what it is given, and the body of a
+            # HEAD would be read as the start of the next answer on a kept-alive connection.
+            response.content = b""
         headers = response.headers
         headers.put("vary", "Vary", "Accept")
         # A value is whatever was stored: no browser may take text/plain for a page.

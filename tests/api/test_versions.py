@@ -1,6 +1,7 @@
 """Versions and conditional requests on a key's route: ETag, If-Match, If-None-Match, 304, 412."""
 
 import re
+import socket
 import threading
 from datetime import timedelta
 
@@ -11,7 +12,7 @@ from django.utils import timezone
 
 from api.models import Item
 from tests.api.test_increment import run_in_threads
-from tests.conftest import token_client, unversioned
+from tests.conftest import Persona, token_client, unversioned
 
 TEXT = "text/plain"
 JSON = "application/json"
@@ -241,3 +242,31 @@ def test_a_compare_and_set_counter_loses_no_update(transactional_db, alice, sett
     assert stored(bucket, "counter") == b"400"
     assert sorted(won) == list(range(1, 401))  # every success wrote a value no other did
     connection.close()
+
+
+def raw_answer(port: int, request: bytes) -> bytes:
+    """Every byte a server sends for one request, until it closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as conn:
+        conn.sendall(request)
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+    return received
+
+
+@pytest.mark.django_db(transaction=True)
+def test_head_and_304_send_no_body_through_a_real_server(gunicorn_port):
+    """gunicorn sends any body it is given (Django's test client drops it itself): a HEAD and
+    a 304 must end where their headers do, or a kept-alive connection reads the stray body as
+    the start of the next answer."""
+    carol = Persona("carol")
+    bucket = carol.new_bucket()
+    tag = write(carol, bucket, "k", "value")["ETag"]
+    for method, extra in (("HEAD", ""), ("GET", f"If-None-Match: {tag}\r\n")):
+        request = (
+            f"{method} /v1/{bucket}/k HTTP/1.1\r\nHost: test\r\nX-Api-Key: {carol.key}\r\n"
+            f"{extra}Connection: close\r\n\r\n"
+        )
+        head, _, body = raw_answer(gunicorn_port, request.encode()).partition(b"\r\n\r\n")
+        assert f"ETag: {tag}".encode() in head, (method, head)
+        assert body == b"", (method, body)
