@@ -23,6 +23,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
@@ -360,9 +361,8 @@ class MemoryLimiter:
                 self.roll_up_thread.start()
 
     def _keep_rolling_up(self) -> None:
-        from api import rollups  # api.rollups imports this module
-
-        rollups.keep_rolling_up(self)
+        assert keeper is not None, "api.apps sets the roll-up when the app is ready"
+        keeper(self)
 
     def members(self, name: str) -> set[int]:
         with self.lock:
@@ -384,6 +384,11 @@ class MemoryLimiter:
         with self.lock:
             return [self._get(n, now) for n in names]
 
+
+# What rolls an in-process limiter's counters into the usage table, in a thread of its own:
+# api.rollups.keep_rolling_up, given by api.apps when the app is ready (api.rollups reads the
+# counters through this module, which therefore does not import it).
+keeper: "Callable[[MemoryLimiter], None] | None" = None
 
 _limiter = None
 _limiter_lock = threading.Lock()

@@ -81,7 +81,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "thisdb_site.middleware.CorsMiddleware",
     # /v1/ requests go from here straight to their view: what follows serves the web pages.
-    # (Their security header, nosniff, is the API's own: api.views.)
+    # (Their nosniff header is the API's own, api.dispatch; the https rules, SSL redirect and
+    # HSTS, ApiMiddleware applies itself.)
     "thisdb_site.middleware.ApiMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
