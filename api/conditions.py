@@ -11,8 +11,9 @@ import re
 from api.errors import BadRequest
 from api.statements import Condition
 
-# An entity tag: optionally weak (W/), then a quoted string of visible characters (RFC 9110 8.8.3).
-_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*(?:,|$)')
+# An entity tag: optionally weak (W/), then a quoted string of visible characters (RFC 9110
+# 8.8.3); or a version without its quotes, as a person types it (If-Match: 17).
+_TAG = re.compile(r'\s*(?:(W/)?"([^"]*)"|([0-9]+))\s*(?:,|$)')
 MAX_TAGS = 100  # tags one header may list: a client names the few versions it has seen
 
 
@@ -32,7 +33,8 @@ def _tags(header: str, name: str) -> list[tuple[bool, str]]:
                 f'{name} must be * or a list of up to {MAX_TAGS} entity tags such as "17", '
                 "as the ETag header gives them"
             )
-        tags.append((match.group(1) is not None, match.group(2)))
+        quoted = match.group(2)
+        tags.append((match.group(1) is not None, match.group(3) if quoted is None else quoted))
         position = match.end()
     if not tags:
         raise BadRequest(f'{name} is empty: send * or an entity tag such as "17"')
@@ -45,14 +47,18 @@ def write_condition(meta: dict) -> Condition | None:
     if_match, if_none_match = meta.get("HTTP_IF_MATCH"), meta.get("HTTP_IF_NONE_MATCH")
     if if_match is None and if_none_match is None:
         return None
-    if if_match is not None and if_none_match is not None:
-        raise BadRequest("send If-Match or If-None-Match, not both")
     if if_none_match is not None:
         if if_none_match.strip() != "*":
             raise BadRequest(
                 "If-None-Match on a write takes only * (the key must not exist); "
                 'use If-Match: "<version>" to write over a version you have read'
             )
+        if if_match is not None:
+            # Both must hold (RFC 9110 13.2.2): If-Match needs the key, If-None-Match: * its
+            # absence. No version matches: a 412, with the key's ETag if it exists.
+            if if_match.strip() != "*":
+                _tags(if_match, "If-Match")  # still a 400 when it cannot be read
+            return Condition("versions", ())
         return Condition("absent")
     assert if_match is not None
     if if_match.strip() == "*":

@@ -238,8 +238,23 @@ _VERSION = {
 }
 _NULLABLE_VERSION = {**_VERSION, "nullable": True}
 _PREFIX = {"type": "string", "maxLength": KEY_MAX_BYTES, "pattern": "^[^\\x00]*$"}
-_TTL_FIELD = {"type": "integer", "minimum": 0, "maximum": settings.THISDB_MAX_TTL}
-_INT64 = {"type": "integer", "format": "int64"}
+# A key in a transaction's body: as in a key's path (1 to 512 bytes of UTF-8, no NUL).
+_OP_KEY = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": KEY_MAX_BYTES,
+    "pattern": "^[^\\x00]+$",
+    "example": "foo",
+}
+_TTL_FIELD = {
+    "type": "integer",
+    "minimum": 0,
+    "maximum": settings.THISDB_MAX_TTL,
+    "nullable": True,
+    "description": "Seconds the key lives from this write; 0 = never expire; absent or null: "
+    "the bucket's default_ttl.",
+}
+_INT64 = {"type": "integer", "format": "int64", "minimum": -(2**63), "maximum": 2**63 - 1}
 
 
 def _op(name: str, properties: dict, required: list[str]) -> dict:
@@ -254,12 +269,26 @@ def _op(name: str, properties: dict, required: list[str]) -> dict:
 _OPS = [
     _op(
         "set",
-        {"key": _KEY, "value": {"type": "string"}, "encoding": _ENCODING, "ttl": _TTL_FIELD},
+        {
+            "key": _OP_KEY,
+            "value": {"type": "string"},
+            "encoding": {
+                "type": "string",
+                "enum": ["base64", None],
+                "nullable": True,
+                "description": "null or absent: the value is text",
+            },
+            "ttl": _TTL_FIELD,
+        },
         ["key", "value"],
     ),
-    _op("increment", {"key": _KEY, "by": _INT64, "ttl": _TTL_FIELD}, ["key"]),
-    _op("delete", {"key": _KEY}, ["key"]),
-    _op("get", {"key": _KEY}, ["key"]),
+    _op(
+        "increment",
+        {"key": _OP_KEY, "by": {**_INT64, "default": 1}, "ttl": _TTL_FIELD},
+        ["key"],
+    ),
+    _op("delete", {"key": _OP_KEY}, ["key"]),
+    _op("get", {"key": _OP_KEY}, ["key"]),
     _op("count", {"prefix": _PREFIX}, ["prefix"]),
     _op("delete_prefix", {"prefix": _PREFIX}, ["prefix"]),
 ]
@@ -295,7 +324,7 @@ COMPONENTS = {
                 "maxItems": 1000,
                 "items": {
                     "type": "object",
-                    "properties": {"key": _KEY, "version": _NULLABLE_VERSION},
+                    "properties": {"key": _OP_KEY, "version": _NULLABLE_VERSION},
                     "required": ["key", "version"],
                     "additionalProperties": False,
                     "description": "version: the key's current version must be it; null: the "
@@ -304,6 +333,7 @@ COMPONENTS = {
             },
             "ops": {"type": "array", "maxItems": 1000, "items": {"oneOf": _OPS}},
         },
+        "required": ["ops"],
         "additionalProperties": False,
         "description": "checks first, then ops in order, all in one database transaction; a "
         "key is written at most once.",
@@ -468,9 +498,13 @@ HEADERS = {
 }
 
 
+# A list of entity tags as RFC 9110 writes them (any tag parses; only ours can match), or *;
+# a version without its quotes is taken too.
+_TAG = r'((W/)?"[^"]*"|[0-9]+)'
+_TAGS = rf"^\s*(\*|{_TAG}(\s*,\s*{_TAG})*)\s*$"
 IF_MATCH = OpenApiParameter(
     "If-Match",
-    {"type": "string", "example": '"17"'},
+    {"type": "string", "pattern": _TAGS, "example": '"17"'},
     OpenApiParameter.HEADER,
     description='Write only if the key exists with one of these versions ("17", or several '
     "comma-separated), or exists at all (*); else 412 and nothing is written.",
@@ -479,11 +513,12 @@ IF_NONE_MATCH_WRITE = OpenApiParameter(
     "If-None-Match",
     {"type": "string", "enum": ["*"]},
     OpenApiParameter.HEADER,
-    description="*: write only if the key does not exist (create-only); else 412.",
+    description="*: write only if the key does not exist (create-only); else 412. With "
+    "If-Match too, both must hold, which they never can: 412.",
 )
 IF_NONE_MATCH_READ = OpenApiParameter(
     "If-None-Match",
-    {"type": "string", "example": '"17"'},
+    {"type": "string", "pattern": _TAGS, "example": '"17"'},
     OpenApiParameter.HEADER,
     description="304 Not Modified, without the value, while the key's version is one of these.",
 )

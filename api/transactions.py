@@ -209,7 +209,9 @@ def _parse_op(index: int, raw) -> Op:
         value = _value(raw.get("value"), raw.get("encoding"), where)
         return Op(index, kind, key, value=value, ttl=_ttl(raw.get("ttl"), where))
     if kind == "increment":
-        return Op(index, kind, key, by=_by(raw.get("by"), where), ttl=_ttl(raw.get("ttl"), where))
+        return Op(
+            index, kind, key, by=_by(raw.get("by", 1), where), ttl=_ttl(raw.get("ttl"), where)
+        )
     return Op(index, kind, key)
 
 
