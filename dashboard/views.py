@@ -22,7 +22,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from accounts import keys
-from api import inputs, statements, writes
+from api import inputs, limits, statements, transactions, writes
 from api.errors import ApiError, BadRequest
 from api.models import Bucket, Item, Token
 from api.principals import principal_for_user
@@ -467,6 +467,11 @@ def docs(request):
             "token_ttl": settings.THISDB_TOKEN_MAX_TTL,
             "default_ttl": settings.THISDB_DEFAULT_TTL,
             "requests_per_hour": settings.THISDB_REQUESTS_PER_HOUR,
+            "transaction_ops": transactions.MAX_OPS,
+            "transaction_bytes": settings.THISDB_TRANSACTION_MAX_BYTES,
+            "ops_per_request": limits.OPS_PER_REQUEST,
+            "count_cap": transactions.COUNT_CAP,
+            "delete_prefix_max": transactions.DELETE_PREFIX_MAX,
         },
     }
     return render(request, "docs/index.html", context)
