@@ -106,7 +106,8 @@ class DeletePrefixForm(forms.Form):
     """Delete every key that starts with a prefix: never an empty one, which would empty the
     bucket (deleting the bucket is its own page, which says so)."""
 
-    prefix = forms.CharField(
+    # The form metaclass takes fields out of the class: this does not hide Form.prefix.
+    prefix = forms.CharField(  # type: ignore[assignment]
         strip=False,
         error_messages={
             "required": "Filter by a prefix first: an empty prefix would delete every key. "
