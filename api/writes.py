@@ -240,6 +240,26 @@ def apply_transaction(
         raise bucket_gone(bucket.id) from None
 
 
+def _claim_no_slot(bucket: BucketInfo, plan: transactions.Plan) -> None:
+    """The claim of a transaction that counts no request and writes no key by name (a web
+    page's delete by prefix): nothing to take. The write slot is a key's, named by the write;
+    a prefix names none, and the API's delete_prefix op claims none either
+    (transactions.Plan.written_keys)."""
+    assert not plan.written_keys, "a transaction that writes keys by name claims their slots"
+
+
+def delete_prefix(principal: Principal, bucket: BucketInfo, prefix: str) -> int:
+    """Delete the bucket's keys that start with `prefix` (the bucket page's "Delete keys with
+    this prefix"); returns how many live keys went. A one-op delete_prefix transaction, so
+    every rule of the API's holds, its bound too: past transactions.DELETE_PREFIX_MAX keys it
+    is a BadRequest and nothing is deleted."""
+    op = transactions.Op(0, "delete_prefix", prefix=prefix)
+    plan = transactions.Plan(checks=(), ops=(op,))
+    transactions.authorize(principal, plan)
+    answer = apply_transaction(principal, bucket, plan, claim=_claim_no_slot)
+    return answer["results"][0]["deleted"]
+
+
 def _admit_write(principal: Principal, bucket: BucketInfo, key: str, claim: ClaimWrite) -> bool:
     """The checks of a set or increment before its statement; True if it may create the key."""
     _check_storage_quota(principal)

@@ -46,8 +46,9 @@ TO_CHANGE, TO_DELETE = "BUCKET_TO_CHANGE", "BUCKET_TO_DELETE"
 
 
 def endpoints(base: str, bucket: str) -> list[Endpoint]:
-    """The endpoints in the order of a first session: create a bucket, set, get, list,
-    increment and delete keys; then tokens and the bucket-wide calls, destructive ones last."""
+    """The endpoints in the order of a first session: create a bucket, set, get, list and
+    increment keys; versions, conditional writes and transactions; delete a key; then tokens
+    and the bucket-wide calls, destructive ones last."""
     v1 = f"{base}/v1"
     return [
         Endpoint(
@@ -161,6 +162,183 @@ def endpoints(base: str, bucket: str) -> list[Endpoint]:
             "headers=headers)).text)\nprint(count)",
             js=JS_HEAD + f"const count = Number(await (await ok(fetch('{v1}/{bucket}/visits', "
             "{ method: 'PATCH', headers, body: '+1' }))).text())\nconsole.log(count)",
+        ),
+        Endpoint(
+            "versions",
+            "Versions and ETags",
+            "GET",
+            "/v1/<bucket>/<key>",
+            "Every key has a version, a whole number that changes on every write and only "
+            'grows. GET and HEAD answer it as ETag: "17", and the writes answer the new one. '
+            "Send it back as If-None-Match: a 304 without a body while the key is unchanged. "
+            'Listings in JSON and NDJSON give each key\'s "version".',
+            params=[
+                ("If-None-Match", 'header: an ETag you read, e.g. "17" (several: comma-separated)')
+            ],
+            answers=[
+                ("200", "the value, with its ETag"),
+                ("304", "unchanged since that ETag: no body"),
+                ("404", "no such key"),
+            ],
+            token_ok=True,
+            curl="ETAG=$(curl -s -o /dev/null -w '%header{etag}' "
+            f'-H "X-Api-Key: $THISDB_API_KEY" {v1}/{bucket}/foo)\n'
+            'echo $ETAG   # "17": the key\'s version\n'
+            f"curl -s -o /dev/null -w '%{{http_code}}\\n' -H \"If-None-Match: $ETAG\" "
+            f'-H "X-Api-Key: $THISDB_API_KEY" {v1}/{bucket}/foo   # 304 while unchanged',
+            python=PY_HEAD + f'url = "{v1}/{bucket}/foo"\n'
+            "first = ok(httpx.get(url, headers=headers))\n"
+            'etag = first.headers["ETag"]  # \'"17"\': the key\'s version, quoted\n'
+            'again = httpx.get(url, headers={**headers, "If-None-Match": etag})\n'
+            "if again.status_code == 304:  # no body: first.content is still the value\n"
+            '    print("unchanged since", etag)\n'
+            "else:\n"
+            "    print(ok(again).content)",
+            js=JS_HEAD + f"const url = '{v1}/{bucket}/foo'\n"
+            "const first = await ok(fetch(url, { headers }))\n"
+            "const etag = first.headers.get('ETag')  // '\"17\"': the key's version, quoted\n"
+            "const again = await fetch(url, { headers: { ...headers, 'If-None-Match': etag } })\n"
+            "// 304 has no body: the value read first is still the value\n"
+            "if (again.status === 304) console.log('unchanged since', etag)\n"
+            "else console.log(await (await ok(again)).text())",
+        ),
+        Endpoint(
+            "conditional",
+            "Conditional writes",
+            "POST",
+            "/v1/<bucket>/<key>",
+            "Set (POST or PUT), increment (PATCH) and delete write only if the key is still "
+            'at a version you read (If-Match: "17"), or only if it does not exist yet '
+            "(If-None-Match: *). Otherwise the answer is a 412 with the key's current ETag "
+            "(none when it does not exist), and nothing is written. The example reads a key, "
+            "changes it and writes it back unless someone wrote it meanwhile, reading again "
+            "then; a write within a second of the last one waits (429).",
+            params=[
+                (
+                    "If-Match",
+                    'header: "17", several ETags comma-separated, or * (the key must exist)',
+                ),
+                ("If-None-Match", "header: * only: create the key, never overwrite it"),
+            ],
+            answers=[
+                ("200", "written; ETag is the new version"),
+                ("400", "a header that is not * or ETags"),
+                ("412", "the key changed (or exists, or is absent): nothing was written"),
+                ("429", "the key was written less than a second ago (Retry-After)"),
+            ],
+            token_ok=True,
+            curl=f"curl -i -d 'bar' -H 'If-Match: \"17\"' -H \"X-Api-Key: $THISDB_API_KEY\" "
+            f"{v1}/{bucket}/foo\n"
+            f"curl -i -d 'hello' -H 'If-None-Match: *' -H \"X-Api-Key: $THISDB_API_KEY\" "
+            f"{v1}/{bucket}/greeting",
+            python=PY_HEAD + "import time  # to wait out a 429\n"
+            f'url = "{v1}/{bucket}/foo"\n'
+            "while True:\n"
+            "    current = ok(httpx.get(url, headers=headers))\n"
+            '    condition = {**headers, "If-Match": current.headers["ETag"]}\n'
+            "    written = httpx.post(url, content=current.content.upper(), headers=condition)\n"
+            "    if written.status_code == 412:  # changed since we read it: read it again\n"
+            "        continue\n"
+            "    if written.status_code == 429:  # written less than a second ago\n"
+            '        time.sleep(int(written.headers["Retry-After"]))\n'
+            "        continue\n"
+            '    print("new version", ok(written).headers["ETag"])\n'
+            "    break\n\n"
+            "# Create only: never overwrite a key that exists\n"
+            'create_only = {**headers, "If-None-Match": "*"}\n'
+            f'created = httpx.post("{v1}/{bucket}/greeting", content=b"hello", '
+            "headers=create_only)\n"
+            "if created.status_code == 412:\n"
+            '    print("greeting exists already, ETag", created.headers["ETag"])\n'
+            "else:\n"
+            "    ok(created)",
+            js=JS_HEAD + f"const url = '{v1}/{bucket}/foo'\n"
+            "while (true) {\n"
+            "  const current = await ok(fetch(url, { headers }))\n"
+            "  const condition = { ...headers, 'If-Match': current.headers.get('ETag') }\n"
+            "  const body = (await current.text()).toUpperCase()\n"
+            "  const written = await fetch(url, { method: 'POST', headers: condition, body })\n"
+            "  if (written.status === 412) continue  // changed since we read it: read it again\n"
+            "  if (written.status === 429) {  // written less than a second ago\n"
+            "    const seconds = Number(written.headers.get('Retry-After'))\n"
+            "    await new Promise((resolve) => setTimeout(resolve, seconds * 1000))\n"
+            "    continue\n"
+            "  }\n"
+            "  console.log('new version', (await ok(written)).headers.get('ETag'))\n"
+            "  break\n"
+            "}\n\n"
+            "// Create only: never overwrite a key that exists\n"
+            "const createOnly = { ...headers, 'If-None-Match': '*' }\n"
+            f"const created = await fetch('{v1}/{bucket}/greeting', {{ method: 'POST', "
+            "headers: createOnly, body: 'hello' })\n"
+            "if (created.status === 412) console.log('greeting exists already', "
+            "created.headers.get('ETag'))\n"
+            "else await ok(created)",
+        ),
+        Endpoint(
+            "transactions",
+            "Run a transaction",
+            "POST",
+            "/v1/<bucket>",
+            'The body is a JSON object: "checks", each a key and the version it must be at '
+            '(null: the key must not exist), and "ops": set (key, value, optional '
+            '"encoding": "base64" and ttl), increment (key, by, ttl), delete (key), get (key), '
+            "count (prefix) and delete_prefix (prefix). When every check holds, all ops apply "
+            'together: {"ok": true, "results": [...]}, one result per op, with the new '
+            "versions. When one fails, nothing is applied: a 409 with the failed checks' "
+            'indexes and the current versions of the checked keys that exist, {"ok": false, '
+            '"failed": [0], "versions": {...}}. A transaction writes a key at most once.',
+            params=[
+                ("checks", 'list of {"key", "version"}: a version string, or null for absent'),
+                ("ops", "list of 1 to 1,000 operations, applied in order"),
+                ("count", 'answers "count" and "more": counts up to 10,000 keys'),
+                ("delete_prefix", "deletes up to 10,000 keys in one transaction"),
+            ],
+            answers=[
+                ("200", "applied, with each op's result"),
+                ("400", "a bad body; the message names the op (ops[3])"),
+                ("409", "a check failed: nothing was applied"),
+                ("413", "the body is over 10 MiB"),
+                (
+                    "429",
+                    "over the hourly limit, or a written key was written less than a second ago",
+                ),
+            ],
+            token_ok=True,
+            curl=f"curl -H \"X-Api-Key: $THISDB_API_KEY\" -H 'Content-Type: application/json' "
+            f"{v1}/{bucket} -d '{{\n"
+            '  "checks": [{"key": "user:42:name", "version": null}],\n'
+            '  "ops": [{"op": "set", "key": "user:42:name", "value": "Ada"},\n'
+            '          {"op": "increment", "key": "users", "by": 1},\n'
+            '          {"op": "count", "prefix": "user:"}]}\'',
+            python=PY_HEAD + "transaction = {\n"
+            '    "checks": [{"key": "user:42:name", "version": None}],  # None: must not exist\n'
+            '    "ops": [\n'
+            '        {"op": "set", "key": "user:42:name", "value": "Ada"},\n'
+            '        {"op": "increment", "key": "users", "by": 1},\n'
+            '        {"op": "count", "prefix": "user:"},\n'
+            "    ],\n"
+            "}\n"
+            f'answer = httpx.post("{v1}/{bucket}", json=transaction, headers=headers)\n'
+            "if answer.status_code == 409:  # a check failed: nothing was applied\n"
+            '    print("taken; versions now:", answer.json()["versions"])\n'
+            "else:\n"
+            '    print(ok(answer).json()["results"])',
+            js=JS_HEAD + "const transaction = {\n"
+            "  checks: [{ key: 'user:42:name', version: null }],  // null: must not exist\n"
+            "  ops: [\n"
+            "    { op: 'set', key: 'user:42:name', value: 'Ada' },\n"
+            "    { op: 'increment', key: 'users', by: 1 },\n"
+            "    { op: 'count', prefix: 'user:' }\n"
+            "  ]\n"
+            "}\n"
+            "const json = { ...headers, 'Content-Type': 'application/json' }\n"
+            f"const answer = await fetch('{v1}/{bucket}', {{ method: 'POST', headers: json, "
+            "body: JSON.stringify(transaction) })\n"
+            "// a check failed: nothing was applied\n"
+            "if (answer.status === 409) console.log('taken; versions now:', "
+            "(await answer.json()).versions)\n"
+            "else console.log((await (await ok(answer)).json()).results)",
         ),
         Endpoint(
             "delete",

@@ -100,3 +100,20 @@ class TokenForm(TokenFields):
         api_key = cast(forms.ModelChoiceField, self.fields["api_key"])
         api_key.queryset = keys
         api_key.empty_label = None  # the newest key is chosen unless changed
+
+
+class DeletePrefixForm(forms.Form):
+    """Delete every key that starts with a prefix: never an empty one, which would empty the
+    bucket (deleting the bucket is its own page, which says so)."""
+
+    # The form metaclass takes fields out of the class: this does not hide Form.prefix.
+    prefix = forms.CharField(  # type: ignore[assignment]
+        strip=False,
+        error_messages={
+            "required": "Filter by a prefix first: an empty prefix would delete every key. "
+            "To delete them all, delete the bucket."
+        },
+    )
+
+    def clean_prefix(self):
+        return api_rule(inputs.check_prefix, self.cleaned_data["prefix"])

@@ -11,6 +11,7 @@ urlpatterns = [
     path("buckets/<str:bucket_id>/delete/", views.delete_bucket, name="delete-bucket"),
     # Keys travel in the query string as base64url (?k=, dashboard.roundtrip): a key may hold
     # '/', '?', a newline or any other character but NUL.
+    path("buckets/<str:bucket_id>/delete-prefix/", views.delete_prefix, name="delete-prefix"),
     path("buckets/<str:bucket_id>/key/", views.edit_key, name="key"),
     path("buckets/<str:bucket_id>/key/delete/", views.delete_key, name="delete-key"),
     path("buckets/<str:bucket_id>/key/increment/", views.increment_key, name="increment-key"),

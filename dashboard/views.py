@@ -22,14 +22,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from accounts import keys
-from api import inputs, statements, writes
+from api import inputs, limits, statements, transactions, writes
 from api.errors import ApiError, BadRequest
 from api.models import Bucket, Item, Token
 from api.principals import principal_for_user
 from api.scoping import BucketInfo
 from dashboard import docs as api_docs
 from dashboard import figures, paging, roundtrip, shown_once, usage
-from dashboard.forms import BucketForm, IncrementForm, KeyForm, TokenForm
+from dashboard.forms import BucketForm, DeletePrefixForm, IncrementForm, KeyForm, TokenForm
 from dashboard.templatetags.key_display import plain_key
 
 PREVIEW_CHARS = 200  # of a text value in the list; the key's own page shows all of it
@@ -219,6 +219,49 @@ def delete_bucket(request, bucket_id: str):
     live = Item.objects.filter(bucket=bucket).exclude(expires_at__lte=timezone.now()).count()
     context = {"nav": "buckets", "bucket": bucket, "live_keys": live}
     return render(request, "dashboard/delete_bucket.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def delete_prefix(request, bucket_id: str):
+    """Delete the keys that start with the page's prefix: GET asks, naming the prefix and how
+    many live keys go (exact up to the bound a deletion may take), POST deletes them."""
+    bucket = _my_bucket(request, bucket_id)
+    form = DeletePrefixForm(request.POST if request.method == "POST" else request.GET)
+    if not form.is_valid():
+        messages.error(request, _form_errors(form))
+        return HttpResponseRedirect(_bucket_url(bucket.id), status=303)
+    prefix = form.cleaned_data["prefix"]
+    shown = plain_key(prefix)
+    too_many = (
+        f"More than {transactions.DELETE_PREFIX_MAX:,} keys start with “{shown}”, more than "
+        "one deletion takes: nothing was deleted. Use a longer prefix."
+    )
+    if request.method == "POST":
+        principal = principal_for_user(request.user.pk)
+        try:
+            deleted = writes.delete_prefix(principal, _info(bucket), prefix)
+        except BadRequest:
+            # The prefix passed the form, so the one refusal left is the bound (expired keys
+            # not yet swept count towards it too).
+            messages.error(request, too_many)
+        except ApiError as error:
+            messages.error(request, _say(error))
+        else:
+            keys = "key" if deleted == 1 else "keys"
+            messages.success(request, f"Deleted {deleted:,} {keys} starting with “{shown}”.")
+        return HttpResponseRedirect(_bucket_url(bucket.id, prefix=prefix), status=303)
+    # One range scan of the bucket's index, as the bucket page's exact count.
+    live = statements.count_prefixes(bucket.id, [prefix], transactions.DELETE_PREFIX_MAX)[0]
+    context = {
+        "nav": "buckets",
+        "bucket": bucket,
+        "prefix": prefix,
+        "live_keys": live,
+        "too_many": live > transactions.DELETE_PREFIX_MAX,
+        "bound": transactions.DELETE_PREFIX_MAX,
+    }
+    return render(request, "dashboard/delete_prefix.html", context)
 
 
 # Keys --------------------------------------------------------------------------------------------
@@ -467,6 +510,11 @@ def docs(request):
             "token_ttl": settings.THISDB_TOKEN_MAX_TTL,
             "default_ttl": settings.THISDB_DEFAULT_TTL,
             "requests_per_hour": settings.THISDB_REQUESTS_PER_HOUR,
+            "transaction_ops": transactions.MAX_OPS,
+            "transaction_bytes": settings.THISDB_TRANSACTION_MAX_BYTES,
+            "ops_per_request": limits.OPS_PER_REQUEST,
+            "count_cap": transactions.COUNT_CAP,
+            "delete_prefix_max": transactions.DELETE_PREFIX_MAX,
         },
     }
     return render(request, "docs/index.html", context)

@@ -4,7 +4,8 @@ PostgreSQL and Redis: what the browser sends and shows, read back over the API.
 - Keys holding a newline, a tab, CRLF, a trailing space or non-ASCII are opened, saved unchanged,
   edited, incremented and deleted from the page, and exactly that key changes.
 - A new token is shown at the top of a page of its own, once; a reload makes no second token.
-- Paging goes forward and back, numbered; editing a value keeps its expiry.
+- Paging goes forward and back, numbered; the keys of a prefix are deleted after a confirmation
+  that counts them; editing a value keeps its expiry.
 - Every page changed here fits a phone's width (390 px) without a CSP error.
 """
 
@@ -245,6 +246,21 @@ def test_paging_forward_and_back_numbers_the_keys(visit, alice):
     visit.click_link("Clear")
     assert shown()[0] == "Keys 1–50 of 120"
 
+    # Delete the filtered keys, after a confirmation that counts them.
+    visit.fill(prefix="k00001")
+    visit.submit("Filter")
+    visit.click_link("Delete keys with this prefix…")
+    assert visit.driver.find_element(By.ID, "prefix-count").text.startswith(
+        "20 keys start with “k00001”"
+    )
+    visit.submit("Delete 20 keys")
+    assert "Deleted 20 keys starting with “k00001”." in visit.text()
+    assert "No keys start with “k00001”." in visit.text()
+    visit.click_link("Clear")
+    assert shown() == ("Keys 1–50 of 100", "k0000000", "k0000049")
+    assert len(stored(visit, alice)) == 100
+    assert not any(key.startswith("k00001") for key in stored(visit, alice))
+
 
 def test_editing_a_value_keeps_its_expiry(visit, alice):
     put(visit, alice, "session", b"old", ttl=120)
@@ -325,6 +341,7 @@ PAGES = (
     "/buckets/{bucket}/key/?k={ref}",
     "/buckets/{bucket}/key/",
     "/buckets/{bucket}/delete/",
+    "/buckets/{bucket}/delete-prefix/?prefix={prefix}",
     "/usage/",
     "/docs/",
 )
@@ -339,5 +356,5 @@ def test_every_page_changed_here_fits_a_phone(visit, alice):
     visit.submit("Create bucket")
     visit.driver.set_window_size(*PHONE)
     for path in PAGES:
-        visit.open(path.format(bucket=alice.bucket, ref=key_ref(long_key)))
+        visit.open(path.format(bucket=alice.bucket, ref=key_ref(long_key), prefix=quote(long_key)))
     visit.driver.set_window_size(*DESKTOP)

@@ -29,6 +29,7 @@ PERSON_PAGES = [
     "/buckets/{bucket}/key/",
     "/buckets/{bucket}/key/?key=k",
     "/buckets/{bucket}/delete/",
+    "/buckets/{bucket}/delete-prefix/?prefix=k",
     "/keys/",
     "/keys/{key_id}/revoke/",
     "/usage/",

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from api import statements
 from api.models import Bucket
 from dashboard.docs import endpoints
 from tests.conftest import Persona
@@ -23,6 +24,7 @@ ENDPOINTS = [
     "POST /v1/&lt;bucket&gt;/&lt;key&gt;",
     "PATCH /v1/&lt;bucket&gt;/&lt;key&gt;",
     "DELETE /v1/&lt;bucket&gt;/&lt;key&gt;",
+    "POST /v1/&lt;bucket&gt;",
     "POST /v1/tokens",
 ]
 
@@ -41,12 +43,13 @@ def test_every_endpoint_has_three_examples(client, db):
     html = response.content.decode()
     for endpoint in ENDPOINTS:
         assert endpoint in flat(html), endpoint
-    assert html.count('data-language="curl"><pre>') == len(ENDPOINTS)
-    assert html.count('data-language="python"><pre>') == len(ENDPOINTS)
-    assert html.count('data-language="js"><pre>') == len(ENDPOINTS)
+    sections = len(FIRST_SESSION)  # versions and conditional writes share get's and set's path
+    assert html.count('data-language="curl"><pre>') == sections
+    assert html.count('data-language="python"><pre>') == sections
+    assert html.count('data-language="js"><pre>') == sections
     assert "YOUR_BUCKET_ID" in html
     assert "/api/docs/" in html  # the OpenAPI UI
-    for status in ("400", "403", "404", "406", "413", "429", "503"):
+    for status in ("304", "400", "403", "404", "406", "409", "412", "413", "429", "503"):
         assert f"<code>{status}</code>" in html
 
 
@@ -67,6 +70,9 @@ FIRST_SESSION = [
     "get",
     "list",
     "increment",
+    "versions",
+    "conditional",
+    "transactions",
     "delete",
     "tokens",
     "list-buckets",
@@ -116,9 +122,19 @@ def test_the_examples_run_in_order_and_raise_on_an_error(live_server_url, langua
         "BUCKET_TO_DELETE": to_delete,
     }
     examples = {e.anchor: getattr(e, language) for e in endpoints(base_url, mine)}
+    printed = {}
     for anchor in FIRST_SESSION:
         done = run(language, examples[anchor], env)
         assert done.returncode == 0, (anchor, done.stderr)
+        printed[anchor] = done.stdout
+
+    # The versioned examples took their successful paths.
+    assert "unchanged since" in printed["versions"]
+    assert "new version" in printed["conditional"]
+    assert "user:42:name" in printed["transactions"] and "taken" not in printed["transactions"]
+    assert alice.client.get(f"/v1/{mine}/greeting").content == b"hello"
+    assert alice.client.get(f"/v1/{mine}/user:42:name").content == b"Ada"
+    assert alice.client.get(f"/v1/{mine}/users").content == b"1"
 
     # The session's own key is gone, so getting it again is a 404: the example fails loudly.
     done = run(language, examples["get"], env)
@@ -129,3 +145,30 @@ def test_the_examples_run_in_order_and_raise_on_an_error(live_server_url, langua
     assert Bucket.objects.get(pk=to_change).default_ttl == 86400
     assert not Bucket.objects.filter(pk=to_delete).exists()
     assert alice.client.get(f"/v1/{mine}/visits").content == b"1"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("language", ["python", "js"])
+def test_the_examples_that_expect_a_refusal_handle_it(live_server_url, language):
+    """The create-only write meets a key that exists (412) and the transaction a name that is
+    taken (409): each says so and exits cleanly, with nothing written."""
+    base_url, _ = live_server_url
+    alice = Persona("alice")
+    mine = alice.new_bucket()
+    # Written by the statements themselves: no write slot taken, as if written long ago.
+    for key, value in (("foo", b"bar"), ("greeting", b"hi"), ("user:42:name", b"Grace")):
+        statements.set_value(mine, key, value, ttl=0)
+    env = {**os.environ, "THISDB_API_KEY": alice.key}
+    examples = {e.anchor: getattr(e, language) for e in endpoints(base_url, mine)}
+
+    done = run(language, examples["conditional"], env)
+    assert done.returncode == 0, done.stderr
+    assert "greeting exists already" in done.stdout
+    assert alice.client.get(f"/v1/{mine}/greeting").content == b"hi"
+    assert alice.client.get(f"/v1/{mine}/foo").content == b"BAR"  # its If-Match write held
+
+    done = run(language, examples["transactions"], env)
+    assert done.returncode == 0, done.stderr
+    assert "taken; versions now:" in done.stdout
+    assert alice.client.get(f"/v1/{mine}/user:42:name").content == b"Grace"
+    assert alice.client.get(f"/v1/{mine}/users").status_code == 404
