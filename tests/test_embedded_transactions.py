@@ -34,7 +34,9 @@ statements.set_value(bucket, "big", b"9223372036854775807", 0)
 
 def run(body):
     try:
-        return transactions.run(principal, info, transactions.parse(json.dumps(body).encode()))
+        return transactions.run(
+            principal, info, transactions.parse(json.dumps(body).encode()), create=True
+        )
     except transactions.Conflict as exc:
         return exc.body
     except ApiError as exc:

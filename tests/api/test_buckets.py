@@ -279,9 +279,8 @@ def test_wrong_api_key_is_403(alice, bucket, client, method, path, key):
 @pytest.mark.parametrize(
     "method,path,allowed,refused",
     [
-        ("POST", "/v1/{b}", {"GET", "PATCH", "DELETE"}, "POST"),
-        ("PUT", "/v1/{b}", {"GET", "PATCH", "DELETE"}, "PUT"),
-        ("PUT", "/v1/{b}/", {"GET", "PATCH", "DELETE"}, "PUT"),
+        ("PUT", "/v1/{b}", {"GET", "POST", "PATCH", "DELETE"}, "PUT"),
+        ("PUT", "/v1/{b}/", {"GET", "POST", "PATCH", "DELETE"}, "PUT"),
         ("PUT", "/v1/", {"GET", "POST"}, "PUT"),
         ("DELETE", "/v1", {"GET", "POST"}, "DELETE"),
     ],

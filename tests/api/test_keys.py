@@ -200,7 +200,7 @@ def test_revoked_api_key_is_403(alice, bucket):
 
 
 def test_method_not_allowed_is_405(alice, bucket):
-    response = alice.client.post(f"/v1/{bucket}")
+    response = alice.client.put(f"/v1/{bucket}")
     assert response.status_code == 405
     assert response["Content-Type"] == "text/plain; charset=utf-8"
 

@@ -287,7 +287,7 @@ def test_a_path_under_v1_that_names_nothing_is_the_apis_404(client, db, path):
     "path, allow",
     [
         ("/v1/{b}/k", "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS"),
-        ("/v1/{b}", "GET, PATCH, DELETE, HEAD, OPTIONS"),
+        ("/v1/{b}", "GET, POST, PATCH, DELETE, HEAD, OPTIONS"),
         ("/v1/", "GET, POST, HEAD, OPTIONS"),
         ("/v1/tokens", "POST, OPTIONS"),
     ],
