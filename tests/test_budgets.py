@@ -313,7 +313,11 @@ def test_a_transaction_costs_a_bounded_number_of_statements_and_one_redis_comman
     with serve_through(wire, tmp_path, THISDB_AUTH_CACHE_SECONDS="300") as port:
         assert request(port, "GET", f"/v1/{bucket}/a", headers=key)[0] == 200  # warm up
         costs = {}
-        bodies = (("100 sets", hundred_sets), ("10 mixed", mixed(0, 1)), ("100 mixed", mixed(1, 10)))
+        bodies = (
+            ("100 sets", hundred_sets),
+            ("10 mixed", mixed(0, 1)),
+            ("100 mixed", mixed(1, 10)),
+        )
         for what, body in bodies:
             postgres.reset(), redis.reset()
             answer = request(port, "POST", f"/v1/{bucket}", json.dumps(body).encode(), key)
