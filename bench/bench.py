@@ -4,7 +4,8 @@ Starts `make serve` (the product) and the same server on bench.floor (a bare Dja
 one pipelined Redis round trip and one SQL statement), both on PostgreSQL and Redis, loads data,
 and drives each scenario with wrk from loopback, floor and product interleaved (A/B/A/B), so the
 ratios compare figures of the same minutes. Then: the sweep of 1,000,000 expired keys (with GET's
-p99 while it runs) and the resident size of the web workers. Prints a table and writes
+p99 while it runs), the resident size of the web workers, and keys and ops per second by
+transactions against single sets. Prints a table and writes
 bench/RESULTS.md. Asserts nothing: targets are reported, not tested.
 
     .venv/bin/python bench/bench.py --help
@@ -46,8 +47,9 @@ from bench.stack import (  # noqa: E402
     serving,
 )
 from bench.sweep import sweep  # noqa: E402
+from bench.transactions import transactions  # noqa: E402
 
-SECTIONS = ("requests", "memory", "sweep", "servers", "workers", "pool")
+SECTIONS = ("requests", "memory", "sweep", "transactions", "servers", "workers", "pool")
 
 
 def main() -> None:
@@ -58,7 +60,10 @@ def main() -> None:
     # The scenarios with a target, and the floor-against-floor control, take twice as many: even
     # two identical floors measured 0.95 to 1.03 of each other in 4 rounds (bench/NOTES.md).
     parser.add_argument(
-        "--target-rounds", type=int, default=8, help="A/B rounds of get, set, incr and A/A (8)"
+        "--target-rounds",
+        type=int,
+        default=8,
+        help="A/B rounds of get, set, incr, A/A and transactions (8)",
     )
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
@@ -186,6 +191,8 @@ def main() -> None:
             report["memory"] = memory(port, pids, auth, buckets["list1m"], args)
         if "sweep" in only:
             report["sweep"] = sweep(port, auth, buckets, args)
+        if "transactions" in only:
+            report["transactions"] = transactions(port, auth, args)
     if "servers" in only:
         report["servers"] = compare_servers(auth, buckets, args, log)
     if "workers" in only:

@@ -155,3 +155,16 @@ def mean(runs: list[Figures]) -> Figures:
         "requests": sum(r["requests"] for r in runs),
         "command": runs[0]["command"],
     }
+
+
+def rotated(sides: dict[str, Callable[[int], Figures]], rounds: int) -> dict[str, list[Figures]]:
+    """side(round) for each side, round after round, the order turning by one each round (A/B/C,
+    B/C/A, ...), after a checkpoint: every side's figures, round by round."""
+    checkpoint()
+    names = list(sides)
+    runs: dict[str, list[Figures]] = {name: [] for name in names}
+    for n in range(rounds):
+        turn = n % len(names)
+        for name in names[turn:] + names[:turn]:
+            runs[name].append(sides[name](n))
+    return runs

@@ -13,6 +13,7 @@ import redis
 from bench.load import Comparison
 from bench.serving import slow_summary
 from bench.stack import REDIS_URL, database_connection, one_value
+from bench.transactions import SIDES, summary
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 BASELINE = Path(__file__).resolve().parent / "baseline.json"
@@ -149,6 +150,25 @@ def write_results(report: dict[str, Any]) -> None:
             f"{m['keys']:,} keys in {m['pages']} pages: {m['growth']:+.1%} (target: within 10%)."
         )
         lines.append("")
+    if "transactions" in report:
+        t = report["transactions"]
+        lines += [
+            f"Transactions against single sets (`POST /v1/<bucket>/<key>`, `wrk/set.lua`), on the "
+            f"product alone, wrk -t1 -c{t['connections']}, the three taking turns for "
+            f"{t['rounds']} rounds of {report['args']['seconds']:g} s; every write to a new key:",
+            "",
+            "| request | req/s | p50 / p99 ms | keys written or ops done /s | errors |",
+            "|---|---|---|---|---|",
+        ]
+        for name, side in SIDES.items():
+            f = t[name]
+            lines.append(
+                f"| {side.label} | {f['rps']:,.0f} | {f['p50']:.2f} / {f['p99']:.2f} | "
+                f"{f['rps'] * side.per_request:,.0f} {side.unit} | {f['errors']} |"
+            )
+        lines += [""] + [f"{line}." for line in summary(t)]
+        lines += ["", "```"] + [t[name]["command"] for name in SIDES]
+        lines += ["```", ""]
     if "servers" in report:
         lines += [
             f"Server candidates, {report['args']['workers']} workers, Django in "
