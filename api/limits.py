@@ -98,12 +98,15 @@ if before == 0 then
   first = 1
 end
 local wait = 0
-if ARGV[4] ~= '0' then
-  for i = 3 + blocks, #KEYS do
-    local left = redis.call('PTTL', KEYS[i])
-    if left == -1 or left > 0 then
-      if left < 1 then left = 1 end
-      if left > wait then wait = left end
+if ARGV[4] ~= '0' and #KEYS >= 3 + blocks then
+  -- One EXISTS for every marker; only when one is held, the waits of each.
+  if redis.call('EXISTS', unpack(KEYS, 3 + blocks)) > 0 then
+    for i = 3 + blocks, #KEYS do
+      local left = redis.call('PTTL', KEYS[i])
+      if left == -1 or left > 0 then
+        if left < 1 then left = 1 end
+        if left > wait then wait = left end
+      end
     end
   end
   if wait == 0 then

@@ -399,11 +399,14 @@ _GET_MANY_SQL = (
 _DELETE_MANY_SQL = (
     f"DELETE FROM {_T} WHERE bucket_id = %s AND {_KEY} = ANY(%s) RETURNING {_KEY}, {_LIVE}"
 )
+# The upserts take their rows in byte order of the keys (ORDER BY u.k COLLATE "C", the order
+# of lock_versions too): two transactions writing the same keys queue instead of deadlocking.
 _SET_MANY = {
     True: (
         f"INSERT INTO {_T} AS item (bucket_id, {_KEY}, value, expires_at, updated_at) "
         f"SELECT %s, u.k, u.v, {_EXPIRES_OF.format(now=_NOW, ttl='u.ttl')}, {_NOW} "
         "FROM unnest(%s::text[], %s::bytea[], %s::bigint[]) AS u(k, v, ttl) "
+        'ORDER BY u.k COLLATE "C" '
         f"ON CONFLICT (bucket_id, {_KEY}) DO UPDATE SET value = excluded.value, "
         "expires_at = excluded.expires_at, updated_at = excluded.updated_at, "
         f"version = {_NEXT_VERSION} RETURNING {_KEY}, version"
@@ -429,6 +432,7 @@ _INCREMENT_MANY = {
         "SELECT %s, u.k, convert_to(u.d::text, 'UTF8'), "
         f"{_EXPIRES_OF.format(now=_NOW, ttl='u.ttl')}, {_NOW} "
         "FROM unnest(%s::text[], %s::bigint[], %s::bigint[]) AS u(k, d, ttl) "
+        'ORDER BY u.k COLLATE "C" '
         f"ON CONFLICT (bucket_id, {_KEY}) DO UPDATE SET "
         f"value = {_ADDED.format(delta=_EXCLUDED_DELTA)}, "
         "expires_at = excluded.expires_at, updated_at = excluded.updated_at, "

@@ -31,8 +31,10 @@ import json
 import random
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
+import psycopg
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from rest_framework import status
@@ -333,10 +335,7 @@ def _with_retries(applying: "_Run") -> dict:
     nested = connection.in_atomic_block
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            with transaction.atomic():
-                if not nested:
-                    with connection.cursor() as cursor:
-                        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            with _repeatable_read(nested), transaction.atomic():
                 return applying.batched()
         except OperationalError as exc:
             if getattr(exc.__cause__, "sqlstate", None) not in _RETRYABLE:
@@ -349,6 +348,24 @@ def _with_retries(applying: "_Run") -> dict:
         "not applied; send it again",
         retry_after=1,
     )
+
+
+@contextmanager
+def _repeatable_read(nested: bool) -> Iterator[None]:
+    """The next transaction at REPEATABLE READ: psycopg then opens it with BEGIN ISOLATION
+    LEVEL REPEATABLE READ, in the round trip of its first statement (a SET TRANSACTION would
+    be one more). The pooled connection goes back to its own level after."""
+    if nested:
+        yield
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    previous = raw.isolation_level
+    raw.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    try:
+        yield
+    finally:
+        raw.isolation_level = previous
 
 
 class _Run:
@@ -400,8 +417,11 @@ class _Run:
     def batched(self) -> dict:
         self._start()
         plan = self.plan
-        locked = sorted({c.key for c in plan.checks} | set(plan.written_keys))
-        self._decide_checks(statements.lock_versions(self.bucket.id, locked) if locked else {})
+        if plan.checks or not self.create or any(op.kind == "delete" for op in plan.ops):
+            locked = sorted({c.key for c in plan.checks} | set(plan.written_keys))
+            self._decide_checks(statements.lock_versions(self.bucket.id, locked))
+        # Else no check to decide, and the upserts lock their rows in key order themselves
+        # (statements.set_many, increment_many): the statement is saved.
         for group in groups(plan.ops):
             self._run_group(group)
         return self._answer()

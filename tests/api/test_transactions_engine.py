@@ -14,6 +14,7 @@ from api import limits, principals, scoping, statements, transactions, writes
 from api.errors import BadRequest, Forbidden, PayloadTooLarge, ServiceUnavailable
 from api.models import Bucket
 from api.transactions import Conflict
+from tests.conftest import Persona
 
 
 def caller(persona, token: str | None = None):
@@ -534,3 +535,26 @@ def test_check_batch_is_blocked_by_a_marker_before_counting(alice, limiter_kind)
     decision = limits.check_batch(user, key, 100, 3, [], blocks=("other", name))
     assert decision.blocked_by == 1
     assert limits.current_counts(user, [key]) == {key: 0}
+
+
+def test_a_transaction_runs_at_repeatable_read_and_the_connection_goes_back(transactional_db):
+    """Outside any other transaction (as in a request), a transaction opens at REPEATABLE READ
+    and the connection's next transaction is at the server's default again."""
+    persona = Persona("rr")
+    bucket = persona.new_bucket()
+    seen: list[str] = []
+
+    def spy(execute, sql, params, many, context):
+        if sql.startswith("INSERT"):
+            with context["connection"].cursor() as cursor:
+                cursor.execute("SHOW transaction_isolation")
+                seen.append(cursor.fetchone()[0])
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy):
+        txn(persona, bucket, [{"op": "set", "key": "k", "value": "v"}])
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW transaction_isolation")
+        after = cursor.fetchone()[0]
+    assert seen == ["repeatable read"]
+    assert after == "read committed"
