@@ -13,6 +13,8 @@ embedded SQLite default passes the process's clock instead.
 import math
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -537,14 +539,31 @@ def delete_many(bucket_id: str, keys: list[str]) -> set[str]:
         return {key for key, live in cursor.fetchall() if live}
 
 
+@contextmanager
+def _walking_the_index(cursor) -> Iterator[None]:
+    """PostgreSQL plans a key range whose bounds it cannot see (an array's elements, a generic
+    plan's parameters) as a bitmap scan, which reads every index entry of the range before a
+    LIMIT can stop it: 510 ms for a count of a 1,000,000-key bucket capped at 10,001, against
+    2 ms for an index scan that stops at the cap. Bitmap scans off for the rest of this
+    transaction (SET LOCAL; a transaction of its own outside one): the range is walked."""
+    if connection.in_atomic_block:
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        yield
+        return
+    with transaction.atomic():
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        yield
+
+
 def count_prefixes(bucket_id: str, prefixes: list[str], cap: int) -> list[int]:
     """Live keys starting with each prefix, each counted up to `cap` (then `cap` + 1)."""
     ranges = [prefix_range(prefix) for prefix in prefixes]
     with connection.cursor() as cursor:
         if _PG:
             lows, highs = [lo for lo, _ in ranges], [hi for _, hi in ranges]
-            cursor.execute(_COUNT_MANY_SQL, [bucket_id, cap + 1, lows, highs])
-            return [row[0] for row in cursor.fetchall()]
+            with _walking_the_index(cursor):
+                cursor.execute(_COUNT_MANY_SQL, [bucket_id, cap + 1, lows, highs])
+                return [row[0] for row in cursor.fetchall()]
         counts = []
         for lo, hi in ranges:
             cursor.execute(_COUNT_ONE_SQL, [bucket_id, lo, hi, *_now_params(), cap + 1])
@@ -557,8 +576,13 @@ def delete_prefix(bucket_id: str, prefix: str, limit: int) -> tuple[int, int]:
     keys deleted, rows deleted). Rows deleted == limit means there may be more."""
     lo, hi = prefix_range(prefix)
     with connection.cursor() as cursor:
-        cursor.execute(_DELETE_PREFIX_SQL, [bucket_id, lo, hi, limit])
-        rows = cursor.fetchall()
+        if _PG:
+            with _walking_the_index(cursor):
+                cursor.execute(_DELETE_PREFIX_SQL, [bucket_id, lo, hi, limit])
+                rows = cursor.fetchall()
+        else:
+            cursor.execute(_DELETE_PREFIX_SQL, [bucket_id, lo, hi, limit])
+            rows = cursor.fetchall()
     if not _PG:
         rows = [(not _expired(expires_at),) for (expires_at,) in rows]
     return sum(1 for (live,) in rows if live), len(rows)
