@@ -129,6 +129,7 @@ class Plan(models.Model):
     max_keys_per_bucket = models.PositiveIntegerField(null=True, blank=True)
     max_stored_bytes = models.PositiveBigIntegerField(null=True, blank=True)
     max_api_keys = models.PositiveIntegerField(null=True, blank=True)
+    max_watches = models.PositiveIntegerField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.name
@@ -153,6 +154,7 @@ class Account(models.Model):
     max_keys_per_bucket = models.PositiveIntegerField(null=True, blank=True)
     max_stored_bytes = models.PositiveBigIntegerField(null=True, blank=True)
     max_api_keys = models.PositiveIntegerField(null=True, blank=True)
+    max_watches = models.PositiveIntegerField(null=True, blank=True)
     # Refreshed every minute by beat (api.rollups.refresh_stored_figures).
     stored_bytes = models.PositiveBigIntegerField(default=0)
 

@@ -14,6 +14,7 @@ FIELDS = (
     "max_keys_per_bucket",
     "max_stored_bytes",
     "max_api_keys",
+    "max_watches",
 )
 
 
@@ -24,6 +25,7 @@ class Quotas:
     max_keys_per_bucket: int
     max_stored_bytes: int
     max_api_keys: int  # live ones: neither revoked nor expired
+    max_watches: int  # watch streams (and long-polls) open at once
 
 
 def platform_defaults() -> Quotas:
@@ -33,6 +35,7 @@ def platform_defaults() -> Quotas:
         max_keys_per_bucket=settings.THISDB_MAX_KEYS_PER_BUCKET,
         max_stored_bytes=settings.THISDB_MAX_STORED_BYTES,
         max_api_keys=settings.THISDB_MAX_API_KEYS,
+        max_watches=settings.THISDB_MAX_WATCHES,
     )
 
 

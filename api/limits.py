@@ -64,6 +64,20 @@ if count <= tonumber(ARGV[3]) and ARGV[4] ~= '0' then
 end
 return {count, wait}
 """
+# An open watch stream takes a slot of its account's (a sorted set: stream id -> until when, epoch
+# s), which its hub renews while it is open (api.watchhub) and gives back when it ends; a slot
+# whose hub died lapses after WATCH_SLOT_SECONDS.
+# KEYS: the account's watches; ARGV: now, until, the plan's limit, the stream's id.
+# Returns 1 if the slot was taken, 0 if the account has `limit` open already.
+_WATCH_LUA = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
+redis.call('EXPIRE', KEYS[1], 3600)
+return 1
+"""
+WATCH_SLOT_SECONDS = 90  # a hub renews its streams' slots every 30 s
+
 # The web pages' writes: only the one-write-per-second rule (pages count no requests).
 # KEYS: the write marker; ARGV: window (ms). Returns the wait in ms (0: the write may go).
 _WRITE_LUA = """
@@ -217,6 +231,7 @@ class RedisLimiter:
         self.script = self.client.register_script(_LUA)
         self.write_script = self.client.register_script(_WRITE_LUA)
         self.batch_script = self.client.register_script(_BATCH_LUA)
+        self.watch_script = self.client.register_script(_WATCH_LUA)
         self.down_until = 0.0
         self.last_warning = 0.0
 
@@ -268,6 +283,15 @@ class RedisLimiter:
     def unblock(self, name: str) -> None:
         self._call(lambda keys, args: self.client.delete(name), [], [])
 
+    def publish(self, channel: str, message: str) -> None:
+        self._call(lambda keys, args: self.client.publish(channel, message), [], [])
+
+    def open_watch(self, name: str, stream: str, limit: int, now: float) -> bool | None:
+        result = self._call(
+            self.watch_script, [name], [now, now + WATCH_SLOT_SECONDS, limit, stream]
+        )
+        return None if result is None else bool(result)
+
     def _call(self, script, keys: list, args: list):
         now = time.monotonic()
         if now < self.down_until:
@@ -291,6 +315,7 @@ class MemoryLimiter:
         self.lock = threading.Lock()
         self.expiring: dict[str, tuple[int, float]] = {}  # name -> (value, expires, epoch s)
         self.hour_keys: dict[str, set] = {}
+        self.watches: dict[str, dict[str, float]] = {}  # account's watches: stream -> until
         # What api.rollups has added to the usage table: (API key id, hour) -> requests. No other
         # process sees these counters, so this one rolls them up, in a thread started with its
         # first counted request.
@@ -377,6 +402,29 @@ class MemoryLimiter:
     def unblock(self, name: str) -> None:
         with self.lock:
             self.expiring.pop(name, None)
+
+    def publish(self, channel: str, message: str) -> None:
+        pass  # one process: api.notify tells its hub directly
+
+    def open_watch(self, name: str, stream: str, limit: int, now: float) -> bool:
+        with self.lock:
+            streams = self.watches.setdefault(name, {})
+            for gone in [s for s, until in streams.items() if until <= now]:
+                del streams[gone]
+            if len(streams) >= limit:
+                return False
+            streams[stream] = now + WATCH_SLOT_SECONDS
+            return True
+
+    def keep_watches(self, name: str, streams: list[str], now: float) -> None:
+        with self.lock:
+            held = self.watches.setdefault(name, {})
+            for stream in streams:
+                held[stream] = now + WATCH_SLOT_SECONDS
+
+    def close_watch(self, name: str, stream: str) -> None:
+        with self.lock:
+            self.watches.get(name, {}).pop(stream, None)
 
     def _get(self, name: str, now: float) -> int:
         value, expires = self.expiring.get(name, (0, 0.0))
@@ -501,6 +549,22 @@ def write_slot(user_id: int, bucket_id: str, key: str) -> int | None:
 
 def block(name: str) -> None:
     limiter().block(name, block_seconds())
+
+
+def publish(channel: str, message: str) -> None:
+    """A pub/sub message (api.notify); nothing without Redis, or while it is down."""
+    limiter().publish(channel, message)
+
+
+def watches_key(user_id: int) -> str:
+    """The account's open watch streams (in its slot)."""
+    return f"{_account(user_id)}:watches"
+
+
+def open_watch(user_id: int, stream: str, limit: int) -> bool | None:
+    """Take a watch slot of the account for `stream`: False if it has `limit` open already;
+    None if Redis is down (no limit then)."""
+    return limiter().open_watch(watches_key(user_id), stream, limit, time.time())
 
 
 def unblock(name: str) -> None:

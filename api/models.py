@@ -125,3 +125,48 @@ class Token(models.Model):
 
     def __str__(self) -> str:
         return f"token on {self.bucket_id}/{self.prefix}*"
+
+
+class Change(models.Model):
+    """One change of a key, in its bucket's history (api.history): what a watcher is sent.
+
+    `position` counts the bucket's changes in commit order (1, 2, 3...): the writer draws it from
+    the bucket's ChangeHead under that row's lock, held until the write commits, so a change
+    that commits later has a higher position and a watcher that resumes after a position misses
+    nothing. A position below 0 marks a change not yet placed (a bucket delete or the sweep,
+    placed right after they commit: api.history.place_pending). Kept THISDB_WATCH_HISTORY
+    seconds, then swept by beat. No foreign key: a deleted bucket's last changes outlive it.
+    """
+
+    pk = models.CompositePrimaryKey("bucket_id", "position")
+    bucket_id = models.CharField(max_length=BUCKET_ID_LENGTH)
+    position = models.BigIntegerField()
+    deleted = models.BooleanField(default=False)  # a delete; else a put (set or increment)
+    key = ByteOrderTextField()
+    value = models.BinaryField(null=True)  # a put's value; null for a delete
+    version = models.BigIntegerField()
+    expires_at = models.DateTimeField(null=True)  # a put's expiry (null: never)
+    reason = models.CharField(max_length=16, blank=True, default="")  # a delete's: deleted...
+    at = models.DateTimeField()  # when it was written: the sweep's measure
+
+    class Meta:
+        indexes = [
+            # Changes not placed yet (almost always none): found without a scan.
+            models.Index(
+                fields=["bucket_id"], name="change_pending", condition=models.Q(position__lt=0)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.bucket_id}@{self.position}"
+
+
+class ChangeHead(models.Model):
+    """The last position of a bucket's history. Its row lock orders the bucket's writers at
+    commit (api.history); made by the bucket's first change."""
+
+    bucket_id = models.CharField(primary_key=True, max_length=BUCKET_ID_LENGTH)
+    position = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.bucket_id}@{self.position}"

@@ -18,7 +18,7 @@ from accounts import keys
 from accounts.models import ApiKey
 from accounts.quotas import FIELDS as QUOTA_FIELDS
 from accounts.quotas import Quotas, resolve
-from api import limits
+from api import limits, notify
 from api.caching import ShortCache
 from api.models import TOKEN_RE, Token
 
@@ -115,14 +115,18 @@ def forget_all() -> None:
 def forget_api_key(user_id: int, prefix: str, api_key_id: int) -> None:
     """Refuse a revoked key and the tokens it made: dropped from this worker's cache, and on the
     others by a Redis marker until their caches forget it too."""
-    limits.block(limits.block_key(user_id, "key", api_key_id))
+    marker = limits.block_key(user_id, "key", api_key_id)
+    limits.block(marker)
+    notify.blocked(marker)  # its watch streams end
     _api_keys.drop_where(lambda cached: cached.principal.api_key_id == api_key_id)
     _tokens.drop_where(lambda cached: cached.principal.api_key_id == api_key_id)
 
 
 def forget_token(user_id: int, token_id: int) -> None:
     """Refuse a deleted token at once on every worker (see forget_api_key)."""
-    limits.block(limits.block_key(user_id, "token", token_id))
+    marker = limits.block_key(user_id, "token", token_id)
+    limits.block(marker)
+    notify.blocked(marker)
     _tokens.drop_where(lambda cached: cached.token_id == token_id)
 
 
@@ -132,6 +136,7 @@ def forget_user(user_id: int, *, suspended: bool) -> None:
     name = limits.block_key(user_id, "user", user_id)
     if suspended:
         limits.block(name)
+        notify.blocked(name)
     else:
         limits.unblock(name)
     _api_keys.drop_where(lambda cached: cached.principal.user_id == user_id)

@@ -24,6 +24,8 @@ from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from api import history, notify
+from api.history import Changed
 from api.inputs import INT64_MAX, INT64_MIN
 from api.models import VERSION_SEQUENCE, Item, Token
 
@@ -50,7 +52,13 @@ _ITEM_LIVE = f"(item.expires_at IS NULL OR item.expires_at > {_NOW})"
 _NEXT_VERSION = f"nextval('{VERSION_SEQUENCE}')"
 _CURRENT_VERSION_SQL = f"SELECT version FROM {_T} WHERE bucket_id = %s AND {_KEY} = %s AND {_LIVE}"
 _GET_SQL = f"SELECT value, version FROM {_T} WHERE bucket_id = %s AND {_KEY} = %s AND {_LIVE}"
-_DELETE_SQL = f"DELETE FROM {_T} WHERE bucket_id = %s AND {_KEY} = %s RETURNING {_LIVE}"
+# A delete of an expired row (not found, 404) is recorded too, as its expiry: watchers learn of
+# it now, as they would from the sweep.
+_DELETE_SQL = history.logged_delete(
+    f"DELETE FROM {_T} AS item WHERE bucket_id = %s AND {_KEY} = %s",
+    f"{_LIVE} AS r0",
+    "CASE WHEN w.r0 THEN 'deleted' ELSE 'expired' END",
+)
 
 # PostgreSQL's writes. The version is drawn in the SET clause, after ON CONFLICT has locked the
 # row: a writer that waited for another draws after it, so a key's versions only grow.
@@ -64,7 +72,10 @@ _INCREMENT_VALUE = (
     ")::text, 'UTF8')"
 )
 _FIRST_COUNT = "convert_to(CAST(%s AS bigint)::text, 'UTF8')"
-_RETURN = {"set": "version", "increment": "convert_from(value, 'UTF8')::bigint, version"}
+_RETURN = {
+    "set": "item.version AS r0",
+    "increment": "convert_from(item.value, 'UTF8')::bigint AS r0, item.version AS r1",
+}
 
 
 def _upsert_sql(kind: str, only_if_absent: bool) -> str:
@@ -79,15 +90,16 @@ def _upsert_sql(kind: str, only_if_absent: bool) -> str:
     )
     if only_if_absent:  # If-None-Match: *: only over an expired row
         sql += f" WHERE NOT {_ITEM_LIVE}"
-    return f"{sql} RETURNING {_RETURN[kind]}"
+    return history.logged_put(sql, _RETURN[kind])
 
 
 def _update_sql(kind: str, where: str) -> str:
     value = _SET_VALUE if kind == "set" else _INCREMENT_VALUE
-    return (
+    return history.logged_put(
         f"UPDATE {_T} AS item SET value = {value}, expires_at = {_EXPIRES}, "
         f"updated_at = {_NOW}, version = {_NEXT_VERSION} "
-        f"WHERE bucket_id = %s AND {_KEY} = %s{where} RETURNING {_RETURN[kind]}"
+        f"WHERE bucket_id = %s AND {_KEY} = %s{where}",
+        _RETURN[kind],
     )
 
 
@@ -110,12 +122,16 @@ _PG_SQL = {
     # Creating is an upsert; a key that must exist is only ever updated.
     if not (create and condition in ("exists", "versions"))
 }
-_DELETE_LIVE_SQL = (
-    f"DELETE FROM {_T} AS item WHERE bucket_id = %s AND {_KEY} = %s AND {_ITEM_LIVE} RETURNING true"
+_DELETE_LIVE_SQL = history.logged_delete(
+    f"DELETE FROM {_T} AS item WHERE bucket_id = %s AND {_KEY} = %s AND {_ITEM_LIVE}",
+    "true AS r0",
+    "'deleted'",
 )
-_DELETE_IF_SQL = (
+_DELETE_IF_SQL = history.logged_delete(
     f"DELETE FROM {_T} AS item WHERE bucket_id = %s AND {_KEY} = %s AND {_ITEM_LIVE}"
-    " AND item.version = ANY(%s) RETURNING true"
+    " AND item.version = ANY(%s)",
+    "true AS r0",
+    "'deleted'",
 )
 
 
@@ -196,7 +212,7 @@ def set_value(
         params = [bucket_id, key, value, ttl]
     else:
         params = [value, ttl, bucket_id, key, *_versions_param(condition)]
-    row = _write(sql, params, bucket_id)
+    row = _write(sql, [*params, bucket_id, bucket_id], bucket_id)
     if row is None:
         _check_missed(bucket_id, key, condition)
         return None
@@ -224,7 +240,7 @@ def increment(
     else:
         params = [delta, ttl, bucket_id, key, *_versions_param(condition)]
     try:
-        row = _write(sql, params, bucket_id)
+        row = _write(sql, [*params, bucket_id, bucket_id], bucket_id)
     except DataError as exc:
         raise NotAnInteger(why_not_integer(exc)) from exc
     if row is None:
@@ -300,12 +316,13 @@ def delete_key(bucket_id: str, key: str, condition: Condition | None = None) -> 
     if not _PG:
         return _sqlite_delete_key(bucket_id, key, condition)
     with connection.cursor() as cursor:
+        logged = [bucket_id, bucket_id]  # the change's bucket (api.history.logged_delete)
         if condition is None:
-            cursor.execute(_DELETE_SQL, [bucket_id, key])
+            cursor.execute(_DELETE_SQL, [bucket_id, key, *logged])
         elif condition.kind == "exists":
-            cursor.execute(_DELETE_LIVE_SQL, [bucket_id, key])
+            cursor.execute(_DELETE_LIVE_SQL, [bucket_id, key, *logged])
         else:
-            cursor.execute(_DELETE_IF_SQL, [bucket_id, key, list(condition.versions)])
+            cursor.execute(_DELETE_IF_SQL, [bucket_id, key, list(condition.versions), *logged])
         row = cursor.fetchone()
     if row is None and condition is not None:
         raise PreconditionFailed(current_version(bucket_id, key))
@@ -411,7 +428,7 @@ _SET_MANY = {
         'ORDER BY u.k COLLATE "C" '
         f"ON CONFLICT (bucket_id, {_KEY}) DO UPDATE SET value = excluded.value, "
         "expires_at = excluded.expires_at, updated_at = excluded.updated_at, "
-        f"version = {_NEXT_VERSION} RETURNING {_KEY}, version"
+        f"version = {_NEXT_VERSION} RETURNING {_KEY}, version, expires_at"
     ),
     # The key quota is full: only keys with a row (live or expired) are written.
     False: (
@@ -419,7 +436,8 @@ _SET_MANY = {
         f"expires_at = {_EXPIRES_OF.format(now=_NOW, ttl='u.ttl')}, updated_at = {_NOW}, "
         f"version = {_NEXT_VERSION} "
         "FROM unnest(%s::text[], %s::bytea[], %s::bigint[]) AS u(k, v, ttl) "
-        f"WHERE item.bucket_id = %s AND item.{_KEY} = u.k RETURNING item.{_KEY}, item.version"
+        f"WHERE item.bucket_id = %s AND item.{_KEY} = u.k "
+        f"RETURNING item.{_KEY}, item.version, item.expires_at"
     ),
 }
 _ADDED = (  # the stored count (0 if expired) plus {delta}; the cast fails on a non-integer
@@ -427,7 +445,7 @@ _ADDED = (  # the stored count (0 if expired) plus {delta}; the cast fails on a 
     "ELSE convert_from(item.value, 'UTF8')::bigint END + {delta})::text, 'UTF8')"
 )
 _EXCLUDED_DELTA = "convert_from(excluded.value, 'UTF8')::bigint"  # the new row's value: the delta
-_COUNTED = "convert_from(item.value, 'UTF8')::bigint, item.version"
+_COUNTED = "convert_from(item.value, 'UTF8')::bigint, item.version, item.expires_at"
 _INCREMENT_MANY = {
     True: (
         f"INSERT INTO {_T} AS item (bucket_id, {_KEY}, value, expires_at, updated_at) "
@@ -467,9 +485,9 @@ _RANGE_IDS = (
 # SQLite's DELETEs return the expiry, judged in Python: SQLite 3.40 evaluates "expires_at IS
 # NULL" in a DELETE's RETURNING as false for a NULL expiry (seen with the partial index on it).
 _DELETE_PREFIX_SQL = (
-    f"DELETE FROM {_T} WHERE id = ANY(ARRAY({_RANGE_IDS} FOR UPDATE)) RETURNING {_LIVE}"
+    f"DELETE FROM {_T} WHERE id = ANY(ARRAY({_RANGE_IDS} FOR UPDATE)) RETURNING {_KEY}, {_LIVE}"
     if _PG
-    else f"DELETE FROM {_T} WHERE id IN ({_RANGE_IDS}) RETURNING expires_at"
+    else f"DELETE FROM {_T} WHERE id IN ({_RANGE_IDS}) RETURNING {_KEY}, expires_at"
 )
 
 
@@ -499,17 +517,33 @@ def get_many(bucket_id: str, keys: list[str]) -> dict[str, tuple[bytes, int]]:
 
 
 def set_many(
-    bucket_id: str, keys: list[str], values: list[bytes], ttls: list[int], create: bool
+    bucket_id: str,
+    keys: list[str],
+    values: list[bytes],
+    ttls: list[int],
+    create: bool,
+    changes: list[Changed],
 ) -> dict[str, int]:
-    """Write each key (distinct keys) and return key -> new version (PostgreSQL). With
-    create=False keys without a row are not written and are missing from the answer."""
+    """Write each key (distinct keys) and return key -> new version (PostgreSQL); each put is
+    added to `changes`, for the transaction to record (api.history.record). With create=False
+    keys without a row are not written and are missing from the answer."""
     arrays = [keys, values, ttls]
     params = [bucket_id, *arrays] if create else [*arrays, bucket_id]
-    return {key: version for key, version in _write_many(_SET_MANY[create], params, bucket_id)}
+    value_of = dict(zip(keys, values, strict=True))
+    versions = {}
+    for key, version, expires_at in _write_many(_SET_MANY[create], params, bucket_id):
+        versions[key] = version
+        changes.append(Changed(key, value=value_of[key], version=version, expires_at=expires_at))
+    return versions
 
 
 def increment_many(
-    bucket_id: str, keys: list[str], deltas: list[int], ttls: list[int], create: bool
+    bucket_id: str,
+    keys: list[str],
+    deltas: list[int],
+    ttls: list[int],
+    create: bool,
+    changes: list[Changed],
 ) -> dict[str, Counted]:
     """Add each delta to its key (distinct keys), as increment() does, and return key ->
     Counted (PostgreSQL); create=False as for set_many. NotAnInteger if any of them fails,
@@ -520,7 +554,10 @@ def increment_many(
         rows = _write_many(_INCREMENT_MANY[create], params, bucket_id)
     except DataError as exc:
         raise NotAnInteger(why_not_integer(exc)) from exc
-    return {key: Counted(value, version) for key, value, version in rows}
+    for key, value, version, expires_at in rows:
+        put = Changed(key, value=str(value).encode(), version=version, expires_at=expires_at)
+        changes.append(put)
+    return {key: Counted(value, version) for key, value, version, _ in rows}
 
 
 def _write_many(sql: str, params: list, bucket_id: str) -> list[tuple]:
@@ -532,11 +569,21 @@ def _write_many(sql: str, params: list, bucket_id: str) -> list[tuple]:
         raise BucketGone(bucket_id) from exc
 
 
-def delete_many(bucket_id: str, keys: list[str]) -> set[str]:
-    """Delete the keys; return those that were live (PostgreSQL)."""
+def delete_many(bucket_id: str, keys: list[str], changes: list[Changed]) -> set[str]:
+    """Delete the keys; return those that were live (PostgreSQL). Each row removed is added to
+    `changes` (an expired one as its expiry)."""
     with connection.cursor() as cursor:
         cursor.execute(_DELETE_MANY_SQL, [bucket_id, keys])
-        return {key for key, live in cursor.fetchall() if live}
+        rows = cursor.fetchall()
+    changes.extend(_deletes(rows))
+    return {key for key, live in rows if live}
+
+
+def _deletes(rows: list[tuple[str, bool]]) -> list[Changed]:
+    """The changes of removed rows (key, live): a live one deleted, an expired one expired."""
+    return [
+        Changed(key, deleted=True, reason="deleted" if live else "expired") for key, live in rows
+    ]
 
 
 @contextmanager
@@ -571,9 +618,13 @@ def count_prefixes(bucket_id: str, prefixes: list[str], cap: int) -> list[int]:
         return counts
 
 
-def delete_prefix(bucket_id: str, prefix: str, limit: int) -> tuple[int, int]:
+def delete_prefix(
+    bucket_id: str, prefix: str, limit: int, changes: list[Changed]
+) -> tuple[int, int]:
     """Delete up to `limit` keys starting with `prefix`, expired ones included; return (live
-    keys deleted, rows deleted). Rows deleted == limit means there may be more."""
+    keys deleted, rows deleted). Rows deleted == limit means there may be more. The removed
+    rows are added to `changes` in key order (PostgreSQL: the transaction records them) or
+    recorded at once (SQLite, whose transactions record op by op)."""
     lo, hi = prefix_range(prefix)
     with connection.cursor() as cursor:
         if _PG:
@@ -584,8 +635,13 @@ def delete_prefix(bucket_id: str, prefix: str, limit: int) -> tuple[int, int]:
             cursor.execute(_DELETE_PREFIX_SQL, [bucket_id, lo, hi, limit])
             rows = cursor.fetchall()
     if not _PG:
-        rows = [(not _expired(expires_at),) for (expires_at,) in rows]
-    return sum(1 for (live,) in rows if live), len(rows)
+        rows = [(key, not _expired(expires_at)) for key, expires_at in rows]
+    removed = _deletes(sorted(rows))
+    if _PG:
+        changes.extend(removed)
+    else:
+        history.record(bucket_id, removed)
+    return sum(1 for _, live in rows if live), len(rows)
 
 
 SWEEP_BATCH = 2000  # rows a statement: about 10 ms alone, under 100 ms beside a full API load
@@ -614,19 +670,49 @@ def sweep_expired_items(now: datetime, batch: int = SWEEP_BATCH, rest: float = S
     if _PG:
         # The batch as an array: the DELETE then finds its rows by primary key whatever the
         # planner thinks of the table (an IN (...) was planned as a hash join over a full scan).
-        sql = f"DELETE FROM {_T} WHERE id = ANY(ARRAY({batch_ids})) AND expires_at <= %s"
+        # Each key removed is recorded as expired, unplaced (api.history), then placed.
+        gone = (
+            f"DELETE FROM {_T} WHERE id = ANY(ARRAY({batch_ids})) AND expires_at <= %s "
+            f"RETURNING bucket_id, {_KEY}"
+        )
+        rows = f"(SELECT bucket_id, {_KEY} FROM gone ORDER BY bucket_id, {_KEY}) AS r"
+        sql = (
+            f"WITH gone AS ({gone}), logged AS ({history.unplaced_deletes(rows, 'expired')} "
+            "RETURNING bucket_id) SELECT bucket_id, count(*) FROM logged GROUP BY bucket_id"
+        )
     else:
-        sql = f"DELETE FROM {_T} WHERE id IN ({batch_ids}) AND expires_at <= %s"
+        sql = (
+            f"DELETE FROM {_T} WHERE id IN ({batch_ids}) AND expires_at <= %s "
+            f"RETURNING bucket_id, {_KEY}"
+        )
     total = 0
     while True:
         started = time.monotonic()
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [_dt(now), batch, _dt(now)])
-            deleted = cursor.rowcount
+        deleted = _sweep_batch(sql, [_dt(now), batch, _dt(now)])
         total += deleted
         if deleted < batch:
             return total
         time.sleep((time.monotonic() - started) * rest)
+
+
+def _sweep_batch(sql: str, params: list) -> int:
+    """One batch of the sweep, its expiries recorded; returns the keys removed."""
+    if _PG:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            by_bucket = dict(cursor.fetchall())
+        history.place_pending(sorted(by_bucket))
+        notify.expired(sorted(by_bucket))
+        return sum(by_bucket.values())
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        removed: dict[str, list[Changed]] = {}
+        for bucket_id, key in sorted(cursor.fetchall()):
+            removed.setdefault(bucket_id, []).append(Changed(key, deleted=True, reason="expired"))
+        for bucket_id, changes in removed.items():
+            history.record(bucket_id, changes)
+    notify.expired(sorted(removed))
+    return sum(len(changes) for changes in removed.values())
 
 
 def sweep_expired_tokens(now: datetime) -> int:
@@ -660,6 +746,8 @@ def _sqlite_store(cursor, bucket_id, key, value, ttl, now, version) -> None:
         )
     except IntegrityError as exc:
         raise BucketGone(bucket_id) from exc
+    put = Changed(key, value=bytes(value), version=version, expires_at=expiry(now, ttl))
+    history.record(bucket_id, [put])
 
 
 def _sqlite_set_value(bucket_id, key, value, ttl, create, condition) -> int | None:
@@ -731,4 +819,6 @@ def _sqlite_delete_key(bucket_id: str, key: str, condition: Condition | None) ->
                 raise PreconditionFailed(live)
         cursor.execute(_SQLITE_DELETE_SQL, [bucket_id, key])
         row = cursor.fetchone()
+        if row is not None:
+            history.record(bucket_id, _deletes([(key, not _expired(row[0]))]))
     return row is not None and not _expired(row[0])

@@ -9,13 +9,19 @@ import time
 from celery import shared_task
 from django.utils import timezone
 
-from api import rollups, statements
+from api import history, rollups, statements
 from thisdb_site.celery import TASK_OPTIONS
 
 
 @shared_task(**TASK_OPTIONS)
 def sweep_expired_items() -> int:
     return statements.sweep_expired_items(timezone.now())
+
+
+@shared_task(**TASK_OPTIONS)
+def sweep_history() -> int:
+    history.place_pending()  # any a crash left unplaced
+    return history.sweep(timezone.now())
 
 
 @shared_task(**TASK_OPTIONS)

@@ -39,7 +39,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from rest_framework import status
 
-from api import limits, statements
+from api import history, limits, statements
 from api.errors import (
     ApiError,
     BadRequest,
@@ -48,6 +48,7 @@ from api.errors import (
     ServiceUnavailable,
     key_quota_reached,
 )
+from api.history import Changed
 from api.inputs import check_key, check_prefix
 from api.principals import Principal
 from api.renderers import encode_value
@@ -67,6 +68,7 @@ RETRY_PAUSE_SECONDS = 0.01
 _RETRYABLE = ("40001", "40P01")  # serialization_failure, deadlock_detected
 
 POINT_WRITES = ("set", "increment", "delete")
+READS = ("get", "count")
 _FIELDS = {
     "set": {"op", "key", "value", "encoding", "ttl"},
     "increment": {"op", "key", "by", "ttl"},
@@ -377,6 +379,9 @@ class _Run:
     def _start(self) -> None:
         self.results: list[dict] = [{} for _ in self.plan.ops]
         self.delete_left = DELETE_PREFIX_MAX
+        # PostgreSQL: each op's changes, recorded in op order by the last statement
+        # (api.history: the bucket's head is the last lock the transaction takes).
+        self.changes: list[tuple[int, list[Changed]]] = []
 
     def _decide_checks(self, current: dict[str, int]) -> None:
         failed = [c.index for c in self.plan.checks if current.get(c.key) != c.version]
@@ -402,7 +407,11 @@ class _Run:
         }
 
     def _delete_prefix(self, op: Op) -> None:
-        live, removed = statements.delete_prefix(self.bucket.id, op.prefix, self.delete_left + 1)
+        changes: list[Changed] = []
+        live, removed = statements.delete_prefix(
+            self.bucket.id, op.prefix, self.delete_left + 1, changes
+        )
+        self.changes.append((op.index, changes))
         if removed > self.delete_left:
             raise BadRequest(
                 f"ops[{op.index}]: a transaction's delete_prefix ops delete at most "
@@ -424,7 +433,14 @@ class _Run:
         # (statements.set_many, increment_many): the statement is saved.
         for group in groups(plan.ops):
             self._run_group(group)
+        self.changes.sort(key=lambda indexed: indexed[0])
+        history.record(self.bucket.id, [c for _, changes in self.changes for c in changes])
         return self._answer()
+
+    def _keep(self, ops: list[Op], changes: list[Changed]) -> None:
+        """Keep the changes of point writes `ops` (one key each) under their ops' indexes."""
+        index = {op.key: op.index for op in ops}
+        self.changes.extend((index[c.key], [c]) for c in changes)
 
     def _run_group(self, group: list[Op]) -> None:
         """Reads first, then point writes, then delete_prefix ops in order: groups() made
@@ -448,13 +464,16 @@ class _Run:
                 self._count(op, keys)
         if of["set"]:
             sets = of["set"]
+            changes: list[Changed] = []
             versions = statements.set_many(
                 bucket_id,
                 [op.key for op in sets],
                 [op.value for op in sets],
                 [self._ttl(op) for op in sets],
                 self.create,
+                changes,
             )
+            self._keep(sets, changes)
             for op in sets:
                 if op.key not in versions:
                     raise self._quota_reached(op)
@@ -462,13 +481,16 @@ class _Run:
         if of["increment"]:
             self._increments(of["increment"])
         if of["delete"]:
-            deleted = statements.delete_many(bucket_id, [op.key for op in of["delete"]])
+            changes = []
+            deleted = statements.delete_many(bucket_id, [op.key for op in of["delete"]], changes)
+            self._keep(of["delete"], changes)
             for op in of["delete"]:
                 self.results[op.index] = {"key": op.key, "deleted": op.key in deleted}
         for op in of["delete_prefix"]:
             self._delete_prefix(op)
 
     def _increments(self, ops: list[Op]) -> None:
+        changes: list[Changed] = []
         try:
             with transaction.atomic():  # a savepoint: a failed batch can be looked into
                 counted = statements.increment_many(
@@ -477,9 +499,11 @@ class _Run:
                     [op.by for op in ops],
                     [self._ttl(op) for op in ops],
                     self.create,
+                    changes,
                 )
         except statements.NotAnInteger as exc:
             raise self._failed_increment(ops, str(exc)) from None
+        self._keep(ops, changes)
         for op in ops:
             if op.key not in counted:
                 raise self._quota_reached(op)
@@ -549,7 +573,7 @@ class _Run:
         elif op.kind == "count":
             self._count(op, statements.count_prefixes(bucket_id, [op.prefix], COUNT_CAP)[0])
         else:
-            self._delete_prefix(op)
+            self._delete_prefix(op)  # SQLite: recorded by the statement, in op order
 
 
 def groups(ops: tuple[Op, ...]) -> Iterator[list[Op]]:

@@ -22,7 +22,7 @@ from django.utils.crypto import get_random_string
 
 from accounts import keys
 from accounts.models import Account
-from api import conditions, limits, statements, transactions
+from api import conditions, history, limits, notify, statements, transactions
 from api.errors import (
     BadRequest,
     Forbidden,
@@ -92,9 +92,13 @@ def delete_bucket(principal: Principal, bucket_id: str) -> None:
         mine = Bucket.objects.for_user(principal.user_id).filter(pk=bucket_id)
         if not mine.select_for_update().exists():
             raise bucket_not_found()  # deleted meanwhile
+        # Its watchers are told of each live key's end (unplaced: api.history).
+        history.record_bucket_deleted(bucket_id)
         # Keys and tokens go with it, by bulk DELETEs (Django fast-deletes: nothing is loaded).
         mine.delete()
+    history.place_pending([bucket_id])
     forget_bucket(bucket_id)
+    notify.bucket_deleted(bucket_id)
 
 
 # Tokens ------------------------------------------------------------------------------------------
@@ -155,6 +159,7 @@ def set_key(
         raise precondition_failed(condition, failed.current) from None
     if version is None:
         raise key_quota_reached(principal.quotas.max_keys_per_bucket)
+    notify.changed(bucket.id)
     return version
 
 
@@ -183,6 +188,7 @@ def increment_key(
         raise precondition_failed(condition, failed.current) from None
     if counted is None:
         raise key_quota_reached(principal.quotas.max_keys_per_bucket)
+    notify.changed(bucket.id)
     return counted
 
 
@@ -195,6 +201,7 @@ def delete_key(
         deleted = statements.delete_key(bucket.id, key, condition)
     except statements.PreconditionFailed as failed:
         raise precondition_failed(condition, failed.current) from None
+    notify.changed(bucket.id)  # an expired key removed is a change too (its expiry)
     if not deleted:
         raise key_not_found()
 
@@ -235,9 +242,12 @@ def apply_transaction(
             raise Forbidden(f"ops[{first_write.index}]: {exc.detail}") from None
     claim(bucket, plan)
     try:
-        return transactions.run(principal, bucket, plan, create=_may_create(principal, bucket))
+        answer = transactions.run(principal, bucket, plan, create=_may_create(principal, bucket))
     except statements.BucketGone:
         raise bucket_gone(bucket.id) from None
+    if any(op.kind not in transactions.READS for op in plan.ops):
+        notify.changed(bucket.id)
+    return answer
 
 
 def _claim_no_slot(bucket: BucketInfo, plan: transactions.Plan) -> None:

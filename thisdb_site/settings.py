@@ -341,6 +341,17 @@ THISDB_MAX_KEYS_PER_BUCKET = env_int("THISDB_MAX_KEYS_PER_BUCKET", 100_000)
 THISDB_MAX_STORED_BYTES = env_int("THISDB_MAX_STORED_BYTES", 1024**3)  # 1 GiB per account
 # Live API keys per account: each has its own hourly requests, so this bounds an account's total.
 THISDB_MAX_API_KEYS = env_int("THISDB_MAX_API_KEYS", 10)
+# Watch streams and long-polls open at once per account (free plan): each holds a connection.
+THISDB_MAX_WATCHES = env_int("THISDB_MAX_WATCHES", 20)
+# Watching (api.history, api.watchhub): a bucket's changes are kept this long (seconds) for
+# watchers that resume, then swept by beat; a stream says ": keep-alive" after this many quiet
+# seconds (proxies close idle connections, often at 60 s); a hub reads the history of the buckets
+# it watches at least this often even without a notice (a lost one, Redis down): the most a
+# change can be late.
+THISDB_WATCH_HISTORY = env_int("THISDB_WATCH_HISTORY", 3600, minimum=60)
+THISDB_WATCH_KEEPALIVE_SECONDS = env_int("THISDB_WATCH_KEEPALIVE_SECONDS", 15, minimum=1)
+THISDB_WATCH_POLL_SECONDS = env_int("THISDB_WATCH_POLL_SECONDS", 2, minimum=1)
+THISDB_WATCH_SNAPSHOT_MAX = 10_000  # keys a snapshot=true sends at most (else 400)
 # How long an API key, token or bucket stays in a worker's memory: a revoked key or a changed
 # default_ttl reaches every worker within this many seconds. Budget: 10 s.
 THISDB_AUTH_CACHE_SECONDS = env_int("THISDB_AUTH_CACHE_SECONDS", 10)
@@ -441,6 +452,13 @@ CELERY_BEAT_SCHEDULE = {
     # each), resting as long as each took; budget: 55 s a run (its time limit).
     "sweep-expired-items": {
         "task": "api.tasks.sweep_expired_items",
+        "schedule": 60.0,
+        "options": {"expires": 55},
+    },
+    # Delete changes older than THISDB_WATCH_HISTORY (api.history.sweep: 5,000 rows a statement
+    # found by a BRIN index); budget: a few ms a minute at 1,000 writes/s.
+    "sweep-history": {
+        "task": "api.tasks.sweep_history",
         "schedule": 60.0,
         "options": {"expires": 55},
     },

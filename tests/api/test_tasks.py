@@ -125,6 +125,7 @@ def test_beat_schedules_every_task():
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert scheduled == {
         "api.tasks.sweep_expired_items",
+        "api.tasks.sweep_history",
         "api.tasks.sweep_expired_tokens",
         "api.tasks.roll_up_usage",
         "api.tasks.refresh_stored_figures",

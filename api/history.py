@@ -1,0 +1,339 @@
+"""Each bucket's history of changes: what watchers are sent (api.watching), in commit order.
+
+Every write records its changes in api_change with the next positions of its bucket, drawn from
+the bucket's api_changehead row. That row's lock is held until the write commits, so of two
+writes to a bucket the one that commits later draws the higher positions: a watcher that has seen
+everything up to a position and asks for what comes after it can never miss a change that
+commits late. The lock is the last one a write takes (after its keys' rows, in the same statement
+or, for a transaction, in its last statement), so writers never wait for each other in a circle;
+only writers of the same bucket queue on it, for the time their commit takes.
+
+A bucket delete and the sweep of expired keys remove many rows at once, across buckets: they
+write their changes unplaced (a position below 0, from a sequence of their own) in the
+statement that removes the rows, and place them right after it commits (place_pending), so
+they too never hold a bucket's head while waiting for rows.
+
+The embedded SQLite default serializes its writes anyway (api.statements): record() there simply
+takes the next positions.
+"""
+
+import math
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from api.models import VERSION_SEQUENCE, Change, ChangeHead, Item
+from api.renderers import encode_value  # the listing's form of a value
+
+_C = Change._meta.db_table
+_H = ChangeHead._meta.db_table
+_T = Item._meta.db_table
+_KEY = connection.ops.quote_name("key")
+_PG = connection.vendor == "postgresql"
+PENDING_SEQUENCE = "api_change_pending"  # api migration 0004
+_COLUMNS = f"bucket_id, position, deleted, {_KEY}, value, version, expires_at, reason, at"
+
+SWEEP_BATCH = 5000  # history rows a statement (about 10 ms)
+READ_BATCH = 1000  # changes a read hands a watcher at most; the next read goes on from there
+
+
+# PostgreSQL's single writes (api.statements) wrap their statement in these: the changed row (at
+# most one) takes the bucket's next position, in the same statement.
+def logged_put(statement: str, returning: str) -> str:
+    """A set or increment `statement` (an INSERT or UPDATE of the item aliased `item`, without
+    RETURNING) that also records its put; it answers `returning` (columns named r0, r1...).
+    Two more parameters follow the statement's: the bucket id, twice."""
+    return (
+        f"WITH w AS ({statement} RETURNING {returning}, item.{_KEY} AS h_key, "
+        "item.value AS h_value, item.version AS h_version, item.expires_at AS h_expires), "
+        f"{_TAKE_ONE}, "
+        f"c AS (INSERT INTO {_C} ({_COLUMNS}) SELECT %s, h.position, false, w.h_key, w.h_value, "
+        "w.h_version, w.h_expires, '', statement_timestamp() FROM w, h) "
+        f"SELECT {_names(returning)} FROM w"
+    )
+
+
+def logged_delete(statement: str, returning: str, reason: str) -> str:
+    """A DELETE `statement` (of the item aliased `item`, without RETURNING) that also records
+    its delete, with a new version and `reason` (an SQL expression over w's columns)."""
+    return (
+        f"WITH w AS ({statement} RETURNING {returning}, item.{_KEY} AS h_key), {_TAKE_ONE}, "
+        f"c AS (INSERT INTO {_C} ({_COLUMNS}) SELECT %s, h.position, true, w.h_key, NULL, "
+        f"nextval('{VERSION_SEQUENCE}'), NULL, {reason}, statement_timestamp() FROM w, h) "
+        f"SELECT {_names(returning)} FROM w"
+    )
+
+
+# The bucket's head moves by one if the write changed a row (w), and is locked until commit.
+_TAKE_ONE = (
+    f"h AS (INSERT INTO {_H} AS head (bucket_id, position) SELECT %s, 1 FROM w "
+    "ON CONFLICT (bucket_id) DO UPDATE SET position = head.position + 1 RETURNING position)"
+)
+
+
+def _names(returning: str) -> str:
+    return ", ".join(re.findall(r" AS (r\d+)", returning))
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """A change a write made, for record(): a put (value, expiry) or a delete (reason)."""
+
+    key: str
+    deleted: bool = False
+    value: bytes | None = None
+    version: int | None = None  # None: a delete, which draws a new version when recorded
+    expires_at: datetime | None = None
+    reason: str = ""
+
+
+_RECORD_SQL = (
+    f"WITH h AS (INSERT INTO {_H} AS head (bucket_id, position) VALUES (%s, %s) "
+    "ON CONFLICT (bucket_id) DO UPDATE SET position = head.position + excluded.position "
+    "RETURNING position) "
+    f"INSERT INTO {_C} ({_COLUMNS}) "
+    "SELECT %s, h.position - %s + u.n, u.d, u.k, u.v, "
+    f"COALESCE(u.ver, nextval('{VERSION_SEQUENCE}')), u.e, u.r, statement_timestamp() "
+    "FROM h, unnest(%s::bool[], %s::text[], %s::bytea[], %s::bigint[], %s::timestamptz[], "
+    "%s::text[]) WITH ORDINALITY AS u(d, k, v, ver, e, r, n)"
+)
+
+
+def record(bucket_id: str, changes: list[Changed]) -> None:
+    """Record `changes`, in this order, at the bucket's next positions (one statement on
+    PostgreSQL). Inside a transaction, call it last: it holds the bucket's head until commit."""
+    if not changes:
+        return
+    n = len(changes)
+    with connection.cursor() as cursor:
+        if _PG:
+            cursor.execute(
+                _RECORD_SQL,
+                [
+                    bucket_id,
+                    n,
+                    bucket_id,
+                    n,
+                    [c.deleted for c in changes],
+                    [c.key for c in changes],
+                    [c.value for c in changes],
+                    [c.version for c in changes],
+                    [c.expires_at for c in changes],
+                    [c.reason for c in changes],
+                ],
+            )
+            return
+        _sqlite_record(cursor, bucket_id, changes)
+
+
+def _sqlite_record(cursor, bucket_id: str, changes: list[Changed]) -> None:
+    cursor.execute(
+        f"INSERT INTO {_H} (bucket_id, position) VALUES (%s, %s) ON CONFLICT (bucket_id) "
+        f"DO UPDATE SET position = {_H}.position + excluded.position RETURNING position",
+        [bucket_id, len(changes)],
+    )
+    first = cursor.fetchone()[0] - len(changes) + 1
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    rows = []
+    for offset, c in enumerate(changes):
+        version = c.version
+        if version is None:
+            cursor.execute("UPDATE api_version_clock SET last = last + 1 RETURNING last")
+            version = cursor.fetchone()[0]
+        expires = connection.ops.adapt_datetimefield_value(c.expires_at)
+        rows.append(
+            [bucket_id, first + offset, c.deleted, c.key, c.value, version, expires, c.reason, now]
+        )
+    cursor.executemany(
+        f"INSERT INTO {_C} ({_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)", rows
+    )
+
+
+# Changes written unplaced (PostgreSQL), by a bucket delete and the sweep.
+def unplaced_deletes(rows: str, reason: str) -> str:
+    """An INSERT of a delete for each row of `rows` (an SQL relation with bucket_id and key
+    columns, in the order to record them), unplaced: place_pending() gives them positions."""
+    return (
+        f"INSERT INTO {_C} ({_COLUMNS}) SELECT r.bucket_id, -nextval('{PENDING_SEQUENCE}'), true, "
+        f"r.{_KEY}, NULL, nextval('{VERSION_SEQUENCE}'), NULL, '{reason}', statement_timestamp() "
+        f"FROM {rows}"
+    )
+
+
+# The bucket's unplaced changes, in the order written (-1, -2, ...), take its next positions.
+_PLACE_SQL = (
+    f"WITH p AS (SELECT position FROM {_C} WHERE bucket_id = %s AND position < 0 "
+    "ORDER BY position DESC FOR UPDATE), "
+    "n AS (SELECT count(*) AS c FROM p), "
+    f"h AS (INSERT INTO {_H} AS head (bucket_id, position) SELECT %s, n.c FROM n WHERE n.c > 0 "
+    "ON CONFLICT (bucket_id) DO UPDATE SET position = head.position + excluded.position "
+    "RETURNING position), "
+    "o AS (SELECT position AS old, row_number() OVER (ORDER BY position DESC) AS rn FROM p) "
+    f"UPDATE {_C} AS c SET position = h.position - n.c + o.rn FROM o, h, n "
+    "WHERE c.bucket_id = %s AND c.position = o.old"
+)
+
+
+def place_pending(bucket_ids: list[str] | None = None) -> int:
+    """Give the unplaced changes of these buckets (None: of every bucket) their positions, one
+    statement a bucket; returns how many were placed."""
+    if not _PG:
+        return 0
+    with connection.cursor() as cursor:
+        if bucket_ids is None:
+            cursor.execute(f"SELECT DISTINCT bucket_id FROM {_C} WHERE position < 0")
+            bucket_ids = [row[0] for row in cursor.fetchall()]
+        placed = 0
+        for bucket_id in bucket_ids:
+            cursor.execute(_PLACE_SQL, [bucket_id, bucket_id, bucket_id])
+            placed += cursor.rowcount
+    return placed
+
+
+def record_bucket_deleted(bucket_id: str) -> None:
+    """Inside the bucket's delete, before its keys go: a delete (reason bucket_deleted) for each
+    of its live keys, in key order (placed by place_pending after the delete commits)."""
+    now = "statement_timestamp()" if _PG else "%s"
+    live = f"(expires_at IS NULL OR expires_at > {now})"
+    keys = (
+        f"(SELECT bucket_id, {_KEY} FROM {_T} WHERE bucket_id = %s AND {live} ORDER BY {_KEY}) AS r"
+    )
+    with connection.cursor() as cursor:
+        if _PG:
+            cursor.execute(unplaced_deletes(keys, "bucket_deleted"), [bucket_id])
+            return
+        cursor.execute(
+            f"SELECT {_KEY} FROM {_T} WHERE bucket_id = %s AND {live} ORDER BY {_KEY}",
+            [bucket_id, connection.ops.adapt_datetimefield_value(timezone.now())],
+        )
+        gone = [Changed(key, deleted=True, reason="bucket_deleted") for (key,) in cursor.fetchall()]
+        if gone:
+            _sqlite_record(cursor, bucket_id, gone)
+
+
+# Reading.
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A change as a watcher is sent it."""
+
+    position: int
+    deleted: bool
+    key: str
+    value: bytes | None
+    version: int
+    expires_at: datetime | None
+    reason: str
+
+    @property
+    def kind(self) -> str:
+        return "delete" if self.deleted else "put"
+
+    def data(self, now: datetime) -> dict:
+        """The event's JSON fields (SSE's data line; long-poll's event, with id and type)."""
+        if self.deleted:
+            return {"key": self.key, "version": str(self.version), "reason": self.reason}
+        assert self.value is not None
+        return {
+            "key": self.key,
+            **encode_value(self.value),
+            "version": str(self.version),
+            "ttl": ttl_left(self.expires_at, now),
+        }
+
+
+def ttl_left(expires_at: datetime | None, now: datetime) -> int:
+    """Whole seconds left, rounded up (at least 1); 0: never expires (as in listings)."""
+    if expires_at is None:
+        return 0
+    return max(1, math.ceil((expires_at - now).total_seconds()))
+
+
+def head(bucket_id: str) -> int:
+    """The bucket's last position (0: no change yet)."""
+    row = ChangeHead.objects.filter(bucket_id=bucket_id).values_list("position").first()
+    return 0 if row is None else row[0]
+
+
+_READ_SQL = (
+    f"SELECT position, deleted, {_KEY}, value, version, expires_at, reason FROM {_C} "
+    "WHERE bucket_id = %s AND position > %s ORDER BY position LIMIT %s"
+)
+
+
+def read_after(bucket_id: str, after: int, limit: int = READ_BATCH) -> list[Event]:
+    """The bucket's changes after position `after`, in order, at most `limit` (one index range
+    scan of the primary key)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_READ_SQL, [bucket_id, after, limit])
+        rows = cursor.fetchall()
+    return [event(row) for row in rows]
+
+
+def event(row) -> Event:
+    position, deleted, key, value, version, expires_at, reason = row
+    if expires_at is not None and not isinstance(expires_at, datetime):
+        expires_at = parse_datetime(expires_at)  # SQLite hands raw SQL its stored text
+        if expires_at is not None and expires_at.tzinfo is None:
+            expires_at = expires_at.replace(tzinfo=UTC)
+    return Event(
+        position,
+        bool(deleted),
+        key,
+        None if value is None else bytes(value),
+        version,
+        expires_at,
+        reason,
+    )
+
+
+@contextmanager
+def one_snapshot() -> Iterator[None]:
+    """A transaction whose statements all see one snapshot: REPEATABLE READ on PostgreSQL (inside
+    a caller's transaction, that one's); SQLite's read transaction is one snapshot already."""
+    nested = connection.in_atomic_block
+    with transaction.atomic():
+        if _PG and not nested:
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield
+
+
+# Sweeping (beat).
+
+
+def sweep(now: datetime, batch: int = SWEEP_BATCH) -> int:
+    """Delete changes older than THISDB_WATCH_HISTORY seconds, `batch` rows a statement, and
+    the heads of deleted buckets whose history is gone; returns the changes deleted. A watcher
+    that asks for a swept position is told to list again (api.watching: reset)."""
+    cutoff = connection.ops.adapt_datetimefield_value(
+        now - timedelta(seconds=settings.THISDB_WATCH_HISTORY)
+    )
+    if _PG:
+        sql = (
+            f"DELETE FROM {_C} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {_C} WHERE at < %s "
+            "LIMIT %s))"
+        )
+    else:
+        sql = f"DELETE FROM {_C} WHERE rowid IN (SELECT rowid FROM {_C} WHERE at < %s LIMIT %s)"
+    total = 0
+    with connection.cursor() as cursor:
+        while True:
+            cursor.execute(sql, [cutoff, batch])
+            total += cursor.rowcount
+            if cursor.rowcount < batch:
+                break
+        cursor.execute(
+            f"DELETE FROM {_H} WHERE NOT EXISTS (SELECT 1 FROM api_bucket b "
+            f"WHERE b.id = {_H}.bucket_id) AND NOT EXISTS (SELECT 1 FROM {_C} c "
+            f"WHERE c.bucket_id = {_H}.bucket_id)"
+        )
+    return total
