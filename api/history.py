@@ -257,6 +257,14 @@ def ttl_left(expires_at: datetime | None, now: datetime) -> int:
     return max(1, math.ceil((expires_at - now).total_seconds()))
 
 
+def _aware(expires_at) -> datetime | None:
+    if expires_at is None or isinstance(expires_at, datetime):
+        return expires_at
+    parsed = parse_datetime(expires_at)  # SQLite hands raw SQL its stored text (UTC)
+    assert parsed is not None, expires_at
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def head(bucket_id: str) -> int:
     """The bucket's last position (0: no change yet)."""
     row = ChangeHead.objects.filter(bucket_id=bucket_id).values_list("position").first()
@@ -280,10 +288,7 @@ def read_after(bucket_id: str, after: int, limit: int = READ_BATCH) -> list[Even
 
 def event(row) -> Event:
     position, deleted, key, value, version, expires_at, reason = row
-    if expires_at is not None and not isinstance(expires_at, datetime):
-        expires_at = parse_datetime(expires_at)  # SQLite hands raw SQL its stored text
-        if expires_at is not None and expires_at.tzinfo is None:
-            expires_at = expires_at.replace(tzinfo=UTC)
+    expires_at = _aware(expires_at)
     return Event(
         position,
         bool(deleted),
@@ -293,6 +298,24 @@ def event(row) -> Event:
         expires_at,
         reason,
     )
+
+
+def live_items(bucket_id: str, lo: str, hi: str, limit: int) -> list[tuple]:
+    """The live keys with lo <= key < hi, in key order, at most `limit`: (key, value, version,
+    expires_at) each (a snapshot's puts)."""
+    now = "statement_timestamp()" if _PG else "%s"
+    sql = (
+        f"SELECT {_KEY}, value, version, expires_at FROM {_T} WHERE bucket_id = %s "
+        f"AND {_KEY} >= %s AND {_KEY} < %s AND (expires_at IS NULL OR expires_at > {now}) "
+        f"ORDER BY {_KEY} LIMIT %s"
+    )
+    params: list = [bucket_id, lo, hi]
+    if not _PG:
+        params.append(connection.ops.adapt_datetimefield_value(timezone.now()))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit])
+        rows = cursor.fetchall()
+    return [(key, bytes(value), version, _aware(expires)) for key, value, version, expires in rows]
 
 
 @contextmanager

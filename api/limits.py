@@ -286,6 +286,9 @@ class RedisLimiter:
     def publish(self, channel: str, message: str) -> None:
         self._call(lambda keys, args: self.client.publish(channel, message), [], [])
 
+    def close_watch(self, name: str, stream: str) -> None:
+        self._call(lambda keys, args: self.client.zrem(name, stream), [], [])
+
     def open_watch(self, name: str, stream: str, limit: int, now: float) -> bool | None:
         result = self._call(
             self.watch_script, [name], [now, now + WATCH_SLOT_SECONDS, limit, stream]
@@ -559,6 +562,11 @@ def publish(channel: str, message: str) -> None:
 def watches_key(user_id: int) -> str:
     """The account's open watch streams (in its slot)."""
     return f"{_account(user_id)}:watches"
+
+
+def close_watch(user_id: int, stream: str) -> None:
+    """Give the stream's watch slot back."""
+    limiter().close_watch(watches_key(user_id), stream)
 
 
 def open_watch(user_id: int, stream: str, limit: int) -> bool | None:

@@ -189,6 +189,11 @@ class FormatNegotiation(DefaultContentNegotiation):
         wanted = format_suffix
         if not wanted and request._request.META.get("QUERY_STRING"):  # most requests have none
             wanted = request.query_params.get(self.settings.URL_FORMAT_OVERRIDE)
+            if request.query_params.get("watch") == "true" and wanted in (None, "sse", "json"):
+                # A watch (api.watching) streams events or answers a long-poll itself; what
+                # it answers before that (an error) is JSON, whatever the Accept header says
+                # (text/event-stream for a stream).
+                wanted = "json"
         if wanted:
             renderer = self.filter_renderers(renderers, wanted)[0]
             return renderer, renderer.media_type
@@ -248,6 +253,19 @@ class ApiResponse(HttpResponse):
     def render_with(self, renderer: renderers.BaseRenderer) -> None:
         self.content = renderer.render(self.payload)
         self.headers.put("content-type", "Content-Type", content_type(renderer))
+
+
+class Prepared(ApiResponse):
+    """An answer whose body and type are made already, whatever the format (a watch's stream
+    or long-poll, api.watching)."""
+
+    def __init__(self, content: bytes, content_type: str, status: int = 200):
+        super().__init__(Message(""), status)
+        self.prepared = content, content_type
+
+    def render_with(self, renderer: renderers.BaseRenderer) -> None:
+        self.content, kind = self.prepared
+        self.headers.put("content-type", "Content-Type", kind)
 
 
 class NotModified(ApiResponse):

@@ -5,7 +5,7 @@ request takes before and after is api.dispatch."""
 from django.conf import settings
 from drf_spectacular.utils import extend_schema
 
-from api import conditions, inputs, statements, transactions, writes
+from api import conditions, inputs, statements, transactions, watching, writes
 from api import schema as openapi
 from api.dispatch import ApiViewSet, error_answer
 from api.errors import BadRequest, Forbidden, key_not_found
@@ -113,6 +113,10 @@ class BucketViewSet(ApiViewSet):
     )
     def retrieve(self, request, bucket_id):
         principal = self.principal()
+        if request._request.META.get("QUERY_STRING") and request.query_params.get("watch"):
+            if inputs.boolean(request.query_params["watch"], "watch"):
+                bucket = owned_bucket(principal, bucket_id)
+                return watching.open_watch(request, principal, bucket, self.count_request)
         paging = Paging(request.query_params)
         with_values = inputs.boolean(request.query_params.get("values"), "values")
         prefix = inputs.check_prefix(inputs.query_field(request, "prefix"))

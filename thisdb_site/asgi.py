@@ -28,13 +28,20 @@ from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 from thisdb_site.front import BufferedWSGI  # noqa: E402
 
+django_application = get_wsgi_application()  # sets Django up: the apps' modules may load now
+
+from api.watchhub import hub  # noqa: E402
+from api.watching import PLAN_HEADER  # noqa: E402
+
 application = BufferedWSGI(
-    get_wsgi_application(),
+    django_application,
     # The largest body the platform takes (a 10 MiB transaction; a 1 MiB value, plus room for
     # a form's fields); one byte more and the API answers 413 itself.
     max_body=max(settings.DATA_UPLOAD_MAX_MEMORY_SIZE, settings.THISDB_TRANSACTION_MAX_BYTES),
     body_timeout=settings.THISDB_BODY_TIMEOUT,
     threads=settings.THISDB_WEB_THREADS,
+    # Watch streams leave Django once opened and live on the event loop (api.watchhub).
+    takeovers={PLAN_HEADER.lower().encode(): hub.serve},
 )
 
 # The URLconf and the views it imports, now rather than at the first request: a broken one stops

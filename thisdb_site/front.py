@@ -4,6 +4,7 @@ request's body on the event loop, then runs a WSGI application in a bounded pool
 import asyncio
 import io
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote_to_bytes
 
@@ -18,11 +19,24 @@ class BufferedWSGI:
     """ASGI application: the whole body first, with a deadline; then the WSGI application in a
     bounded pool of threads; then the whole answer."""
 
-    def __init__(self, wsgi_app, *, max_body: int, body_timeout: float, threads: int):
+    def __init__(
+        self,
+        wsgi_app,
+        *,
+        max_body: int,
+        body_timeout: float,
+        threads: int,
+        takeovers: dict[bytes, Callable] | None = None,
+    ):
         self.wsgi_app = wsgi_app
         self.max_body = max_body
         self.body_timeout = body_timeout
         self.threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="django")
+        # An answer with one of these headers (lowercase) is not sent as it is: the header is
+        # taken out and its handler takes the connection over, on the event loop (a watch
+        # stream, api.watchhub), called with the header's value, the status, the other headers,
+        # the body, send and receive.
+        self.takeovers = takeovers or {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -44,8 +58,15 @@ class BufferedWSGI:
         else:
             body, complete = b"", True  # no Content-Length, no Transfer-Encoding: no body
         environ = wsgi_environ(scope, body, complete)
+        environ["thisdb.front"] = True  # what can take a connection over is here (api.watching)
         loop = asyncio.get_running_loop()
         status, headers, content = await loop.run_in_executor(self.threads, self._run, environ)
+        if self.takeovers:
+            for i, (name, value) in enumerate(headers):
+                handler = self.takeovers.get(name)
+                if handler is not None:
+                    del headers[i]
+                    return await handler(value, status, headers, content, send, receive)
         await self._answer(send, status, headers, content)
 
     async def _read(self, receive) -> tuple[bytes, bool | None]:

@@ -1,0 +1,428 @@
+"""The watch hub: every open watch stream of this web process, held on the front's event loop.
+
+Django opens a watch (api.watching) and hands its plan to the front (thisdb_site.front), which
+calls serve(). From then on the stream is a coroutine here: no thread of Django's pool and no
+database connection while it waits.
+
+One Feed per watched bucket reads the bucket's history (api.history) on a notice that it changed
+(api.notify: Redis pub/sub, or this process directly) and at least every
+THISDB_WATCH_POLL_SECONDS without one, one query for all the bucket's watchers of this process,
+in a thread of its own; it then hands each watcher the events under its prefix. So adding
+watchers adds no database or Redis load, and a lost notice delays a change, never loses it.
+A watcher that joins behind the feed (since=) first catches up from the history by itself.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from api import history, limits, notify, watching
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING_BYTES = 4 * 1024 * 1024  # a reader this far behind is cut off; it resumes by id
+RENEW_EVERY_SECONDS = 30  # watch slots (api.limits) are renewed this often
+REDIS_RETRY_SECONDS = 1
+
+
+class Watcher:
+    """One open stream or long-poll."""
+
+    __slots__ = (
+        "stream",
+        "user",
+        "bucket",
+        "prefix",
+        "position",
+        "format",
+        "wait",
+        "blocks",
+        "ends_at",
+        "pending",
+        "pending_bytes",
+        "wake",
+        "closed",
+        "cancelled",
+    )
+
+    def __init__(self, plan: dict):
+        self.stream: str = plan["stream"]
+        self.user: int = plan["user"]
+        self.bucket: str = plan["bucket"]
+        self.prefix: str = plan["prefix"]
+        self.position: int = plan["position"]
+        self.format: str = plan["format"]
+        self.wait: int = plan["wait"]
+        self.blocks: list[str] = plan["blocks"]
+        self.ends_at: float | None = plan["ends_at"]
+        self.pending: deque = deque()  # SSE: bytes; long-poll: event dicts
+        self.pending_bytes = 0
+        self.wake = asyncio.Event()
+        self.closed = False  # the client left (or fell too far behind)
+        self.cancelled: str | None = None  # why the stream ends for good
+
+    def deliver(self, events: list[history.Event], forms: "Forms") -> None:
+        for i, event in enumerate(events):
+            if event.position <= self.position:
+                continue
+            self.position = event.position
+            if not event.key.startswith(self.prefix):
+                continue
+            if self.format == "sse":
+                chunk = forms.sse(i)
+                self.pending.append(chunk)
+                self.pending_bytes += len(chunk)
+            else:
+                self.pending.append(forms.json(i))
+        if self.pending:
+            if self.pending_bytes > MAX_PENDING_BYTES:
+                self.closed = True
+            self.wake.set()
+
+    def reset(self, position: int) -> None:
+        """The history no longer holds what this watcher needs: it lists again."""
+        self.position = position
+        if self.format == "sse":
+            self.pending.append(
+                f'id: {position}\nevent: reset\ndata: {{"reason": "history"}}\n\n'.encode()
+            )
+        else:
+            self.pending.append({"id": str(position), "type": "reset", "reason": "history"})
+        self.wake.set()
+
+    def cancel(self, reason: str) -> None:
+        if self.cancelled is None:
+            self.cancelled = reason
+            self.wake.set()
+
+
+class Forms:
+    """A batch of events in their wire forms, each made once for all the watchers."""
+
+    def __init__(self, events: list[history.Event]):
+        self.events = events
+        self.now = timezone.now()
+        self._sse: dict[int, bytes] = {}
+        self._json: dict[int, dict] = {}
+
+    def sse(self, i: int) -> bytes:
+        if i not in self._sse:
+            self._sse[i] = watching.sse_event(self.events[i], self.now)
+        return self._sse[i]
+
+    def json(self, i: int) -> dict:
+        if i not in self._json:
+            self._json[i] = watching.json_event(self.events[i], self.now)
+        return self._json[i]
+
+
+class Feed:
+    """A watched bucket: its position read so far and its watchers in this process."""
+
+    __slots__ = ("bucket", "seen", "watchers", "reading", "again", "closing")
+
+    def __init__(self, bucket: str, seen: int):
+        self.bucket = bucket
+        self.seen = seen
+        self.watchers: set[Watcher] = set()
+        self.reading = False
+        self.again = False
+        self.closing: str | None = None  # the bucket was deleted: cancel after the last read
+
+
+def _read(bucket: str, after: int) -> list[history.Event]:
+    """In the hub's database thread: the changes after `after`. The connection goes back to the
+    pool after each read (without a pool it stays open: one a process)."""
+    try:
+        return history.read_after(bucket, after)
+    finally:
+        if settings.DATABASE_POOL_SIZE:
+            connection.close()
+
+
+class Hub:
+    def __init__(self):
+        self.feeds: dict[str, Feed] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.database = ThreadPoolExecutor(1, thread_name_prefix="watch-db")
+        self.redis = None
+        self.tasks: list[asyncio.Task] = []
+
+    # Starting, and what it listens to.
+
+    def _start(self) -> None:
+        if self.loop is not None:
+            return
+        self.loop = asyncio.get_running_loop()
+        loop = self.loop
+        notify.local_hub = lambda notice: loop.call_soon_threadsafe(self.heard, notice)
+        self.tasks.append(loop.create_task(self._poll()))
+        self.tasks.append(loop.create_task(self._renew()))
+        if settings.REDIS_URL:
+            import redis.asyncio
+
+            self.redis = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+            self.tasks.append(loop.create_task(self._listen()))
+
+    def heard(self, notice: dict) -> None:
+        """A notice (api.notify), on the event loop."""
+        if "changed" in notice:
+            feed = self.feeds.get(notice["changed"])
+            if feed is not None:
+                self._refresh(feed)
+        elif "deleted" in notice:
+            feed = self.feeds.get(notice["deleted"])
+            if feed is not None:
+                feed.closing = "bucket_deleted"
+                self._refresh(feed)
+        elif "blocked" in notice:
+            marker = notice["blocked"]
+            reason = "suspended" if ":blk:user:" in marker else "revoked"
+            for feed in self.feeds.values():
+                for watcher in feed.watchers:
+                    if marker in watcher.blocks:
+                        watcher.cancel(reason)
+        elif "watching" in notice:
+            notify.heard(notice)
+
+    async def _listen(self) -> None:
+        """The Redis subscription, kept open; after each (re)subscription every feed reads, as
+        notices may have been missed meanwhile."""
+        warned = False
+        while True:
+            try:
+                assert self.redis is not None
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(notify.channel())
+                    warned = False
+                    await self._announce(list(self.feeds))
+                    for feed in list(self.feeds.values()):
+                        self._refresh(feed)
+                    async for message in pubsub.listen():
+                        if message["type"] == "message":
+                            self.heard(json.loads(message["data"]))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if not warned:
+                    warned = True
+                    log.warning(
+                        "watch notices lost (Redis): watchers are served from the history "
+                        "every %s s until it is back: %s",
+                        settings.THISDB_WATCH_POLL_SECONDS,
+                        exc,
+                    )
+            await asyncio.sleep(REDIS_RETRY_SECONDS)
+
+    async def _announce(self, buckets: list[str]) -> None:
+        if self.redis is None or not buckets:
+            return
+        try:
+            await self.redis.publish(notify.channel(), json.dumps(notify.announce(buckets)))
+        except Exception:
+            pass  # the listener says Redis is away; the next announcement will tell
+
+    async def _poll(self) -> None:
+        """Every feed reads at least every THISDB_WATCH_POLL_SECONDS; announcements too."""
+        announced = 0.0
+        while True:
+            await asyncio.sleep(settings.THISDB_WATCH_POLL_SECONDS)
+            for feed in list(self.feeds.values()):
+                self._refresh(feed)
+            if time.monotonic() - announced >= notify.ANNOUNCE_EVERY_SECONDS:
+                announced = time.monotonic()
+                await self._announce(list(self.feeds))
+
+    async def _renew(self) -> None:
+        """Renew the watch slots of the open streams, one round trip for all of them."""
+        while True:
+            await asyncio.sleep(RENEW_EVERY_SECONDS)
+            by_user: dict[int, list[str]] = {}
+            for feed in self.feeds.values():
+                for watcher in feed.watchers:
+                    by_user.setdefault(watcher.user, []).append(watcher.stream)
+            if not by_user:
+                continue
+            until = time.time() + limits.WATCH_SLOT_SECONDS
+            if self.redis is None:
+                for user, streams in by_user.items():
+                    limits.limiter().keep_watches(limits.watches_key(user), streams, time.time())
+                continue
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for user, streams in by_user.items():
+                        pipe.zadd(limits.watches_key(user), dict.fromkeys(streams, until))
+                    await pipe.execute()
+            except Exception:
+                pass  # Redis away: its slots lapse, and so does the limit while it is
+
+    async def _release(self, watcher: Watcher) -> None:
+        if self.redis is None:
+            limits.limiter().close_watch(limits.watches_key(watcher.user), watcher.stream)
+            return
+        try:
+            await self.redis.zrem(limits.watches_key(watcher.user), watcher.stream)
+        except Exception:
+            pass  # it lapses by itself
+
+    # Feeds.
+
+    def _refresh(self, feed: Feed) -> None:
+        if feed.reading:
+            feed.again = True
+            return
+        feed.reading = True
+        assert self.loop is not None
+        self.loop.create_task(self._read_feed(feed))
+
+    async def _read_feed(self, feed: Feed) -> None:
+        assert self.loop is not None
+        try:
+            while True:
+                feed.again = False
+                events = await self.loop.run_in_executor(
+                    self.database, _read, feed.bucket, feed.seen
+                )
+                if events:
+                    if events[0].position != feed.seen + 1:
+                        for watcher in feed.watchers:  # swept while nobody read: list again
+                            watcher.reset(events[-1].position)
+                    else:
+                        forms = Forms(events)
+                        for watcher in feed.watchers:
+                            watcher.deliver(events, forms)
+                    feed.seen = events[-1].position
+                    if len(events) >= history.READ_BATCH:
+                        continue
+                if not feed.again:
+                    break
+        except Exception:
+            log.exception("a watch feed could not read its history; it tries again")
+        finally:
+            feed.reading = False
+        if feed.closing:
+            for watcher in feed.watchers:
+                watcher.cancel(feed.closing)
+
+    async def _join(self, watcher: Watcher) -> None:
+        """Catch the watcher up from the history to its feed, then add it to the feed."""
+        assert self.loop is not None
+        feed = self.feeds.get(watcher.bucket)
+        if feed is None:
+            feed = self.feeds[watcher.bucket] = Feed(watcher.bucket, watcher.position)
+            notify.watched[watcher.bucket] = time.monotonic() + notify.WATCHED_FOR_SECONDS
+            self.loop.create_task(self._announce([watcher.bucket]))
+            self._refresh(feed)
+        while watcher.position < feed.seen and not watcher.closed:
+            after = watcher.position
+            events = await self.loop.run_in_executor(self.database, _read, watcher.bucket, after)
+            if not events or events[0].position != after + 1:
+                watcher.reset(feed.seen)
+                break
+            watcher.deliver(events, Forms(events))
+        feed.watchers.add(watcher)
+
+    def _leave(self, watcher: Watcher) -> None:
+        feed = self.feeds.get(watcher.bucket)
+        if feed is None:
+            return
+        feed.watchers.discard(watcher)
+        if not feed.watchers and not feed.reading:
+            del self.feeds[watcher.bucket]
+
+    # Serving.
+
+    async def serve(self, plan_text: bytes, status: int, headers: list, body: bytes, send, receive):
+        """Take over a watch request the front answered in Django (api.watching)."""
+        self._start()
+        watcher = Watcher(json.loads(plan_text))
+        headers = [(n, v) for n, v in headers if n != b"content-length"]
+        gone = asyncio.get_running_loop().create_task(self._until_gone(watcher, receive))
+        try:
+            if watcher.format == "sse":
+                await send({"type": "http.response.start", "status": status, "headers": headers})
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+                await self._join(watcher)
+                await self._stream(watcher, send)
+            else:
+                await self._join(watcher)
+                await self._long_poll(watcher, status, headers, send)
+        except OSError:
+            pass  # the client is gone
+        finally:
+            gone.cancel()
+            self._leave(watcher)
+            await self._release(watcher)
+
+    @staticmethod
+    async def _until_gone(watcher: Watcher, receive) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                watcher.closed = True
+                watcher.wake.set()
+                return
+
+    async def _wait(self, watcher: Watcher, seconds: float) -> bool:
+        """Wait up to `seconds` for something to send; False if the time ran out."""
+        if watcher.pending or watcher.cancelled or watcher.closed:
+            return True
+        watcher.wake.clear()
+        try:
+            async with asyncio.timeout(max(0.0, seconds)):
+                await watcher.wake.wait()
+            return True
+        except TimeoutError:
+            return False
+
+    def _expiry_check(self, watcher: Watcher) -> float:
+        """Seconds until the credentials expire (then: cancel, expired)."""
+        if watcher.ends_at is None:
+            return float("inf")
+        left = watcher.ends_at - time.time()
+        if left <= 0:
+            watcher.cancel("expired")
+        return left
+
+    async def _stream(self, watcher: Watcher, send) -> None:
+        keep_alive = settings.THISDB_WATCH_KEEPALIVE_SECONDS
+        while True:
+            left = self._expiry_check(watcher)
+            woken = await self._wait(watcher, min(keep_alive, left))
+            if watcher.closed:
+                return
+            chunks = list(watcher.pending)
+            watcher.pending.clear()
+            watcher.pending_bytes = 0
+            if watcher.cancelled:
+                chunks.append(watching.sse_cancel(watcher.cancelled))
+                await send({"type": "http.response.body", "body": b"".join(chunks)})
+                return
+            if not chunks:
+                if woken:
+                    continue
+                chunks = [watching.KEEP_ALIVE]
+            await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
+
+    async def _long_poll(self, watcher: Watcher, status: int, headers: list, send) -> None:
+        deadline = time.monotonic() + watcher.wait
+        while not watcher.pending and not watcher.cancelled and not watcher.closed:
+            left = min(deadline - time.monotonic(), self._expiry_check(watcher))
+            if left <= 0 or not await self._wait(watcher, left):
+                break
+        if watcher.closed:
+            return
+        events = list(watcher.pending)
+        body = watching.long_poll_body(events, watcher.position)
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+hub = Hub()
