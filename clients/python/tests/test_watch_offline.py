@@ -5,12 +5,12 @@ connects again, and what it gives, can be checked event by event."""
 import asyncio
 import json
 import time
-from urllib.parse import parse_qs, urlsplit
 
 import anyio
 import pytest
 import thisdb
 import thisdb.watch
+from event_stream import block, delete, opening, put, query
 from stand_in import DROP, END, Seen, answering, streaming
 from thisdb import Delete, Put, Reset
 from thisdb._sse import Message, Reader
@@ -23,37 +23,6 @@ JSON = {"Content-Type": "application/json"}
 def _no_thisdb_env(monkeypatch):
     for name in ("THISDB_URL", "THISDB_API_KEY", "THISDB_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-
-
-def block(position=None, event=None, data=None, retry=None) -> bytes:
-    """One block of the stream, as the server writes it."""
-    lines = []
-    if position is not None:
-        lines.append(f"id: {position}")
-    if event is not None:
-        lines.append(f"event: {event}")
-    if data is not None:
-        lines.append(f"data: {json.dumps(data)}")
-    if retry is not None:
-        lines.append(f"retry: {retry}")
-    return ("\n".join(lines) + "\n\n").encode()
-
-
-def opening(position) -> bytes:
-    return b": watching\n" + block(position, retry=10)
-
-
-def put(position, key, value="v", version="1", ttl=0) -> bytes:
-    data = {"key": key, "value": value, "version": version, "ttl": ttl}
-    return block(position, "put", data)
-
-
-def delete(position, key, version="2", reason="deleted") -> bytes:
-    return block(position, "delete", {"key": key, "version": version, "reason": reason})
-
-
-def query(seen: Seen) -> dict[str, str]:
-    return {name: values[0] for name, values in parse_qs(urlsplit(seen.path).query).items()}
 
 
 def take(watch, count):
