@@ -268,11 +268,11 @@ class AsyncClient(BaseClient):
         return AsyncWatch(self, self._http, bucket, prefix, since, snapshot)
 
     async def changes(
-        self, bucket: str, since: Position | None = None, prefix: str = "", wait: int = 30
+        self, bucket: str, prefix: str = "", since: Position | None = None, wait: int = 30
     ) -> Changes:
         """The changes after `since`, as soon as there are some or after `wait` seconds; see
         Client.changes."""
-        return await self._run(changes(bucket, since, prefix, wait))
+        return await self._run(changes(bucket, prefix, since, wait))
 
     async def create_token(
         self, bucket: str, prefix: str, permissions: str | Iterable[str], ttl: int

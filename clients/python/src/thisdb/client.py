@@ -295,12 +295,12 @@ class Client(BaseClient):
         return Watch(self, self._http, bucket, prefix, since, snapshot)
 
     def changes(
-        self, bucket: str, since: Position | None = None, prefix: str = "", wait: int = 30
+        self, bucket: str, prefix: str = "", since: Position | None = None, wait: int = 30
     ) -> Changes:
         """The changes under `prefix` after position `since` (a long-poll): the server answers
         as soon as there are some, or after `wait` seconds (0 to 60) with none. Ask again from
         the answer's `next`."""
-        return self._run(changes(bucket, since, prefix, wait))
+        return self._run(changes(bucket, prefix, since, wait))
 
     # --- tokens ------------------------------------------------------------------------------
 

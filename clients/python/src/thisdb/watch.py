@@ -90,7 +90,7 @@ def event_of(kind: str, position: str | None, data: Any) -> Event | None:
 # --- the long-poll ---------------------------------------------------------------------------
 
 
-def changes(bucket: str, since: Position | None, prefix: str, wait: int) -> Call[Changes]:
+def changes(bucket: str, prefix: str, since: Position | None, wait: int) -> Call[Changes]:
     params = {"watch": "true", "format": "json", "wait": _core._whole(wait, "wait")}
     if not 0 <= wait <= MAX_WAIT:
         raise InvalidArgument(f"wait must be 0 to {MAX_WAIT} seconds, not {wait}")
@@ -292,7 +292,9 @@ class WatchBase:
             raise WatchCancelled(reason, self._position)
         position = message.id or None
         if position is not None and not _is_position(position):
-            raise UnexpectedResponse(f"the stream gave a position that is not one: {position!r}")
+            raise UnexpectedResponse(
+                f"the stream gave a position that is not one: {position!r}", response
+            )
         if message.data is None:
             # The opening block (or any without data) only moves the position.
             if position is not None:
