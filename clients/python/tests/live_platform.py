@@ -1,11 +1,12 @@
 """The ThisDB platform the online tests talk to over HTTP.
 
-Named by the environment (THISDB_TEST_URL, THISDB_TEST_MANAGE, THISDB_TEST_STRICT_URL: see the
-README), or else started here from the checkout these tests sit in (clients/python/../..): a
-scratch database of its own on the PostgreSQL of DATABASE_URL, `manage.py migrate`, and
-gunicorn twice on free ports, both with Redis at REDIS_URL under a prefix of the run's; all of
-it removed at the end. Either way the tests reach the platform's database through its
-`manage.py shell`, which runs server_side.py; this process needs no Django.
+Named by the environment (THISDB_TEST_URL, THISDB_TEST_MANAGE, THISDB_TEST_STRICT_URL,
+THISDB_TEST_STREAM_URL: see the README), or else started here from the checkout these tests sit
+in (clients/python/../..): a scratch database of its own on the PostgreSQL of DATABASE_URL,
+`manage.py migrate`, and gunicorn twice on free ports, both with Redis at REDIS_URL under a
+prefix of the run's (and, for the tests of watches only, granian, the production front, which
+streams); all of it removed at the end. Either way the tests reach the platform's database
+through its `manage.py shell`, which runs server_side.py; this process needs no Django.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,9 +51,18 @@ class Persona:
 class Platform:
     """The platform's URLs, and its database through server_side.py."""
 
-    def __init__(self, url: str, strict_url: str | None, manage: list[str], env: Mapping[str, str]):
+    def __init__(
+        self,
+        url: str,
+        strict_url: str | None,
+        manage: list[str],
+        env: Mapping[str, str],
+        serve_streams: Callable[[], str] | None = None,
+    ):
         self.url = url  # the per-key write limit off: tests write a key twice quickly
         self.strict_url = strict_url  # the spec's one write per second per key
+        self._serve_streams = serve_streams
+        self._stream_url: str | None = None
         self._errors = tempfile.TemporaryFile()
         self._side = subprocess.Popen(
             [*manage, "shell", "--no-imports", "-c", SERVER_SIDE.read_text()],
@@ -62,6 +72,15 @@ class Platform:
             env=dict(env),
             text=True,
         )
+
+    @property
+    def stream_url(self) -> str:
+        """The platform served by its production front (granian), which streams a watch's
+        events as they come (gunicorn's sync workers would hold each stream in a thread):
+        started on first use, as only the tests of watches need it."""
+        if self._stream_url is None:
+            self._stream_url = self._serve_streams() if self._serve_streams else self.url
+        return self._stream_url
 
     def _ask(self, do: str, **arguments: Any) -> Any:
         assert self._side.stdin and self._side.stdout
@@ -151,7 +170,13 @@ def running_platform() -> Iterator[Platform]:
             "THISDB_TEST_URL is set, but not THISDB_TEST_MANAGE: the command that runs that "
             "platform's manage.py (the tests make their users and keys with it)"
         )
-    named = Platform(url, os.environ.get("THISDB_TEST_STRICT_URL"), shlex.split(manage), os.environ)
+    strict, streams = (
+        os.environ.get("THISDB_TEST_STRICT_URL"),
+        os.environ.get("THISDB_TEST_STREAM_URL"),
+    )
+    named = Platform(
+        url, strict, shlex.split(manage), os.environ, (lambda: streams) if streams else None
+    )
     try:
         yield named
     finally:
@@ -195,7 +220,13 @@ def started_from_checkout() -> Iterator[Platform]:
         )
         url = stack.enter_context(gunicorn(python, {**env, "THISDB_KEY_WRITES_PER_SECOND": "0"}))
         strict = stack.enter_context(gunicorn(python, {**env, "THISDB_KEY_WRITES_PER_SECOND": "1"}))
-        started = Platform(url, strict, [python, str(PROJECT / "manage.py")], env)
+
+        def serve_streams() -> str:
+            return stack.enter_context(
+                granian(python, {**env, "THISDB_KEY_WRITES_PER_SECOND": "0"})
+            )
+
+        started = Platform(url, strict, [python, str(PROJECT / "manage.py")], env, serve_streams)
         stack.callback(started.close)
         stack.callback(started.forget_redis_keys)
         yield started
@@ -256,18 +287,63 @@ def gunicorn(python: str, env: Mapping[str, str]) -> Iterator[str]:
         stderr=log,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise RuntimeError(f"gunicorn did not start: {log.read().decode()}") from None
-                time.sleep(0.1)
+        _wait_for(port, server, log, "gunicorn")
         yield f"http://127.0.0.1:{port}"
     finally:
         server.send_signal(signal.SIGINT)  # quick shutdown: no waiting for idle keep-alives
         server.wait(timeout=10)
         log.close()
+
+
+@contextmanager
+def granian(python: str, env: Mapping[str, str]) -> Iterator[str]:
+    """granian serving the platform's ASGI application on a free port, as `make serve` does (one
+    worker here); yields its URL."""
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    server = subprocess.Popen(
+        [
+            python,
+            "-m",
+            "granian",
+            "thisdb_site.asgi:application",
+            "--interface=asgi",
+            "--http=1",
+            "--no-ws",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--workers=1",
+            "--runtime-threads=1",
+            "--log-level=warning",
+        ],
+        cwd=PROJECT,
+        env={**env, "THISDB_WEB_THREADS": "8"},  # watches and the writes of the tests at once
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        _wait_for(port, server, log, "granian")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()  # open streams may keep it waiting
+            server.wait(timeout=10)
+        log.close()
+
+
+def _wait_for(port: int, server: subprocess.Popen, log: Any, name: str) -> None:
+    """Until the server listens on the port; RuntimeError with its log if it stopped or took
+    more than 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                raise RuntimeError(f"{name} did not start: {log.read().decode()}") from None
+            time.sleep(0.1)

@@ -25,21 +25,39 @@ from thisdb.errors import (
     ThisDBError,
     Unavailable,
     UnexpectedResponse,
+    WatchCancelled,
 )
-from thisdb.models import BucketInfo, BucketPage, Item, KeyPage, OpResult, RateLimit
+from thisdb.models import (
+    BucketInfo,
+    BucketPage,
+    Changes,
+    Delete,
+    Event,
+    Item,
+    KeyPage,
+    OpResult,
+    Put,
+    RateLimit,
+    Reset,
+)
 from thisdb.transaction import AsyncTransaction, Transaction
+from thisdb.watch import AsyncWatch, Watch
 
 __all__ = [
     "ApiError",
     "AsyncClient",
     "AsyncTransaction",
+    "AsyncWatch",
     "BadRequest",
     "BucketInfo",
     "BucketPage",
+    "Changes",
     "Client",
     "ClientClosed",
     "ConfigurationError",
     "Conflict",
+    "Delete",
+    "Event",
     "Forbidden",
     "InvalidArgument",
     "Item",
@@ -54,12 +72,16 @@ __all__ = [
     "OpResult",
     "PayloadTooLarge",
     "PreconditionFailed",
+    "Put",
     "RateLimit",
     "RateLimited",
+    "Reset",
     "ServerError",
     "ThisDBError",
     "Transaction",
     "Unavailable",
     "UnexpectedResponse",
+    "Watch",
+    "WatchCancelled",
     "__version__",
 ]

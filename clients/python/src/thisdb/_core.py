@@ -173,6 +173,7 @@ class Call(Generic[T]):
     content_type: str | None = None
     headers: Mapping[str, str] | None = None
     not_modified: bool = False  # a 304 answer is passed to `parse` (a GET with If-None-Match)
+    wait: float = 0  # seconds the server may hold the answer (a long-poll), added to the timeout
 
 
 def _form(fields: Mapping[str, str]) -> bytes:
@@ -840,13 +841,22 @@ def build_request(
     headers = dict(call.headers or {})
     if call.content_type:
         headers["Content-Type"] = call.content_type
-    return http.build_request(
+    request = http.build_request(
         call.method,
         base + call.path,
         params=dict(call.params) if call.params else None,
         content=call.body,
         headers=headers or None,
     )
+    if call.wait:
+        # The server answers a long-poll only when something happens or its wait is over: the
+        # client's read timeout counts from then.
+        timeout = http.timeout
+        read = None if timeout.read is None else timeout.read + call.wait
+        request.extensions["timeout"] = httpx.Timeout(
+            connect=timeout.connect, read=read, write=timeout.write, pool=timeout.pool
+        ).as_dict()
+    return request
 
 
 def _seconds(value: object) -> bool:

@@ -14,8 +14,9 @@ from thisdb import _core
 from thisdb._base import BaseClient
 from thisdb._core import Call, Value, Version
 from thisdb.errors import ClientClosed, NetworkError
-from thisdb.models import BucketInfo, BucketPage, Item, KeyPage
+from thisdb.models import BucketInfo, BucketPage, Changes, Item, KeyPage
 from thisdb.transaction import AsyncTransaction
+from thisdb.watch import AsyncWatch, Position, changes
 
 T = TypeVar("T")
 
@@ -256,6 +257,22 @@ class AsyncClient(BaseClient):
     def transaction(self, bucket: str) -> AsyncTransaction:
         """A transaction on `bucket`; see Transaction (here `await tx.commit()`, `async with`)."""
         return AsyncTransaction(bucket, self._run)
+
+    # --- watching --------------------------------------------------------------------------
+
+    def watch(
+        self, bucket: str, prefix: str = "", since: Position | None = None, snapshot: bool = False
+    ) -> AsyncWatch:
+        """The changes to the keys under `prefix` as they happen; see Client.watch. Use it with
+        `async with` (or call `aclose()`), and `async for event in ...`."""
+        return AsyncWatch(self, self._http, bucket, prefix, since, snapshot)
+
+    async def changes(
+        self, bucket: str, prefix: str = "", since: Position | None = None, wait: int = 30
+    ) -> Changes:
+        """The changes after `since`, as soon as there are some or after `wait` seconds; see
+        Client.changes."""
+        return await self._run(changes(bucket, prefix, since, wait))
 
     async def create_token(
         self, bucket: str, prefix: str, permissions: str | Iterable[str], ttl: int

@@ -14,8 +14,9 @@ from thisdb import _core
 from thisdb._base import BaseClient
 from thisdb._core import Call, Value, Version
 from thisdb.errors import ClientClosed, NetworkError
-from thisdb.models import BucketInfo, BucketPage, Item, KeyPage
+from thisdb.models import BucketInfo, BucketPage, Changes, Item, KeyPage
 from thisdb.transaction import Transaction
+from thisdb.watch import Position, Watch, changes
 
 T = TypeVar("T")
 
@@ -277,6 +278,29 @@ class Client(BaseClient):
         """A transaction on `bucket`: checks and operations applied all or none; see
         Transaction."""
         return Transaction(bucket, self._run)
+
+    # --- watching ----------------------------------------------------------------------------
+
+    def watch(
+        self, bucket: str, prefix: str = "", since: Position | None = None, snapshot: bool = False
+    ) -> Watch:
+        """The changes to the keys under `prefix` as they happen, one event at a time (Put,
+        Delete, Reset), over one long request (Server-Sent Events).
+
+        `since`: start after this position (a `position` kept from an earlier watch or event);
+        else from now. `snapshot`: first a Put of every key under the prefix as it is now. The
+        stream opens at the start of a `with` block or at the first event asked for; once open
+        it connects again by itself after a drop, from the last position. See Watch.
+        """
+        return Watch(self, self._http, bucket, prefix, since, snapshot)
+
+    def changes(
+        self, bucket: str, prefix: str = "", since: Position | None = None, wait: int = 30
+    ) -> Changes:
+        """The changes under `prefix` after position `since` (a long-poll): the server answers
+        as soon as there are some, or after `wait` seconds (0 to 60) with none. Ask again from
+        the answer's `next`."""
+        return self._run(changes(bucket, prefix, since, wait))
 
     # --- tokens ------------------------------------------------------------------------------
 

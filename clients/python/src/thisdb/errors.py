@@ -54,6 +54,17 @@ class NetworkError(ThisDBError):
     """
 
 
+class WatchCancelled(ThisDBError):
+    """The server ended a watch for good, so the client does not reconnect: `reason` is
+    "revoked" (the token), "suspended" (the account), "bucket_deleted" or "expired" (the
+    token's time ran out). `position` is the last one the watch had seen."""
+
+    def __init__(self, reason: str, position: str | None = None):
+        super().__init__(f"the server ended the watch: {reason}")
+        self.reason = reason
+        self.position = position
+
+
 class UnexpectedResponse(ThisDBError):
     """The server answered, but not in the shape of the ThisDB v1 API (a redirect, an HTML
     page from a proxy, a malformed body)."""

@@ -1,11 +1,12 @@
 """The values the client returns: a listed item or bucket, a page of a listing, the result of
-one operation of a transaction, the rate-limit figures."""
+one operation of a transaction, the events of a watch, the rate-limit figures."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import ClassVar
 
 
 @dataclass(frozen=True)
@@ -108,3 +109,70 @@ class RateLimit:
     @property
     def reset_at(self) -> datetime:
         return datetime.fromtimestamp(self.reset, tz=UTC)
+
+
+# --- the events of a watch (Client.watch, Client.changes) -----------------------------------
+#
+# `position` is where the event stands in the bucket's history: a whole number the API writes
+# as a string, which only grows. Pass one back as `since=` to go on after that event.
+
+
+@dataclass(frozen=True)
+class Put:
+    """A key was written (set, increment, or a transaction's set or increment), or, in a
+    snapshot, a key as it is now.
+
+    `value` is the stored bytes, `version` the key's new version, `ttl` the seconds it has
+    left (0: never expires). `position` is None for the keys of a snapshot but its last one
+    (the server gives the position once the whole snapshot is sent)."""
+
+    position: str | None
+    key: str
+    value: bytes
+    version: str
+    ttl: int
+    type: ClassVar[str] = "put"
+
+
+@dataclass(frozen=True)
+class Delete:
+    """A key went away; `reason` says how: "deleted", "expired" or "bucket_deleted"."""
+
+    position: str
+    key: str
+    version: str
+    reason: str
+    type: ClassVar[str] = "delete"
+
+
+@dataclass(frozen=True)
+class Reset:
+    """What you know of the keys may be out of date: list them again (or, in a snapshot
+    watch, take the snapshot that follows), then follow the events after this one.
+
+    `reason` "history": the position asked for is older than the history the server keeps (the
+    changes in between are lost); `position` is now. "snapshot" (made by the client, with
+    `position` None): the connection dropped during a snapshot, which starts again from the
+    first key: forget the keys of the one cut off."""
+
+    position: str | None
+    reason: str
+    type: ClassVar[str] = "reset"
+
+
+Event = Put | Delete | Reset
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What one long-poll (Client.changes) gave: the events after `since`, and `next`, the
+    position to ask from next time (the last event's, or `since` again when none came)."""
+
+    events: list[Event] = field(default_factory=list)
+    next: str | None = None
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self.events)
+
+    def __len__(self) -> int:
+        return len(self.events)

@@ -656,6 +656,37 @@ def _json_of(response: httpx.Response) -> Any:
         raise UnexpectedResponse("the answer to the transaction is not JSON", response) from None
 
 
+# --- watching ----------------------------------------------------------------------------------
+
+
+@cli.command()
+@BUCKET
+@click.argument("prefix", required=False, default="")
+@click.option(
+    "--since",
+    metavar="N",
+    help="Start after position N (an event's, or where a watch stopped) [default: now].",
+)
+@click.option("--snapshot", is_flag=True, help="First every key under PREFIX as it is now.")
+@click.option(
+    "--json", "json_mode", is_flag=True, help="One JSON object an event (as `thisdb --json`)."
+)
+@pass_state
+def watch(
+    state: State, bucket: str, prefix: str, since: str | None, snapshot: bool, json_mode: bool
+) -> None:
+    """Print the changes to the keys under PREFIX as they happen, one line an event, until
+    Ctrl-C (which prints the position to go on from on stderr, and exits 0).
+
+    `42 put KEY = VALUE`, `43 delete KEY (deleted)`, `57 reset: list again`: the first word is
+    the event's position (`-` for the keys of a snapshot but its last). A dropped connection is
+    connected again from the last position; exit 1 when the server ends the watch (a token
+    revoked, the bucket deleted)."""
+    from thisdb.cli.watching import watch_prefix
+
+    watch_prefix(state, bucket, prefix, since, snapshot, json_mode)
+
+
 # --- tokens ------------------------------------------------------------------------------------
 
 

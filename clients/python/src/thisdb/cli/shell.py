@@ -30,7 +30,7 @@ Invoke = Callable[[State, list[str]], int]
 
 BUILTINS = ("use", "help", "exit", "quit")
 # Commands whose first argument is a bucket, and of those, the ones whose second is a key.
-BUCKET_FIRST = ("get", "set", "incr", "del", "keys", "export", "import", "txn")
+BUCKET_FIRST = ("get", "set", "incr", "del", "keys", "export", "import", "txn", "watch")
 KEY_SECOND = ("get", "set", "incr", "del")
 NOT_IN_SHELL = ("shell", "login")
 SHELL_COMMANDS = [
