@@ -82,6 +82,13 @@ def _answer(request, principal, bucket, fmt, prefix, since, snapshot, wait, stre
             opening.append({"id": str(start), "type": "reset", "reason": "history"})
         elif since is not None:
             start = since
+    if fmt == "json" and not opening:
+        # A long-poll whose changes are there already is answered now, without waiting.
+        events = history.read_after(bucket.id, start)
+        if events:
+            now = timezone.now()
+            opening = [json_event(e, now) for e in events if matches(e.key, prefix)]
+            start = events[-1].position
     if fmt == "json" and (opening or wait == 0):
         limits.close_watch(principal.user_id, stream)
         return _long_poll_answer(opening, start)
