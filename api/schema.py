@@ -142,6 +142,37 @@ LIST_PARAMETERS = [
     ),
 ]
 
+# Watching (api.watching): the same GET with watch=true.
+WATCH_PARAMETERS = [
+    OpenApiParameter(
+        "watch",
+        {"type": "boolean", "default": False},
+        description="Watch the keys under prefix instead of listing them: a stream of "
+        "Server-Sent Events (format=sse, or Accept: text/event-stream), or a long-poll "
+        "(format=json). See /docs/#watch.",
+    ),
+    OpenApiParameter(
+        "since",
+        {"type": "integer", "minimum": 0},
+        description="With watch=true: the changes after this position (an event's id; also "
+        "the Last-Event-ID header). Older than the kept history: a reset event first.",
+    ),
+    OpenApiParameter(
+        "snapshot",
+        {"type": "boolean", "default": False},
+        description="With watch=true: first the live keys under prefix as put events "
+        f"(at most {settings.THISDB_WATCH_SNAPSHOT_MAX}), then the changes.",
+    ),
+    OpenApiParameter(
+        "wait",
+        {"type": "integer", "minimum": 0, "maximum": 60, "default": 30},
+        description="With watch=true&format=json: seconds to wait for a change before an "
+        "empty answer. (A stream on a server without the production front also ends after "
+        "it, and is opened again by its client.)",
+    ),
+]
+EVENT_STREAM = "text/event-stream"
+
 
 # Request bodies
 
@@ -382,6 +413,34 @@ COMPONENTS = {
         },
         ["items", "next_cursor"],
     ),
+    "WatchEvent": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9]+$"},
+            "type": {"type": "string", "enum": ["put", "delete", "reset"]},
+            "key": {"type": "string"},
+            "value": {"type": "string"},
+            "encoding": {"type": "string", "enum": ["base64"]},
+            "version": {"type": "string", "pattern": "^[0-9]+$"},
+            "ttl": {"type": "integer", "minimum": 0},
+            "reason": {
+                "type": "string",
+                "enum": ["deleted", "expired", "bucket_deleted", "history"],
+            },
+        },
+        "required": ["type"],
+    },
+    "WatchAnswer": _object(
+        {
+            "events": {"type": "array", "items": _component("WatchEvent")},
+            "next": {
+                "type": "string",
+                "pattern": "^[0-9]+$",
+                "description": "Pass it as since= for the next long-poll.",
+            },
+        },
+        ["events", "next"],
+    ),
     "KeyList": _object(
         {
             "items": {"type": "array", "items": _component("ListedKey")},
@@ -446,10 +505,37 @@ STATUSES = {
     412: "Precondition failed: If-Match or If-None-Match did not hold, nothing was written; "
     "ETag gives the key's current version when it exists.",
     413: "The body is over the limit (a value: 1 MiB; a form: 64 KiB; a transaction: 10 MiB).",
-    429: "Over the API key's hourly limit, a second write to the key within a second, or too "
-    "many wrong keys from this address: retry after Retry-After seconds.",
+    429: "Over the API key's hourly limit, too many open watches (watch=true), a second write "
+    "to the key within a second, or too many wrong keys from this address: retry after "
+    "Retry-After seconds.",
     503: "Temporarily unavailable: retry after Retry-After seconds.",
 }
+
+
+def watch_responses(listing: dict) -> dict:
+    """A listing's responses, with what a watch answers: a stream or a long-poll."""
+    result = dict(listing)
+    result[(200, EVENT_STREAM)] = OpenApiResponse(
+        {
+            "type": "object",
+            "description": "watch=true: Server-Sent Events, one a change (put, delete), and "
+            "reset, cancel; a : keep-alive comment at least every 15 s. `data` is a JSON "
+            "object: a put's key, value (base64 with encoding), version and ttl; a delete's "
+            "key, version and reason; a reset's or cancel's reason.",
+            "properties": {
+                "id": {"type": "string", "pattern": "^[0-9]+$"},
+                "event": {"type": "string", "enum": ["put", "delete", "reset", "cancel"]},
+                "data": {"type": "string"},
+                "retry": {"type": "integer"},
+            },
+        },
+        description=STATUSES[200],
+    )
+    result[(200, JSON)] = OpenApiResponse(
+        {"oneOf": [_component("KeyList"), _component("WatchAnswer")]},
+        description=STATUSES[200],
+    )
+    return result
 
 
 def responses(ok: Answer, *errors: int) -> dict:

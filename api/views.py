@@ -108,8 +108,10 @@ class BucketViewSet(ApiViewSet):
     @extend_schema(
         summary="List the keys of a bucket",
         operation_id="list_keys",
-        parameters=[openapi.BUCKET_ID, *openapi.LIST_PARAMETERS],
-        responses=openapi.responses(openapi.KEY_LIST, 400, 403, 404, 405, 406, 429, 503),
+        parameters=[openapi.BUCKET_ID, *openapi.LIST_PARAMETERS, *openapi.WATCH_PARAMETERS],
+        responses=openapi.watch_responses(
+            openapi.responses(openapi.KEY_LIST, 400, 403, 404, 405, 406, 429, 503)
+        ),
     )
     def retrieve(self, request, bucket_id):
         principal = self.principal()

@@ -6,9 +6,9 @@ snapshot, a slot of the account's open watches), then answers with the plan of t
 header for the front (thisdb_site.front), which takes the connection over: the stream then lives
 on the front's event loop, holding no thread and no database connection while it waits.
 
-Under a server without the front (`manage.py runserver`, the test client, gunicorn) a long-poll is
-answered here by reading the history every POLL_SECONDS, and a stream is refused (501): streams
-need `make serve`.
+Under a server without the front (`manage.py runserver`, the test client, gunicorn) a watch is
+answered here, holding a thread: the changes within `wait` seconds, then the answer ends (a stream
+is then opened again by its client).
 """
 
 import json
@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from api import history, inputs, limits
-from api.errors import ApiError, BadRequest, Forbidden, TooManyRequests
+from api.errors import BadRequest, Forbidden, TooManyRequests
 from api.principals import Principal
 from api.renderers import Prepared
 from api.scoping import BucketInfo
@@ -33,10 +33,6 @@ POLL_SECONDS = 0.5  # a long-poll without the front reads the history this often
 RETRY_MS = 1000  # what an EventSource waits before it reconnects
 
 
-class NotImplementedHere(ApiError):
-    status_code = 501
-
-
 def position(text: str, name: str) -> int:
     return inputs.whole_number(text, name, low=0, high=inputs.INT64_MAX)
 
@@ -44,9 +40,8 @@ def position(text: str, name: str) -> int:
 def open_watch(request, principal: Principal, bucket: BucketInfo, count_request) -> Prepared:
     """The answer to a watch request of `principal` on `bucket` (already scoped to it)."""
     params = request.query_params
-    fmt = params.get("format") or "sse"
-    if fmt not in ("sse", "json"):
-        raise BadRequest("a watch answers format=sse (a stream, the default) or format=json")
+    # format=json: a long-poll; anything else (format=sse, or none): a stream of events.
+    fmt = "json" if params.get("format") == "json" else "sse"
     prefix = _watched_prefix(principal, inputs.check_prefix(inputs.query_field(request, "prefix")))
     since_text = params.get("since") or request.META.get("HTTP_LAST_EVENT_ID", "").strip()
     since = position(since_text, "since") if since_text else None
@@ -104,7 +99,7 @@ def _answer(request, principal, bucket, fmt, prefix, since, snapshot, wait, stre
         "ends_at": _ends_at(principal),
     }
     if FRONT not in request.META:
-        return _without_front(principal, plan)
+        return _without_front(principal, plan, opening)
     if fmt == "sse":
         response = Prepared(sse_opening(start, opening), "text/event-stream")
         response["Cache-Control"] = "no-store"
@@ -205,29 +200,32 @@ def matches(key: str, prefix: str) -> bool:
     return key.startswith(prefix)
 
 
-def _without_front(principal: Principal, plan: dict) -> Prepared:
-    """A long-poll answered in this thread, reading the history every POLL_SECONDS; streams
-    need the front."""
-    if plan["format"] == "sse":
-        limits.close_watch(principal.user_id, plan["stream"])
-        raise NotImplementedHere(
-            "streams need the production server (make serve); this one answers long-polls: "
-            "add format=json"
-        )
+def _without_front(principal: Principal, plan: dict, opening: list[dict]) -> Prepared:
+    """Without the front, a watch is answered in this thread: the changes that come within
+    `wait` seconds (the history read every POLL_SECONDS), then the answer ends. A stream that
+    ends is opened again by an EventSource (and the Python client) from its last id: streams
+    work everywhere, while only the front holds them open without a thread."""
     try:
         deadline = time.monotonic() + plan["wait"]
         after = plan["position"]
-        while True:
+        found: list[history.Event] = []
+        while not found:
             events = history.read_after(plan["bucket"], after)
             if events:
                 after = events[-1].position
-                now = timezone.now()
-                found = [json_event(e, now) for e in events if matches(e.key, plan["prefix"])]
-                if found:
-                    return _long_poll_answer(found, after)
+                found = [e for e in events if matches(e.key, plan["prefix"])]
                 continue
             if time.monotonic() >= deadline:
-                return _long_poll_answer([], after)
+                break
             time.sleep(POLL_SECONDS)
+        now = timezone.now()
+        if plan["format"] == "json":
+            return _long_poll_answer([json_event(e, now) for e in found], after)
+        body = sse_opening(plan["position"], opening) + b"".join(sse_event(e, now) for e in found)
+        if not found and after != plan["position"]:
+            body += f"id: {after}\n\n".encode()  # changes outside the prefix: past them
+        response = Prepared(body, "text/event-stream")
+        response["Cache-Control"] = "no-store"
+        return response
     finally:
         limits.close_watch(principal.user_id, plan["stream"])

@@ -46,7 +46,8 @@ def load_schema():
             "phases": {"stateful": {"enabled": False}},  # the examples, coverage and fuzzing ones
             # Every generated request names the real bucket (tokens are made for it through the
             # examples; a generated bucket id is a 404, which the fuzzing of forms still covers).
-            "parameters": {"path.bucket_id": BUCKET},
+            # A long-poll (watch=true&format=json) answers at once rather than after up to 60 s.
+            "parameters": {"path.bucket_id": BUCKET, "query.wait": 0},
         }
     )
     return schemathesis.openapi.from_wsgi("/api/schema/?format=json", application, config=config)
