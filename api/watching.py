@@ -209,6 +209,8 @@ def _without_front(principal: Principal, plan: dict, opening: list[dict]) -> Pre
         deadline = time.monotonic() + plan["wait"]
         after = plan["position"]
         found: list[history.Event] = []
+        if opening:  # a reset or a snapshot to tell: now, without waiting
+            deadline = 0.0
         while not found:
             events = history.read_after(plan["bucket"], after)
             if events:

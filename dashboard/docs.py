@@ -47,8 +47,8 @@ TO_CHANGE, TO_DELETE = "BUCKET_TO_CHANGE", "BUCKET_TO_DELETE"
 
 def endpoints(base: str, bucket: str) -> list[Endpoint]:
     """The endpoints in the order of a first session: create a bucket, set, get, list and
-    increment keys; versions, conditional writes and transactions; delete a key; then tokens
-    and the bucket-wide calls, destructive ones last."""
+    increment keys; versions, conditional writes and transactions; watching; delete a key; then
+    tokens and the bucket-wide calls, destructive ones last."""
     v1 = f"{base}/v1"
     return [
         Endpoint(
@@ -339,6 +339,73 @@ def endpoints(base: str, bucket: str) -> list[Endpoint]:
             "if (answer.status === 409) console.log('taken; versions now:', "
             "(await answer.json()).versions)\n"
             "else console.log((await (await ok(answer)).json()).results)",
+        ),
+        Endpoint(
+            "watch",
+            "Watch keys change",
+            "GET",
+            "/v1/<bucket>?watch=true",
+            "Every change under a prefix as it commits, as Server-Sent Events: put (a set or an "
+            "increment: key, value, version, ttl) and delete (key, version, reason: deleted, "
+            "expired or bucket_deleted), in commit order, each once; a transaction's changes "
+            "come together, in its order. Each event's id is its position in the bucket's "
+            "history: reconnect with Last-Event-ID (browsers do it for you) or since= and you "
+            "get exactly what came after it. History is kept an hour: an older position gets "
+            "one reset event (list the keys again), then the stream goes on. cancel ends the "
+            "stream for good (the key or token revoked or expired, the account suspended, the "
+            "bucket deleted). A : keep-alive comment comes at least every 15 s. Expired keys "
+            "are announced when beat's sweep removes them, up to a minute after they expire "
+            "(reads refuse them from the second they expire). A watch counts one request when "
+            "it opens; an account may hold 20 open at once. Browsers cannot send headers with "
+            "EventSource: pass a token (POST /v1/tokens, read permission, a short ttl) as "
+            "token= in the URL, on this route only.",
+            params=[
+                ("prefix", "watch the keys that start with it (a token: within its prefix)"),
+                ("since", "the changes after this position (or the Last-Event-ID header)"),
+                ("snapshot", "true: first the keys under prefix now, as put events"),
+                ("format", "json: a long-poll instead of a stream, with wait (0 to 60 s)"),
+                ("token", "a token, for a browser's EventSource (this route only)"),
+            ],
+            answers=[
+                ("200", "the stream (text/event-stream), or a long-poll's events and next"),
+                ("403", "a token out of its prefix, or without read permission"),
+                ("429", "too many open watches (Retry-After), or the hourly limit"),
+            ],
+            token_ok=True,
+            curl=f'curl -N -H "X-Api-Key: $THISDB_API_KEY" '
+            f"'{v1}/{bucket}?watch=true&prefix=user:'",
+            python=PY_HEAD + "import json\n"
+            'params = {"watch": "true", "prefix": "user:", "snapshot": "true"}\n'
+            f'with httpx.stream("GET", "{v1}/{bucket}", params=params, headers=headers, '
+            "timeout=None) as stream:\n"
+            "    if stream.status_code != 200:\n"
+            "        stream.read()  # the API's message, for ok()\n"
+            "    ok(stream)\n"
+            "    event = {}\n"
+            "    for line in stream.iter_lines():\n"
+            '        if line.startswith("id: "):\n'
+            '            event["id"] = line[4:]  # keep it: reconnect with Last-Event-ID\n'
+            '        elif line.startswith("event: "):\n'
+            '            event["type"] = line[7:]\n'
+            '        elif line.startswith("data: "):\n'
+            "            event.update(json.loads(line[6:]))\n"
+            '        elif line == "" and "type" in event:\n'
+            "            print(event)  # {'type': 'put', 'key': 'user:42:name', ...}\n"
+            "            break  # a real watcher goes on reading\n",
+            js="// In a browser page: EventSource reconnects by itself, from the last id.\n"
+            "// It cannot send headers: make a read token on your server (POST /v1/tokens,\n"
+            "// permissions=read, a short ttl) and pass it in the URL, on this route only.\n"
+            "const token = window.THISDB_TOKEN\n"
+            f"const source = new EventSource('{v1}/{bucket}?watch=true&prefix=user:&token=' + "
+            "token)\n"
+            "source.addEventListener('put', (e) => {\n"
+            "  const change = JSON.parse(e.data)  // key, value, version, ttl\n"
+            "  console.log(e.lastEventId, change.key, '=', change.value)\n"
+            "})\n"
+            "source.addEventListener('delete', (e) => console.log('gone:', "
+            "JSON.parse(e.data).key))\n"
+            "source.addEventListener('reset', () => { /* list the keys again */ })\n"
+            "source.addEventListener('cancel', () => source.close())  // revoked, expired, deleted",
         ),
         Endpoint(
             "delete",
