@@ -15,15 +15,19 @@ A watcher that joins behind the feed (since=) first catches up from the history 
 import asyncio
 import json
 import logging
+import re
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
+from accounts.models import ApiKey
 from api import history, limits, notify, watching
+from api.models import Token
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +90,16 @@ class Watcher:
                 self.closed = True
             self.wake.set()
 
+    def credentials(self) -> list[tuple[str, int]]:
+        """(kind, id) of what the stream was opened with: "key", "token", "user" (from its
+        block markers, api.limits.block_key)."""
+        found = []
+        for marker in self.blocks:
+            matched = _MARKER.search(marker)
+            if matched:
+                found.append((matched[1], int(matched[2])))
+        return found
+
     def reset(self, position: int) -> None:
         """The history no longer holds what this watcher needs: it lists again."""
         self.position = position
@@ -101,6 +115,33 @@ class Watcher:
         if self.cancelled is None:
             self.cancelled = reason
             self.wake.set()
+
+
+_MARKER = re.compile(r":blk:(key|token|user):(\d+)$")
+_KINDS = ("key", "token", "user")
+
+
+def _refused(held: dict[str, set[int]]) -> dict[str, set[int]]:
+    """In the hub's database thread: which of these keys are revoked, tokens gone, accounts
+    suspended."""
+    try:
+        keys = set(
+            ApiKey.objects.filter(pk__in=held["key"], revoked_at__isnull=False).values_list(
+                "pk", flat=True
+            )
+        )
+        tokens = held["token"] - set(
+            Token.objects.filter(pk__in=held["token"]).values_list("pk", flat=True)
+        )
+        users = set(
+            get_user_model()
+            .objects.filter(pk__in=held["user"], is_active=False)
+            .values_list("pk", flat=True)
+        )
+        return {"key": keys, "token": tokens, "user": users}
+    finally:
+        if settings.DATABASE_POOL_SIZE:
+            connection.close()
 
 
 class Forms:
@@ -250,6 +291,10 @@ class Hub:
                     by_user.setdefault(watcher.user, []).append(watcher.stream)
             if not by_user:
                 continue
+            try:
+                await self._recheck()
+            except Exception:
+                log.exception("the watch streams' credentials could not be checked")
             until = time.time() + limits.WATCH_SLOT_SECONDS
             if self.redis is None:
                 for user, streams in by_user.items():
@@ -262,6 +307,23 @@ class Hub:
                     await pipe.execute()
             except Exception:
                 pass  # Redis away: its slots lapse, and so does the limit while it is
+
+    async def _recheck(self) -> None:
+        """Cancel the streams whose key or token was revoked or whose account was suspended,
+        as the database says (one query a kind): what the notices say at once, when Redis is
+        away and they are lost."""
+        watchers = [w for feed in self.feeds.values() for w in feed.watchers]
+        if not watchers:
+            return
+        assert self.loop is not None
+        held = {
+            kind: {i for w in watchers for k, i in w.credentials() if k == kind} for kind in _KINDS
+        }
+        refused = await self.loop.run_in_executor(self.database, _refused, held)
+        for watcher in watchers:
+            for kind, ident in watcher.credentials():
+                if ident in refused[kind]:
+                    watcher.cancel("suspended" if kind == "user" else "revoked")
 
     async def _release(self, watcher: Watcher) -> None:
         if self.redis is None:
