@@ -203,7 +203,11 @@ class Hub:
             return
         self.loop = asyncio.get_running_loop()
         loop = self.loop
-        notify.local_hub = lambda notice: loop.call_soon_threadsafe(self.heard, notice)
+
+        def tell(notice: dict) -> None:  # from any thread
+            loop.call_soon_threadsafe(self.heard, notice)
+
+        notify.local_hub = tell
         self.tasks.append(loop.create_task(self._poll()))
         self.tasks.append(loop.create_task(self._renew()))
         if settings.REDIS_URL:
@@ -296,9 +300,11 @@ class Hub:
             except Exception:
                 log.exception("the watch streams' credentials could not be checked")
             until = time.time() + limits.WATCH_SLOT_SECONDS
-            if self.redis is None:
-                for user, streams in by_user.items():
-                    limits.limiter().keep_watches(limits.watches_key(user), streams, time.time())
+            in_process = limits.limiter()
+            if isinstance(in_process, limits.MemoryLimiter) or self.redis is None:
+                if isinstance(in_process, limits.MemoryLimiter):
+                    for user, streams in by_user.items():
+                        in_process.keep_watches(limits.watches_key(user), streams, time.time())
                 continue
             try:
                 async with self.redis.pipeline(transaction=False) as pipe:
@@ -327,7 +333,7 @@ class Hub:
 
     async def _release(self, watcher: Watcher) -> None:
         if self.redis is None:
-            limits.limiter().close_watch(limits.watches_key(watcher.user), watcher.stream)
+            limits.close_watch(watcher.user, watcher.stream)
             return
         try:
             await self.redis.zrem(limits.watches_key(watcher.user), watcher.stream)

@@ -143,7 +143,11 @@ def _snapshot(bucket_id: str, prefix: str):
             f"a snapshot sends at most {cap} keys and this prefix holds more: list the keys "
             "with GET /v1/<bucket>?values=true (cursor pages), then watch with since="
         )
-    return head, [history.Event(head, False, *row, "") for row in rows]
+    events = [
+        history.Event(head, False, key, value, version, expires_at, "")
+        for key, value, version, expires_at in rows
+    ]
+    return head, events
 
 
 def _ends_at(principal: Principal) -> float | None:
