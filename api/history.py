@@ -258,9 +258,10 @@ def ttl_left(expires_at: datetime | None, now: datetime) -> int:
 
 
 def _aware(expires_at) -> datetime | None:
-    if expires_at is None or isinstance(expires_at, datetime):
-        return expires_at
-    parsed = parse_datetime(expires_at)  # SQLite hands raw SQL its stored text (UTC)
+    """An expiry as read by raw SQL: SQLite gives its stored text or a naive datetime, in UTC."""
+    if expires_at is None:
+        return None
+    parsed = expires_at if isinstance(expires_at, datetime) else parse_datetime(expires_at)
     assert parsed is not None, expires_at
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 

@@ -375,6 +375,9 @@ class Hub:
             log.exception("a watch feed could not read its history; it tries again")
         finally:
             feed.reading = False
+        if not feed.watchers and self.feeds.get(feed.bucket) is feed:
+            del self.feeds[feed.bucket]  # its last watcher left while it read
+            return
         if feed.closing:
             for watcher in feed.watchers:
                 watcher.cancel(feed.closing)
