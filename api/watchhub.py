@@ -383,7 +383,23 @@ class Hub:
                 watcher.cancel(feed.closing)
 
     async def _join(self, watcher: Watcher) -> None:
-        """Catch the watcher up from the history to its feed, then add it to the feed."""
+        """Catch the watcher up from the history to its feed, then add it to the feed (with no
+        await between the last check and the joining: no event falls between)."""
+        assert self.loop is not None
+        while True:
+            feed = self._feed(watcher)
+            if watcher.position >= feed.seen or watcher.closed:
+                feed.watchers.add(watcher)
+                return
+            after = watcher.position
+            events = await self.loop.run_in_executor(self.database, _read, watcher.bucket, after)
+            if not events or events[0].position != after + 1:
+                watcher.reset(feed.seen)  # swept meanwhile: list again
+            else:
+                watcher.deliver(events, Forms(events))
+
+    def _feed(self, watcher: Watcher) -> Feed:
+        """The watcher's bucket's feed, made (starting at the watcher's position) if none."""
         assert self.loop is not None
         feed = self.feeds.get(watcher.bucket)
         if feed is None:
@@ -391,14 +407,7 @@ class Hub:
             notify.watched[watcher.bucket] = time.monotonic() + notify.WATCHED_FOR_SECONDS
             self.loop.create_task(self._announce([watcher.bucket]))
             self._refresh(feed)
-        while watcher.position < feed.seen and not watcher.closed:
-            after = watcher.position
-            events = await self.loop.run_in_executor(self.database, _read, watcher.bucket, after)
-            if not events or events[0].position != after + 1:
-                watcher.reset(feed.seen)
-                break
-            watcher.deliver(events, Forms(events))
-        feed.watchers.add(watcher)
+        return feed
 
     def _leave(self, watcher: Watcher) -> None:
         feed = self.feeds.get(watcher.bucket)
