@@ -179,3 +179,29 @@ def test_a_listing_with_values_says_how_long_each_key_has_left(server):
     status, _, body = server.call("GET", f"/v1/{bucket}?values=true&format=json")
     ttls = {item["key"]: item["ttl"] for item in json.loads(body)["items"]}
     assert 3590 <= ttls["hour"] <= 3600 and ttls["never"] == 0
+
+
+def test_a_watch_without_the_front_answers_what_changed_within_wait_then_ends(server):
+    """runserver has no front to hold a stream: a watch is answered with the changes that come
+    within `wait` seconds (read from the SQLite history), then ends, for its client to open it
+    again from its last id; a long-poll the same, in JSON."""
+    bucket = server.new_bucket()
+    assert server.call("POST", f"/v1/{bucket}/a", b"1")[0] == 200
+    assert server.call("PATCH", f"/v1/{bucket}/n", b"+5")[0] == 200
+    time.sleep(1.1)  # one write a second per key
+    assert server.call("DELETE", f"/v1/{bucket}/a")[0] == 200
+    status, headers, body = server.call("GET", f"/v1/{bucket}?watch=true&since=0&wait=1")
+    assert status == 200 and headers["Content-Type"] == "text/event-stream"
+    events = [block for block in body.decode().split("\n\n") if "event: " in block]
+    assert [e.split("\n")[:2] for e in events] == [
+        ["id: 1", "event: put"],
+        ["id: 2", "event: put"],
+        ["id: 3", "event: delete"],
+    ]
+    assert '"key": "n", "value": "5"' in events[1] and '"reason": "deleted"' in events[2]
+    status, _, body = server.call("GET", f"/v1/{bucket}?watch=true&format=json&since=2&wait=1")
+    answer = json.loads(body)
+    assert status == 200 and answer["next"] == "3"
+    assert [(e["id"], e["type"], e["key"]) for e in answer["events"]] == [("3", "delete", "a")]
+    status, _, body = server.call("GET", f"/v1/{bucket}?watch=true&format=json&since=3&wait=1")
+    assert json.loads(body) == {"events": [], "next": "3"}  # after wait, nothing new
