@@ -76,7 +76,7 @@ redis.call('ZADD', KEYS[1], ARGV[2], ARGV[4])
 redis.call('EXPIRE', KEYS[1], 3600)
 return 1
 """
-WATCH_SLOT_SECONDS = 90  # a hub renews its streams' slots every 30 s
+WATCH_SLOT_SECONDS = 90  # a hub renews its streams' slots every 30 s (THISDB_WATCH_RECHECK_SECONDS)
 
 # The web pages' writes: only the one-write-per-second rule (pages count no requests).
 # KEYS: the write marker; ARGV: window (ms). Returns the wait in ms (0: the write may go).

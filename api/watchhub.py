@@ -32,7 +32,6 @@ from api.models import Token
 log = logging.getLogger(__name__)
 
 MAX_PENDING_BYTES = 4 * 1024 * 1024  # a reader this far behind is cut off; it resumes by id
-RENEW_EVERY_SECONDS = 30  # watch slots (api.limits) are renewed this often
 REDIS_RETRY_SECONDS = 1
 
 
@@ -288,7 +287,7 @@ class Hub:
     async def _renew(self) -> None:
         """Renew the watch slots of the open streams, one round trip for all of them."""
         while True:
-            await asyncio.sleep(RENEW_EVERY_SECONDS)
+            await asyncio.sleep(settings.THISDB_WATCH_RECHECK_SECONDS)
             by_user: dict[int, list[str]] = {}
             for feed in self.feeds.values():
                 for watcher in feed.watchers:

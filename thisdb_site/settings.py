@@ -352,6 +352,9 @@ THISDB_MAX_WATCHES = env_int("THISDB_MAX_WATCHES", 20)
 THISDB_WATCH_HISTORY = env_int("THISDB_WATCH_HISTORY", 3600, minimum=60)
 THISDB_WATCH_KEEPALIVE_SECONDS = env_int("THISDB_WATCH_KEEPALIVE_SECONDS", 15, minimum=1)
 THISDB_WATCH_POLL_SECONDS = env_int("THISDB_WATCH_POLL_SECONDS", 2, minimum=1)
+# ... and asks the database this often whether its streams' keys and tokens still hold (what
+# the notices of a revocation say at once, when Redis is away), renewing their watch slots.
+THISDB_WATCH_RECHECK_SECONDS = env_int("THISDB_WATCH_RECHECK_SECONDS", 30, minimum=1)
 THISDB_WATCH_SNAPSHOT_MAX = 10_000  # keys a snapshot=true sends at most (else 400)
 # How long an API key, token or bucket stays in a worker's memory: a revoked key or a changed
 # default_ttl reaches every worker within this many seconds. Budget: 10 s.
