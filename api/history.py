@@ -1,17 +1,18 @@
 """Each bucket's history of changes: what watchers are sent (api.watching), in commit order.
 
-Every write records its changes in api_change with the next positions of its bucket, drawn from
-the bucket's api_changehead row. That row's lock is held until the write commits, so of two
-writes to a bucket the one that commits later draws the higher positions: a watcher that has seen
-everything up to a position and asks for what comes after it can never miss a change that
-commits late. The lock is the last one a write takes (after its keys' rows, in the same statement
-or, for a transaction, in its last statement), so writers never wait for each other in a circle;
-only writers of the same bucket queue on it, for the time their commit takes.
+A single write records its change in api_change with the next position of its bucket, drawn
+from the bucket's api_changehead row in the same statement. That row's lock is held until the
+write commits, so of two writes to a bucket the one that commits later draws the higher
+position: a watcher that has seen everything up to a position and asks for what comes after it
+can never miss a change that commits late. The lock is the last one a write takes (after its
+key's row), so writers never wait for each other in a circle; only writers of the same bucket
+queue on it, for the time their commit takes.
 
-A bucket delete and the sweep of expired keys remove many rows at once, across buckets: they
-write their changes unplaced (a position below 0, from a sequence of their own) in the
-statement that removes the rows, and place them right after it commits (place_pending), so
-they too never hold a bucket's head while waiting for rows.
+A transaction (REPEATABLE READ: moving a head that writers moved since it began would fail it), a
+bucket delete and the sweep of expired keys write their changes unplaced instead: below 0, one
+number of their own per statement, in their order. Right after they commit, place_pending()
+gives them the bucket's next positions under the head's lock (in READ COMMITTED), each
+statement's changes together. Positions are thus given in the order changes became visible.
 
 The embedded SQLite default serializes its writes anyway (api.statements): record() there simply
 takes the next positions.
@@ -94,33 +95,32 @@ class Changed:
     reason: str = ""
 
 
+# One number from the pending sequence for the whole statement, times 2**32, plus the row's
+# ordinal: a statement's changes are placed together, in their order (place_pending).
+_PENDING = f"-((SELECT nextval('{PENDING_SEQUENCE}')) * 4294967296 + {{ordinal}})"
 _RECORD_SQL = (
-    f"WITH h AS (INSERT INTO {_H} AS head (bucket_id, position) VALUES (%s, %s) "
-    "ON CONFLICT (bucket_id) DO UPDATE SET position = head.position + excluded.position "
-    "RETURNING position) "
     f"INSERT INTO {_C} ({_COLUMNS}) "
-    "SELECT %s, h.position - %s + u.n, u.d, u.k, u.v, "
+    f"SELECT %s, {_PENDING.format(ordinal='u.n')}, u.d, u.k, u.v, "
     f"COALESCE(u.ver, nextval('{VERSION_SEQUENCE}')), u.e, u.r, statement_timestamp() "
-    "FROM h, unnest(%s::bool[], %s::text[], %s::bytea[], %s::bigint[], %s::timestamptz[], "
+    "FROM unnest(%s::bool[], %s::text[], %s::bytea[], %s::bigint[], %s::timestamptz[], "
     "%s::text[]) WITH ORDINALITY AS u(d, k, v, ver, e, r, n)"
 )
 
 
 def record(bucket_id: str, changes: list[Changed]) -> None:
-    """Record `changes`, in this order, at the bucket's next positions (one statement on
-    PostgreSQL). Inside a transaction, call it last: it holds the bucket's head until commit."""
+    """Record `changes`, in this order (one statement on PostgreSQL), for a transaction: on
+    PostgreSQL unplaced, so call place_pending([bucket_id]) after the commit. (A transaction
+    runs at REPEATABLE READ, where moving the bucket's head, changed by writers that committed
+    since the transaction began, would fail it; unplaced changes take no lock at all.) On
+    SQLite at the bucket's next positions at once."""
     if not changes:
         return
-    n = len(changes)
     with connection.cursor() as cursor:
         if _PG:
             cursor.execute(
                 _RECORD_SQL,
                 [
                     bucket_id,
-                    n,
-                    bucket_id,
-                    n,
                     [c.deleted for c in changes],
                     [c.key for c in changes],
                     [c.value for c in changes],
@@ -158,16 +158,19 @@ def _sqlite_record(cursor, bucket_id: str, changes: list[Changed]) -> None:
 
 # Changes written unplaced (PostgreSQL), by a bucket delete and the sweep.
 def unplaced_deletes(rows: str, reason: str) -> str:
-    """An INSERT of a delete for each row of `rows` (an SQL relation with bucket_id and key
-    columns, in the order to record them), unplaced: place_pending() gives them positions."""
+    """An INSERT of a delete for each row of `rows` (an SQL relation r with bucket_id and key
+    columns), in bucket and key order, unplaced: place_pending() gives them positions."""
+    ordinal = f"row_number() OVER (ORDER BY r.bucket_id, r.{_KEY})"
     return (
-        f"INSERT INTO {_C} ({_COLUMNS}) SELECT r.bucket_id, -nextval('{PENDING_SEQUENCE}'), true, "
-        f"r.{_KEY}, NULL, nextval('{VERSION_SEQUENCE}'), NULL, '{reason}', statement_timestamp() "
-        f"FROM {rows}"
+        f"INSERT INTO {_C} ({_COLUMNS}) SELECT r.bucket_id, {_PENDING.format(ordinal=ordinal)}, "
+        f"true, r.{_KEY}, NULL, nextval('{VERSION_SEQUENCE}'), NULL, '{reason}', "
+        f"statement_timestamp() FROM {rows}"
     )
 
 
-# The bucket's unplaced changes, in the order written (-1, -2, ...), take its next positions.
+# The bucket's unplaced changes, in the order written (the least negative first), take its next
+# positions, under the head's lock, in a statement of its own (READ COMMITTED: it waits for the
+# head and then moves it as it is).
 _PLACE_SQL = (
     f"WITH p AS (SELECT position FROM {_C} WHERE bucket_id = %s AND position < 0 "
     "ORDER BY position DESC FOR UPDATE), "

@@ -338,7 +338,10 @@ def _with_retries(applying: "_Run") -> dict:
     for attempt in range(1, ATTEMPTS + 1):
         try:
             with _repeatable_read(nested), transaction.atomic():
-                return applying.batched()
+                answer = applying.batched()
+            # Its changes were recorded unplaced: placed now, after the commit (api.history).
+            history.place_pending([applying.bucket.id])
+            return answer
         except OperationalError as exc:
             if getattr(exc.__cause__, "sqlstate", None) not in _RETRYABLE:
                 raise
@@ -379,8 +382,8 @@ class _Run:
     def _start(self) -> None:
         self.results: list[dict] = [{} for _ in self.plan.ops]
         self.delete_left = DELETE_PREFIX_MAX
-        # PostgreSQL: each op's changes, recorded in op order by the last statement
-        # (api.history: the bucket's head is the last lock the transaction takes).
+        # PostgreSQL: each op's changes, recorded in op order by the last statement, unplaced
+        # (api.history.record), and placed after the commit.
         self.changes: list[tuple[int, list[Changed]]] = []
 
     def _decide_checks(self, current: dict[str, int]) -> None:

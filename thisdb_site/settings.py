@@ -144,8 +144,8 @@ DATABASES = {
 THISDB_WEB_THREADS = env_int("THISDB_WEB_THREADS", 2, minimum=1)
 # Seconds a request's body may take to arrive before the server gives up on it (408).
 THISDB_BODY_TIMEOUT = env_int("THISDB_BODY_TIMEOUT", 30, minimum=1)
-# One more for the watch hub's reads (api.watchhub), taken only while it reads.
-DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", THISDB_WEB_THREADS + 1)
+# The watch hub's reads (api.watchhub) take one of these for the few ms a read lasts.
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", THISDB_WEB_THREADS)
 DATABASE_POOL_TIMEOUT = env_int("DATABASE_POOL_TIMEOUT", 2, minimum=1)
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # Django's backend, refusing a connection at once while this process knows the server is
