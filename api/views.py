@@ -115,7 +115,11 @@ class BucketViewSet(ApiViewSet):
     )
     def retrieve(self, request, bucket_id):
         principal = self.principal()
-        if request._request.META.get("QUERY_STRING") and request.query_params.get("watch"):
+        if (
+            request._request.META.get("QUERY_STRING")
+            and request.query_params.get("watch")
+            and request.method == "GET"  # a HEAD of a watch is the listing's HEAD
+        ):
             if inputs.boolean(request.query_params["watch"], "watch"):
                 bucket = owned_bucket(principal, bucket_id)
                 return watching.open_watch(request, principal, bucket, self.count_request)
