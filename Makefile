@@ -46,14 +46,22 @@ WEB_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 WEB_THREADS ?= 2
 WEB_WORKER_LIFETIME ?= 21600
 WEB_WORKER_MAX_RSS ?= 1024
+# Watch streams (GET /v1/<bucket>?watch=true) stay open, each holding a connection, a file
+# descriptor and one of the worker's slots for requests in progress: granian's --backpressure,
+# by default backlog/workers (1,024 with 2 workers), past which every new connection of the
+# worker waits in the backlog, normal requests too. So: WEB_MAX_CONNECTIONS slots a worker, and
+# the open-files limit raised to the hard one (5,000 streams measured, bench/RESULTS.md).
+WEB_MAX_CONNECTIONS ?= 10000
 SERVE_APP ?= thisdb_site.asgi:application
 SERVE_HOST = $(word 1,$(subst :, ,$(ADDR)))
 SERVE_PORT = $(word 2,$(subst :, ,$(ADDR)))
 serve: $(RUN_STAMP)
 	$(PY) manage.py migrate --noinput
+	ulimit -n "$$(ulimit -Hn)" 2>/dev/null; \
 	THISDB_WEB_THREADS=$(WEB_THREADS) exec $(VENV)/bin/granian $(SERVE_APP) \
 		--interface asgi --http 1 --no-ws --host $(SERVE_HOST) --port $(SERVE_PORT) \
 		--workers $(WEB_WORKERS) --runtime-threads 1 --backlog 2048 \
+		--backpressure $(WEB_MAX_CONNECTIONS) \
 		--http1-header-read-timeout 5000 \
 		--workers-lifetime $(WEB_WORKER_LIFETIME) --workers-max-rss $(WEB_WORKER_MAX_RSS) \
 		--respawn-failed-workers --workers-kill-timeout 30 --log-level warning

@@ -197,6 +197,12 @@ class Hub:
 
     # Starting, and what it listens to.
 
+    def start(self) -> None:
+        """Listen from now on (the front calls it when the worker starts, on its event loop):
+        the notices of this and the other processes' writes, and the announcements of which
+        buckets are watched, which this process's writes need to know whether to publish."""
+        self._start()
+
     def _start(self) -> None:
         if self.loop is not None:
             return

@@ -4,9 +4,9 @@ Starts `make serve` (the product) and the same server on bench.floor (a bare Dja
 one pipelined Redis round trip and one SQL statement), both on PostgreSQL and Redis, loads data,
 and drives each scenario with wrk from loopback, floor and product interleaved (A/B/A/B), so the
 ratios compare figures of the same minutes. Then: the sweep of 1,000,000 expired keys (with GET's
-p99 while it runs), the resident size of the web workers, and keys and ops per second by
-transactions against single sets. Prints a table and writes
-bench/RESULTS.md. Asserts nothing: targets are reported, not tested.
+p99 while it runs), the resident size of the web workers, keys and ops per second by transactions
+against single sets, and watch streams (latency, memory, the requests beside them). Prints a
+table and writes bench/RESULTS.md. Asserts nothing: targets are reported, not tested.
 
     .venv/bin/python bench/bench.py --help
 """
@@ -48,8 +48,18 @@ from bench.stack import (  # noqa: E402
 )
 from bench.sweep import sweep  # noqa: E402
 from bench.transactions import transactions  # noqa: E402
+from bench.watch import watch  # noqa: E402
 
-SECTIONS = ("requests", "memory", "sweep", "transactions", "servers", "workers", "pool")
+SECTIONS = (
+    "requests",
+    "memory",
+    "sweep",
+    "transactions",
+    "watch",
+    "servers",
+    "workers",
+    "pool",
+)
 
 
 def main() -> None:
@@ -193,6 +203,8 @@ def main() -> None:
             report["sweep"] = sweep(port, auth, buckets, args)
         if "transactions" in only:
             report["transactions"] = transactions(port, auth, args)
+        if "watch" in only:
+            report["watch"] = watch(port, floor, pids, auth, buckets, args)
     if "servers" in only:
         report["servers"] = compare_servers(auth, buckets, args, log)
     if "workers" in only:
@@ -203,7 +215,9 @@ def main() -> None:
     forget_redis_keys()
     if args.save_baseline:
         BASELINE.write_text(json.dumps(report, indent=1))
-    write_results(report)
+    # The run's figures as data too, to write RESULTS.md again without running again.
+    (ROOT / "var" / "bench-report.json").write_text(json.dumps(report, indent=1))
+    write_results(report, only)
     print(f"\nwritten: {RESULTS.relative_to(ROOT)}")
 
 

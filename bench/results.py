@@ -14,6 +14,8 @@ from bench.load import Comparison
 from bench.serving import slow_summary
 from bench.stack import REDIS_URL, database_connection, one_value
 from bench.transactions import SIDES, summary
+from bench.watch import BESIDE_RUNS
+from bench.watch import summary as watch_summary
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 BASELINE = Path(__file__).resolve().parent / "baseline.json"
@@ -79,7 +81,14 @@ def machine() -> dict[str, Any]:
     }
 
 
-def write_results(report: dict[str, Any]) -> None:
+WATCH_HEADING = "## Watching"
+
+
+def write_results(report: dict[str, Any], only: set[str] | None = None) -> None:
+    """RESULTS.md from this run; a run of the watch section alone (`--only watch`) replaces
+    that section of the file and leaves the rest as the last full run wrote it."""
+    if only == {"watch"} and RESULTS.exists():
+        return splice_watch(report)
     info = machine()
     before = json.loads(BASELINE.read_text()) if BASELINE.exists() else None
     lines = [
@@ -211,6 +220,8 @@ def write_results(report: dict[str, Any]) -> None:
                 f"{row['set']['rps']:,.0f} | {row['set']['p99']:.1f} | {row['connections']} |"
             )
         lines.append("")
+    if "watch" in report:
+        lines += watch_section(report)
     lines += ["Commands (product; the floor's are the same on its port):", "", "```"]
     lines += [r["product"]["command"] for n, r in report["scenarios"].items() if n != CONTROL]
     lines += ["```", ""]
@@ -218,3 +229,89 @@ def write_results(report: dict[str, Any]) -> None:
     if extra.exists():
         lines += [extra.read_text().strip(), ""]
     RESULTS.write_text("\n".join(lines))
+
+
+def watch_section(report: dict[str, Any]) -> list[str]:
+    w = report["watch"]
+    info = machine()
+    lines = [
+        WATCH_HEADING,
+        "",
+        f"Watch streams (`GET /v1/<bucket>?watch=true`, Server-Sent Events) on the product "
+        f"alone, `make serve` with {report['args']['workers']} workers; the streams are held by "
+        "one asyncio client in the bench's process, on the same machine "
+        f"({info['cores']} cores, {info['model']}).",
+        "",
+        "Latency from a write's 200 (at the writer) to its event (at each stream), over every "
+        "write and stream; each write sets a new key of the watched prefix:",
+        "",
+        "| streams | writes | p50 ms | p99 ms | max ms | events arrived | write's own p50 ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in w["latency"]:
+        lines.append(
+            f"| {row['watchers']:,} | {row['writes']} at {row['rate']:g}/s | {row['p50']:.1f} | "
+            f"**{row['p99']:.1f}** | {row['max']:.1f} | {row['deliveries']:,} of "
+            f"{row['expected']:,} | {row['write_p50']:.1f} |"
+        )
+    b = w["beside"]
+    lines += [
+        "",
+        f"Workers' resident size (VmRSS summed over the workers): "
+        f"{sum(w['rss_without'].values()):.1f} MiB with no stream open, "
+        f"{sum(w['rss_with'].values()):.1f} MiB with {w['idle_watchers']:,} idle ones "
+        f"(descriptors by worker: {', '.join(str(n) for n in w['fds_with'].values())}).",
+        "",
+        f"GET and SET against their floor, {report['args']['target_rounds']} interleaved rounds "
+        f"of {report['args']['seconds']:g} s each, without streams and with "
+        f"{w['ratio_watchers']:,} idle ones open on the product:",
+        "",
+        "| scenario | ratio without | rounds | ratio with streams | rounds | API req/s without "
+        "/ with | API p99 ms without / with |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in ("get", "set"):
+        a, c = w["ratios_without"][name], w["ratios_with"][name]
+        lines.append(
+            f"| {name} | {a['ratio']:.2f} | {spread(a)} | **{c['ratio']:.2f}** | {spread(c)} | "
+            f"{a['product']['rps']:,.0f} / {c['product']['rps']:,.0f} | "
+            f"{a['product']['p99']:.2f} / {c['product']['p99']:.2f} |"
+        )
+    lines += [
+        "",
+        "GET of one key beside idle streams (wrk -t1 "
+        f"-c{report['args']['connections']}, the mean of {BESIDE_RUNS} runs of "
+        f"{report['args']['seconds']:g} s each):",
+        "",
+        "| | req/s | p50 ms | p99 ms |",
+        "|---|---|---|---|",
+    ]
+    for label, f in (
+        ("no stream open", b["without"]),
+        (f"{b['watchers']:,} idle streams open", b["with_watchers"]),
+        ("after they closed", b["after"]),
+    ):
+        lines.append(f"| {label} | {f['rps']:,.0f} | {f['p50']:.2f} | {f['p99']:.2f} |")
+    lines += ["", "Against the targets:", ""]
+    lines += [f"- {line}." for line in watch_summary(w)]
+    lines += [
+        "",
+        "A latency can be below 0: the event is sent as the write commits, and may reach its "
+        "stream before the write's own answer reaches the writer.",
+        "",
+    ]
+    return lines
+
+
+def splice_watch(report: dict[str, Any]) -> None:
+    """This run's watch section in place of the one RESULTS.md has (or before the notes)."""
+    text = RESULTS.read_text()
+    section = "\n".join(watch_section(report)) + "\n"
+    start = text.find(WATCH_HEADING + "\n")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        end = len(text) if end < 0 else end + 1
+    else:
+        notes = text.find("\n## ")
+        start = end = len(text) if notes < 0 else notes + 1
+    RESULTS.write_text(text[:start] + section + text[end:].lstrip("\n"))

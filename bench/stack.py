@@ -33,6 +33,8 @@ ENV = {
     "THISDB_REQUESTS_PER_HOUR": "1000000000",
     "THISDB_MAX_KEYS_PER_BUCKET": "100000000",
     "THISDB_MAX_STORED_BYTES": str(1 << 40),
+    # The watch section opens 5,000 streams with one account.
+    "THISDB_MAX_WATCHES": "100000",
     "DEBUG": "false",
 }
 

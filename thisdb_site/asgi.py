@@ -42,6 +42,10 @@ application = BufferedWSGI(
     threads=settings.THISDB_WEB_THREADS,
     # Watch streams leave Django once opened and live on the event loop (api.watchhub).
     takeovers={PLAN_HEADER.lower().encode(): hub.serve},
+    # The hub listens from the worker's start, not from its first watch: a worker that serves
+    # no watch must still hear which buckets the others watch, or its writes would not wake
+    # them (api.notify) and their watchers would wait for the next poll.
+    on_startup=hub.start,
 )
 
 # The URLconf and the views it imports, now rather than at the first request: a broken one stops

@@ -27,6 +27,7 @@ class BufferedWSGI:
         body_timeout: float,
         threads: int,
         takeovers: dict[bytes, Callable] | None = None,
+        on_startup: Callable[[], None] | None = None,
     ):
         self.wsgi_app = wsgi_app
         self.max_body = max_body
@@ -37,6 +38,8 @@ class BufferedWSGI:
         # stream, api.watchhub), called with the header's value, the status, the other headers,
         # the body, send and receive.
         self.takeovers = takeovers or {}
+        # Called on the worker's event loop when it starts (ASGI lifespan), before any request.
+        self.on_startup = on_startup
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -123,11 +126,12 @@ class BufferedWSGI:
         except OSError:
             pass  # the client is gone
 
-    @staticmethod
-    async def _lifespan(receive, send) -> None:
+    async def _lifespan(self, receive, send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if self.on_startup is not None:
+                    self.on_startup()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
