@@ -32,6 +32,7 @@ from api.models import Token
 log = logging.getLogger(__name__)
 
 MAX_PENDING_BYTES = 4 * 1024 * 1024  # a reader this far behind is cut off; it resumes by id
+TICK_SECONDS = 1  # keep-alives, long-polls' ends and expiries are decided this often
 REDIS_RETRY_SECONDS = 1
 
 
@@ -53,6 +54,8 @@ class Watcher:
         "wake",
         "closed",
         "cancelled",
+        "timed_out",
+        "due",
     )
 
     def __init__(self, plan: dict):
@@ -70,6 +73,8 @@ class Watcher:
         self.wake = asyncio.Event()
         self.closed = False  # the client left (or fell too far behind)
         self.cancelled: str | None = None  # why the stream ends for good
+        self.timed_out = False  # a keep-alive is due, or the long-poll's wait is over
+        self.due = asyncio.get_running_loop().time()  # when it last sent (or opened)
 
     def deliver(self, events: list[history.Event], forms: "Forms") -> None:
         for i, event in enumerate(events):
@@ -215,6 +220,7 @@ class Hub:
         notify.local_hub = tell
         self.tasks.append(loop.create_task(self._poll()))
         self.tasks.append(loop.create_task(self._renew()))
+        self.tasks.append(loop.create_task(self._tick()))
         if settings.REDIS_URL:
             import redis.asyncio
 
@@ -434,6 +440,7 @@ class Hub:
             if watcher.format == "sse":
                 await send({"type": "http.response.start", "status": status, "headers": headers})
                 await send({"type": "http.response.body", "body": body, "more_body": True})
+                del headers, body  # a stream holds only what it needs (memory per watcher)
                 await self._join(watcher)
                 await self._stream(watcher, send)
             else:
@@ -455,32 +462,30 @@ class Hub:
                 watcher.wake.set()
                 return
 
-    async def _wait(self, watcher: Watcher, seconds: float) -> bool:
-        """Wait up to `seconds` for something to send; False if the time ran out."""
-        if watcher.pending or watcher.cancelled or watcher.closed:
-            return True
-        watcher.wake.clear()
-        try:
-            async with asyncio.timeout(max(0.0, seconds)):
-                await watcher.wake.wait()
-            return True
-        except TimeoutError:
-            return False
-
-    def _expiry_check(self, watcher: Watcher) -> float:
-        """Seconds until the credentials expire (then: cancel, expired)."""
-        if watcher.ends_at is None:
-            return float("inf")
-        left = watcher.ends_at - time.time()
-        if left <= 0:
-            watcher.cancel("expired")
-        return left
+    async def _tick(self) -> None:
+        """Once a second, for every watcher: a keep-alive due, a long-poll's time up, the
+        credentials expired. One timer for the process, rather than one a watcher: waking
+        5,000 streams for an event then costs no timer each."""
+        assert self.loop is not None
+        keep_alive = settings.THISDB_WATCH_KEEPALIVE_SECONDS - TICK_SECONDS  # at least every 15 s
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            now, clock = self.loop.time(), time.time()
+            for feed in self.feeds.values():
+                for watcher in feed.watchers:
+                    if watcher.ends_at is not None and clock >= watcher.ends_at:
+                        watcher.cancel("expired")
+                    elif now >= watcher.due + (
+                        watcher.wait if watcher.format == "json" else keep_alive
+                    ):
+                        watcher.timed_out = True
+                        watcher.wake.set()
 
     async def _stream(self, watcher: Watcher, send) -> None:
-        keep_alive = settings.THISDB_WATCH_KEEPALIVE_SECONDS
+        assert self.loop is not None
         while True:
-            left = self._expiry_check(watcher)
-            woken = await self._wait(watcher, min(keep_alive, left))
+            await watcher.wake.wait()
+            watcher.wake.clear()
             if watcher.closed:
                 return
             chunks = list(watcher.pending)
@@ -491,21 +496,20 @@ class Hub:
                 await send({"type": "http.response.body", "body": b"".join(chunks)})
                 return
             if not chunks:
-                if woken:
+                if not watcher.timed_out:
                     continue
                 chunks = [watching.KEEP_ALIVE]
+            watcher.timed_out = False
+            watcher.due = self.loop.time()
             await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
 
     async def _long_poll(self, watcher: Watcher, status: int, headers: list, send) -> None:
-        deadline = time.monotonic() + watcher.wait
-        while not watcher.pending and not watcher.cancelled and not watcher.closed:
-            left = min(deadline - time.monotonic(), self._expiry_check(watcher))
-            if left <= 0 or not await self._wait(watcher, left):
-                break
+        while not (watcher.pending or watcher.cancelled or watcher.closed or watcher.timed_out):
+            await watcher.wake.wait()
+            watcher.wake.clear()
         if watcher.closed:
             return
-        events = list(watcher.pending)
-        body = watching.long_poll_body(events, watcher.position)
+        body = watching.long_poll_body(list(watcher.pending), watcher.position)
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

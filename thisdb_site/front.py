@@ -69,6 +69,9 @@ class BufferedWSGI:
                 handler = self.takeovers.get(name)
                 if handler is not None:
                     del headers[i]
+                    # What this frame holds lives as long as the taken-over connection (a watch
+                    # stream: hours): let the request go.
+                    del environ, body, scope
                     return await handler(value, status, headers, content, send, receive)
         await self._answer(send, status, headers, content)
 
