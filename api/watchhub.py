@@ -17,7 +17,6 @@ import json
 import logging
 import re
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
@@ -51,7 +50,7 @@ class Watcher:
         "ends_at",
         "pending",
         "pending_bytes",
-        "wake",
+        "waiter",
         "closed",
         "cancelled",
         "timed_out",
@@ -68,9 +67,11 @@ class Watcher:
         self.wait: int = plan["wait"]
         self.blocks: list[str] = plan["blocks"]
         self.ends_at: float | None = plan["ends_at"]
-        self.pending: deque = deque()  # SSE: bytes; long-poll: event dicts
+        self.pending: list = []  # SSE: bytes; long-poll: event dicts
         self.pending_bytes = 0
-        self.wake = asyncio.Event()
+        # What the stream's coroutine awaits; done when there is something to do. (A future
+        # made per wait, not an asyncio.Event with its deque of waiters: per-watcher memory.)
+        self.waiter: asyncio.Future | None = None
         self.closed = False  # the client left (or fell too far behind)
         self.cancelled: str | None = None  # why the stream ends for good
         self.timed_out = False  # a keep-alive is due, or the long-poll's wait is over
@@ -92,7 +93,7 @@ class Watcher:
         if self.pending:
             if self.pending_bytes > MAX_PENDING_BYTES:
                 self.closed = True
-            self.wake.set()
+            self.wake()
 
     def credentials(self) -> list[tuple[str, int]]:
         """(kind, id) of what the stream was opened with: "key", "token", "user" (from its
@@ -113,12 +114,24 @@ class Watcher:
             )
         else:
             self.pending.append({"id": str(position), "type": "reset", "reason": "history"})
-        self.wake.set()
+        self.wake()
 
     def cancel(self, reason: str) -> None:
         if self.cancelled is None:
             self.cancelled = reason
-            self.wake.set()
+            self.wake()
+
+    def wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def sleep(self) -> None:
+        """Until wake() (at once if it was woken while busy: `pending`, flags)."""
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
 
 
 _MARKER = re.compile(r":blk:(key|token|user):(\d+)$")
@@ -435,7 +448,7 @@ class Hub:
         self._start()
         watcher = Watcher(json.loads(plan_text))
         headers = [(n, v) for n, v in headers if n != b"content-length"]
-        gone = asyncio.get_running_loop().create_task(self._until_gone(watcher, receive))
+        gone = self._until_gone(watcher, receive)
         try:
             if watcher.format == "sse":
                 await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -454,13 +467,23 @@ class Hub:
             await self._release(watcher)
 
     @staticmethod
-    async def _until_gone(watcher: Watcher, receive) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                watcher.closed = True
-                watcher.wake.set()
+    def _until_gone(watcher: Watcher, receive) -> asyncio.Future:
+        """Mark the watcher closed when its client leaves. granian's receive() gives a future:
+        a callback on it costs no task a watcher (per-watcher memory)."""
+
+        def left(received: asyncio.Future) -> None:
+            if received.cancelled() or received.exception() is not None:
                 return
+            if received.result()["type"] == "http.disconnect":
+                watcher.closed = True
+                watcher.wake()
+            else:  # more of a body nobody sent: listen on
+                again = asyncio.ensure_future(receive())
+                again.add_done_callback(left)
+
+        listening = asyncio.ensure_future(receive())
+        listening.add_done_callback(left)
+        return listening
 
     async def _tick(self) -> None:
         """Once a second, for every watcher: a keep-alive due, a long-poll's time up, the
@@ -479,18 +502,16 @@ class Hub:
                         watcher.wait if watcher.format == "json" else keep_alive
                     ):
                         watcher.timed_out = True
-                        watcher.wake.set()
+                        watcher.wake()
 
     async def _stream(self, watcher: Watcher, send) -> None:
         assert self.loop is not None
         while True:
-            await watcher.wake.wait()
-            watcher.wake.clear()
+            if not (watcher.pending or watcher.cancelled or watcher.closed or watcher.timed_out):
+                await watcher.sleep()
             if watcher.closed:
                 return
-            chunks = list(watcher.pending)
-            watcher.pending.clear()
-            watcher.pending_bytes = 0
+            chunks, watcher.pending, watcher.pending_bytes = watcher.pending, [], 0
             if watcher.cancelled:
                 chunks.append(watching.sse_cancel(watcher.cancelled))
                 await send({"type": "http.response.body", "body": b"".join(chunks)})
@@ -505,8 +526,7 @@ class Hub:
 
     async def _long_poll(self, watcher: Watcher, status: int, headers: list, send) -> None:
         while not (watcher.pending or watcher.cancelled or watcher.closed or watcher.timed_out):
-            await watcher.wake.wait()
-            watcher.wake.clear()
+            await watcher.sleep()
         if watcher.closed:
             return
         body = watching.long_poll_body(list(watcher.pending), watcher.position)

@@ -70,9 +70,10 @@ class BufferedWSGI:
                 if handler is not None:
                     del headers[i]
                     # What this frame holds lives as long as the taken-over connection (a watch
-                    # stream: hours): let the request go.
-                    del environ, body, scope
-                    return await handler(value, status, headers, content, send, receive)
+                    # stream: hours): only the handler's call keeps what it needs.
+                    call = handler(value, status, headers, content, send, receive)
+                    del environ, body, scope, headers, content, value
+                    return await call
         await self._answer(send, status, headers, content)
 
     async def _read(self, receive) -> tuple[bytes, bool | None]:
