@@ -212,14 +212,16 @@ def _bucket_page(request, bucket: Bucket, *, token_form=None, status=200):
 def watch(request, bucket_id: str):
     """The bucket page's live list: the API's watch (api.watching) of the person's bucket, a
     stream of Server-Sent Events the front takes over (make serve), with the page's prefix and
-    since=. A server without the front answers 501 (the page then opens no stream)."""
+    since=. The page opens it only behind the front: without it, each stream would hold one of
+    the server's few threads for as long as it waits."""
     bucket = _info(_my_bucket(request, bucket_id))
     try:
         response = watching.open_watch(Request(request), _watcher(request), bucket, _no_count)
     except ApiError as error:
         refused = HttpResponse(_say(error), status=error.status_code, content_type="text/plain")
-        if getattr(error, "retry_after", None):
-            refused["Retry-After"] = str(error.retry_after)
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after:
+            refused["Retry-After"] = str(retry_after)
         return refused
     response.render_with(JSONRenderer())  # a prepared answer: its own body and type
     return response

@@ -49,11 +49,16 @@ def test_the_owner_watches_their_bucket_with_the_pages_prefix(alice, bucket):
     assert [(e["type"], e["key"], e["value"]) for e in events] == [("put", "a:1", "one")]
 
 
-def test_a_stream_without_the_front_is_refused_in_a_sentence(alice, bucket):
-    response = alice.browser.get(watch_url(bucket))
+def test_the_stream_is_the_apis_stream_of_events(alice, bucket):
+    alice.set(bucket, "k", "v")
 
-    assert response.status_code == 501
-    assert "make serve" in response.content.decode()
+    response = alice.browser.get(watch_url(bucket, "since=0&wait=0"))
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/event-stream"
+    body = response.content.decode()
+    assert body.startswith(": watching\nid: 0\n")
+    assert 'event: put\ndata: {"key": "k", "value": "v"' in body
 
 
 def test_a_watch_of_the_page_counts_no_api_request(alice, bucket):
