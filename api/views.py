@@ -65,6 +65,10 @@ class BucketViewSet(ApiViewSet):
     """POST /v1/ creates a bucket; /v1/<bucket> lists, updates and deletes it, and runs a
     transaction (POST with a JSON object)."""
 
+    # The action a watch is (GET /v1/<bucket>?watch=true): the one that may take its token from
+    # the query string (api.authentication.query_token).
+    watch_action = "retrieve"
+
     @extend_schema(
         summary="Create a bucket",
         operation_id="create_bucket",

@@ -7,6 +7,8 @@ app_name = "dashboard"
 urlpatterns = [
     path("buckets/", views.buckets, name="buckets"),
     path("buckets/<str:bucket_id>/", views.bucket, name="bucket"),
+    # The bucket page's live list: a watch stream (Server-Sent Events) for the page's script.
+    path("buckets/<str:bucket_id>/watch/", views.watch, name="watch"),
     path("buckets/<str:bucket_id>/settings/", views.bucket_settings, name="bucket-settings"),
     path("buckets/<str:bucket_id>/delete/", views.delete_bucket, name="delete-bucket"),
     # Keys travel in the query string as base64url (?k=, dashboard.roundtrip): a key may hold

@@ -6,6 +6,7 @@ account's bucket is a 404 here too, never its data. Keys travel in links and for
 dashboard.roundtrip.key_ref, never as text a browser changes.
 """
 
+import dataclasses
 from functools import wraps
 from urllib.parse import urlencode
 
@@ -19,13 +20,15 @@ from django.utils import timezone
 from django.utils.text import capfirst
 from django.utils.timesince import timeuntil
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
 
 from accounts import keys
-from api import inputs, limits, statements, transactions, writes
+from api import history, inputs, limits, statements, transactions, watching, writes
 from api.errors import ApiError, BadRequest
 from api.models import Bucket, Item, Token
-from api.principals import principal_for_user
+from api.principals import SUSPENDED, Principal, principal_for_user
 from api.scoping import BucketInfo
 from dashboard import docs as api_docs
 from dashboard import figures, paging, roundtrip, shown_once, usage
@@ -145,6 +148,9 @@ def _bucket_page(request, bucket: Bucket, *, token_form=None, status=200):
     except BadRequest as error:
         messages.error(request, _say(error))
         return redirect(_bucket_url(bucket.id))
+    # Served by the front (make serve), the page follows its keys live (static/js/live.js) from
+    # the bucket's position read before its keys: no change after the read is missed.
+    since = history.head(bucket.id) if watching.FRONT in request.META else None
     first = _position(source.get("n"))
     if before is not None:
         page = paging.backward(bucket.id, prefix, before, first)
@@ -154,6 +160,17 @@ def _bucket_page(request, bucket: Bucket, *, token_form=None, status=200):
         {"key": key, "ref": roundtrip.key_ref(key), "expires_at": expires, **_preview(value)}
         for key, value, expires in page.rows
     ]
+    live = None
+    if since is not None:
+        query = {"prefix": prefix, "since": str(since)} if prefix else {"since": str(since)}
+        live = {
+            "url": f"{reverse('dashboard:watch', args=[bucket.id])}?{urlencode(query)}",
+            # Where a new key would show on this page: after its first key unless it is the
+            # first page, before its last unless it is the last (keys in byte order).
+            "after": items[0]["ref"] if page.earlier and items else "",
+            "before": items[-1]["ref"] if page.later and items else "",
+            "download": reverse("dashboard:download-key", args=[bucket.id]),
+        }
     previous_url = next_url = None
     if page.earlier and items:
         back_to = max(1, page.first - paging.PAGE_SIZE) if page.first else None
@@ -174,6 +191,7 @@ def _bucket_page(request, bucket: Bucket, *, token_form=None, status=200):
         "figures": figures.for_bucket(bucket),
         "count_cap": figures.COUNT_CAP,
         "items": items,
+        "live": live,
         "page": page,
         "prefix": prefix,
         "previous_url": previous_url,
@@ -186,6 +204,39 @@ def _bucket_page(request, bucket: Bucket, *, token_form=None, status=200):
         ),
     }
     return render(request, "dashboard/bucket.html", context, status=status)
+
+
+@never_cache
+@login_required
+@require_GET
+def watch(request, bucket_id: str):
+    """The bucket page's live list: the API's watch (api.watching) of the person's bucket, a
+    stream of Server-Sent Events the front takes over (make serve), with the page's prefix and
+    since=. The page opens it only behind the front: without it, each stream would hold one of
+    the server's few threads for as long as it waits."""
+    bucket = _info(_my_bucket(request, bucket_id))
+    try:
+        response = watching.open_watch(Request(request), _watcher(request), bucket, _no_count)
+    except ApiError as error:
+        refused = HttpResponse(_say(error), status=error.status_code, content_type="text/plain")
+        retry_after = getattr(error, "retry_after", None)
+        if retry_after:
+            refused["Retry-After"] = str(retry_after)
+        return refused
+    response.render_with(JSONRenderer())  # a prepared answer: its own body and type
+    return response
+
+
+def _watcher(request) -> Principal:
+    """The person as a watch's principal: as the pages act (no API key, so no API request
+    counted), with the marker that ends the stream when the account is suspended."""
+    principal = principal_for_user(request.user.pk)
+    suspended = limits.block_key(principal.user_id, "user", principal.user_id)
+    return dataclasses.replace(principal, blocks=((suspended, SUSPENDED),))
+
+
+def _no_count() -> None:
+    """Pages count no API request."""
 
 
 @login_required

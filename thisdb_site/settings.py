@@ -413,10 +413,12 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
-# CORS: the browser SDK calls /v1/ from any origin with its key or token in a header.
+# CORS: the browser SDK calls /v1/ from any origin with its key or token in a header; a page's
+# EventSource watches from any origin too (its token in the query string, without credentials:
+# "*" is all it needs), and says where to resume in Last-Event-ID.
 CORS_ALLOW_ALL_ORIGINS = True
 CORS_URLS_REGEX = r"^/v1(/|\Z)"  # not `.*$`: `.` stops at a newline, which a key may hold
-CORS_ALLOW_HEADERS = ["accept", "content-type", "x-api-key", "x-token"]
+CORS_ALLOW_HEADERS = ["accept", "content-type", "x-api-key", "x-token", "last-event-id"]
 CORS_EXPOSE_HEADERS = [
     "x-next-cursor",
     "retry-after",
