@@ -260,3 +260,52 @@ def test_the_bucket_page_follows_its_keys_live(platform, visit, alice):
         r'<span id="live" class="live" role="status" hidden [^>]*>offline</span>', html
     )
     assert ">banana</a>" in html and ">apple</a>" in html
+
+
+def test_the_docs_pages_browser_example_watches_from_another_origin(
+    platform, visit, other_origin, alice, tmp_path
+):
+    """The docs page's JavaScript example of watching (a browser's EventSource with a token),
+    as the page shows it, run in a page of another origin: what it logs is each change."""
+    from dashboard.docs import endpoints
+
+    base_url, _ = platform
+    bucket = new_bucket(base_url, alice)
+    status, body = api(
+        base_url,
+        "POST",
+        "/v1/tokens",
+        alice.key,
+        f"bucket={bucket}&prefix=user:&permissions=read&ttl=600".encode(),
+    )
+    assert status == 200, body
+    example = next(e.js for e in endpoints(base_url, bucket) if e.anchor == "watch")
+    site = tmp_path / "site"  # other_origin's folder
+    (site / "docs.html").write_text(
+        '<!doctype html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">'
+        '<script src="setup.js"></script><script src="example.js" defer></script></head>'
+        '<body><ul id="logged"></ul></body></html>'
+    )
+    # The reader's token, and console.log shown in the page.
+    (site / "setup.js").write_text(
+        f"window.THISDB_TOKEN = {body.decode()!r};\n"
+        "console.log = (...args) => { const line = document.createElement('li');\n"
+        "  line.textContent = args.join(' '); document.getElementById('logged').append(line) }\n"
+        # The stream's opening, for the test to write after it (a watch starts at its opening).
+        "window.EventSource = class extends EventSource { constructor (...args) {\n"
+        "  super(...args); this.addEventListener('open', () => { document.title = 'open' }) } }\n"
+    )
+    (site / "example.js").write_text(example)
+    driver = visit.driver
+    driver.get(f"{other_origin}/docs.html")
+    wait_for(driver, lambda d: d.title == "open", "the example's stream opens")
+    put(base_url, alice, bucket, "user:42:name", b"Ada")
+    delete(base_url, alice, bucket, "user:42:name")
+    wait_for(
+        driver,
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#logged li")) >= 2,
+        "the example logs both changes",
+    )
+    logged = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#logged li")]
+    assert re.fullmatch(r"\d+ user:42:name = Ada", logged[0]), logged
+    assert logged[1] == "gone: user:42:name", logged

@@ -127,7 +127,7 @@ def test_the_examples_run_in_order_and_raise_on_an_error(live_server_url, langua
     printed = {}
     for anchor in FIRST_SESSION:
         if anchor == "watch" and language == "js":
-            continue  # a browser's EventSource: run in chromium (tests/test_browser_watch.py)
+            continue  # a browser's EventSource: run in chromium (tests/test_browser_live.py)
         done = run(language, examples[anchor], env)
         assert done.returncode == 0, (anchor, done.stderr)
         printed[anchor] = done.stdout
