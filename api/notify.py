@@ -62,9 +62,10 @@ def blocked(marker: str) -> None:
     _tell({"blocked": marker})
 
 
-def announce(bucket_ids: list[str]) -> dict:
-    """The notice a hub publishes to say it watches these buckets."""
-    return {"watching": bucket_ids}
+def announce(bucket_ids: list[str], ask: bool = False) -> dict:
+    """The notice a hub publishes to say it watches these buckets; with `ask` (a hub that just
+    subscribed), the other hubs answer with theirs."""
+    return {"watching": bucket_ids, "ask": True} if ask else {"watching": bucket_ids}
 
 
 def heard(notice: dict) -> None:

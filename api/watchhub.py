@@ -260,6 +260,8 @@ class Hub:
                         watcher.cancel(reason)
         elif "watching" in notice:
             notify.heard(notice)
+            if notice.get("ask") and self.feeds and self.loop is not None:
+                self.loop.create_task(self._announce(list(self.feeds)))  # for a new hub
 
     async def _listen(self) -> None:
         """The Redis subscription, kept open; after each (re)subscription every feed reads, as
@@ -271,7 +273,9 @@ class Hub:
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(notify.channel())
                     warned = False
-                    await self._announce(list(self.feeds))
+                    # Asking the other hubs to announce their buckets now: until this process
+                    # knows them, its writes to them publish no notice.
+                    await self._announce(list(self.feeds), ask=True)
                     for feed in list(self.feeds.values()):
                         self._refresh(feed)
                     async for message in pubsub.listen():
@@ -290,21 +294,26 @@ class Hub:
                     )
             await asyncio.sleep(REDIS_RETRY_SECONDS)
 
-    async def _announce(self, buckets: list[str]) -> None:
-        if self.redis is None or not buckets:
+    async def _announce(self, buckets: list[str], ask: bool = False) -> None:
+        if self.redis is None or not (buckets or ask):
             return
         try:
-            await self.redis.publish(notify.channel(), json.dumps(notify.announce(buckets)))
+            notice = notify.announce(buckets, ask=ask)
+            await self.redis.publish(notify.channel(), json.dumps(notice))
         except Exception:
             pass  # the listener says Redis is away; the next announcement will tell
 
     async def _poll(self) -> None:
-        """Every feed reads at least every THISDB_WATCH_POLL_SECONDS; announcements too."""
-        announced = 0.0
+        """Every feed reads at least every THISDB_WATCH_POLL_SECONDS; announcements go out every
+        ANNOUNCE_EVERY_SECONDS whatever the poll's period (a longer one let them lapse)."""
+        poll = settings.THISDB_WATCH_POLL_SECONDS
+        announced = polled = 0.0
         while True:
-            await asyncio.sleep(settings.THISDB_WATCH_POLL_SECONDS)
-            for feed in list(self.feeds.values()):
-                self._refresh(feed)
+            await asyncio.sleep(min(poll, notify.ANNOUNCE_EVERY_SECONDS))
+            if time.monotonic() - polled >= poll:
+                polled = time.monotonic()
+                for feed in list(self.feeds.values()):
+                    self._refresh(feed)
             if time.monotonic() - announced >= notify.ANNOUNCE_EVERY_SECONDS:
                 announced = time.monotonic()
                 await self._announce(list(self.feeds))

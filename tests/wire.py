@@ -19,6 +19,7 @@ class Proxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.closed = False
+        self.connections: list[tuple[socket.socket, object]] = []  # (upstream, its parser)
         threading.Thread(target=self._accept, daemon=True).start()
 
     def reset(self) -> int:
@@ -39,6 +40,7 @@ class Proxy:
                 return
             upstream = socket.create_connection(self.target)
             parser = self.parser_factory()
+            self.connections.append((upstream, parser))
             threading.Thread(
                 target=self._pipe, args=(client, upstream, parser), daemon=True
             ).start()
