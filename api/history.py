@@ -1,18 +1,19 @@
 """Each bucket's history of changes: what watchers are sent (api.watching), in commit order.
 
-A single write records its change in api_change with the next position of its bucket, drawn
-from the bucket's api_changehead row in the same statement. That row's lock is held until the
-write commits, so of two writes to a bucket the one that commits later draws the higher
-position: a watcher that has seen everything up to a position and asks for what comes after it
-can never miss a change that commits late. The lock is the last one a write takes (after its
-key's row), so writers never wait for each other in a circle; only writers of the same bucket
-queue on it, for the time their commit takes.
+Every write records its changes in api_change, in its own transaction, with the bucket's next
+positions, drawn from the bucket's api_changehead row. That row's lock is held until the write
+commits, so of two writes to a bucket the one that commits later draws the higher positions: a
+watcher that has seen everything up to a position and asks for what comes after it can never
+miss a change that commits late.
 
-A transaction (REPEATABLE READ: moving a head that writers moved since it began would fail it), a
-bucket delete and the sweep of expired keys write their changes unplaced instead: below 0, one
-number of their own per statement, in their order. Right after they commit, place_pending()
-gives them the bucket's next positions under the head's lock (in READ COMMITTED), each
-statement's changes together. Positions are thus given in the order changes became visible.
+A transaction runs at REPEATABLE READ, where moving a head row that writers moved since the
+transaction began would fail it. So each bucket also has a lock of its own (a PostgreSQL advisory
+lock, bucket_lock): single writes take it shared, first thing in their statement, and a
+transaction takes it exclusive before its BEGIN, for as long as it runs. While a transaction runs,
+no one else writes the bucket, so its snapshot sees the head as it is; single writes go on side by
+side as before, queueing only on the head row at commit. The sweep of expired keys and a bucket
+delete take it exclusive too. Everyone takes the bucket lock first, then key rows, then the head
+row: no one waits in a circle.
 
 The embedded SQLite default serializes its writes anyway (api.statements): record() there simply
 takes the next positions.
@@ -38,21 +39,28 @@ _H = ChangeHead._meta.db_table
 _T = Item._meta.db_table
 _KEY = connection.ops.quote_name("key")
 _PG = connection.vendor == "postgresql"
-PENDING_SEQUENCE = "api_change_pending"  # api migration 0004
+# The bucket locks' class (the first key of a two-key advisory lock: "tdbh"), apart from any
+# other user of advisory locks in the database; the second key is a hash of the bucket's id (two
+# buckets sharing a hash only share a lock).
+LOCK_CLASS = 0x74646268
+SHARED_LOCK = f"pg_advisory_xact_lock_shared({LOCK_CLASS}, hashtext(%s))"
 _COLUMNS = f"bucket_id, position, deleted, {_KEY}, value, version, expires_at, reason, at"
 
 SWEEP_BATCH = 5000  # history rows a statement (about 10 ms)
 READ_BATCH = 1000  # changes a read hands a watcher at most; the next read goes on from there
 
 
-# PostgreSQL's single writes (api.statements) wrap their statement in these: the changed row (at
-# most one) takes the bucket's next position, in the same statement.
+# PostgreSQL's single writes (api.statements) wrap their statement in these: the bucket lock
+# (shared) first, then the statement, whose changed row (at most one) takes the bucket's next
+# position, in the same statement.
 def logged_put(statement: str, returning: str) -> str:
-    """A set or increment `statement` (an INSERT or UPDATE of the item aliased `item`, without
-    RETURNING) that also records its put; it answers `returning` (columns named r0, r1...).
-    Two more parameters follow the statement's: the bucket id, twice."""
+    """A set or increment `statement` (an INSERT ... SELECT ... FROM locked, or an UPDATE ...
+    FROM locked, of the item aliased `item`, without RETURNING) that also records its put; it
+    answers `returning` (columns named r0, r1...). Parameters: the bucket id, the statement's,
+    then the bucket id twice."""
     return (
-        f"WITH w AS ({statement} RETURNING {returning}, item.{_KEY} AS h_key, "
+        f"WITH locked AS (SELECT {SHARED_LOCK}), "
+        f"w AS ({statement} RETURNING {returning}, item.{_KEY} AS h_key, "
         "item.value AS h_value, item.version AS h_version, item.expires_at AS h_expires), "
         f"{_TAKE_ONE}, "
         f"c AS (INSERT INTO {_C} ({_COLUMNS}) SELECT %s, h.position, false, w.h_key, w.h_value, "
@@ -62,14 +70,45 @@ def logged_put(statement: str, returning: str) -> str:
 
 
 def logged_delete(statement: str, returning: str, reason: str) -> str:
-    """A DELETE `statement` (of the item aliased `item`, without RETURNING) that also records
-    its delete, with a new version and `reason` (an SQL expression over w's columns)."""
+    """A DELETE `statement` (DELETE ... USING locked, of the item aliased `item`, without
+    RETURNING) that also records its delete, with a new version and `reason` (an SQL expression
+    over w's columns). Parameters as for logged_put."""
     return (
-        f"WITH w AS ({statement} RETURNING {returning}, item.{_KEY} AS h_key), {_TAKE_ONE}, "
+        f"WITH locked AS (SELECT {SHARED_LOCK}), "
+        f"w AS ({statement} RETURNING {returning}, item.{_KEY} AS h_key), {_TAKE_ONE}, "
         f"c AS (INSERT INTO {_C} ({_COLUMNS}) SELECT %s, h.position, true, w.h_key, NULL, "
         f"nextval('{VERSION_SEQUENCE}'), NULL, {reason}, statement_timestamp() FROM w, h) "
         f"SELECT {_names(returning)} FROM w"
     )
+
+
+@contextmanager
+def bucket_lock(bucket_ids: list[str], *, session: bool = False) -> Iterator[None]:
+    """The exclusive lock of these buckets (PostgreSQL; in id order, so two holders of several
+    never wait in a circle): for the current transaction, or with `session` from now until the
+    block ends, across transactions (a transaction takes it before its BEGIN: its snapshot then
+    sees every write of the bucket before it)."""
+    if not _PG or not bucket_ids:
+        yield
+        return
+    ordered = sorted(set(bucket_ids))
+    kind = "pg_advisory_lock" if session else "pg_advisory_xact_lock"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {kind}({LOCK_CLASS}, hashtext(b)) FROM unnest(%s::text[]) AS b "
+            "ORDER BY b COLLATE \"C\"",
+            [ordered],
+        )
+    try:
+        yield
+    finally:
+        if session:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SELECT pg_advisory_unlock({LOCK_CLASS}, hashtext(b)) "
+                    "FROM unnest(%s::text[]) AS b",
+                    [ordered],
+                )
 
 
 # The bucket's head moves by one if the write changed a row (w), and is locked until commit.
@@ -95,32 +134,34 @@ class Changed:
     reason: str = ""
 
 
-# One number from the pending sequence for the whole statement, times 2**32, plus the row's
-# ordinal: a statement's changes are placed together, in their order (place_pending).
-_PENDING = f"-((SELECT nextval('{PENDING_SEQUENCE}')) * 4294967296 + {{ordinal}})"
 _RECORD_SQL = (
+    f"WITH h AS (INSERT INTO {_H} AS head (bucket_id, position) VALUES (%s, %s) "
+    "ON CONFLICT (bucket_id) DO UPDATE SET position = head.position + excluded.position "
+    "RETURNING position) "
     f"INSERT INTO {_C} ({_COLUMNS}) "
-    f"SELECT %s, {_PENDING.format(ordinal='u.n')}, u.d, u.k, u.v, "
+    "SELECT %s, h.position - %s + u.n, u.d, u.k, u.v, "
     f"COALESCE(u.ver, nextval('{VERSION_SEQUENCE}')), u.e, u.r, statement_timestamp() "
-    "FROM unnest(%s::bool[], %s::text[], %s::bytea[], %s::bigint[], %s::timestamptz[], "
+    "FROM h, unnest(%s::bool[], %s::text[], %s::bytea[], %s::bigint[], %s::timestamptz[], "
     "%s::text[]) WITH ORDINALITY AS u(d, k, v, ver, e, r, n)"
 )
 
 
 def record(bucket_id: str, changes: list[Changed]) -> None:
-    """Record `changes`, in this order (one statement on PostgreSQL), for a transaction: on
-    PostgreSQL unplaced, so call place_pending([bucket_id]) after the commit. (A transaction
-    runs at REPEATABLE READ, where moving the bucket's head, changed by writers that committed
-    since the transaction began, would fail it; unplaced changes take no lock at all.) On
-    SQLite at the bucket's next positions at once."""
+    """Record `changes`, in this order, at the bucket's next positions (one statement on
+    PostgreSQL), in a transaction that holds the bucket's lock (bucket_lock). Call it last: it
+    holds the bucket's head until commit."""
     if not changes:
         return
+    n = len(changes)
     with connection.cursor() as cursor:
         if _PG:
             cursor.execute(
                 _RECORD_SQL,
                 [
                     bucket_id,
+                    n,
+                    bucket_id,
+                    n,
                     [c.deleted for c in changes],
                     [c.key for c in changes],
                     [c.value for c in changes],
@@ -156,69 +197,20 @@ def _sqlite_record(cursor, bucket_id: str, changes: list[Changed]) -> None:
     )
 
 
-# Changes written unplaced (PostgreSQL), by a bucket delete and the sweep.
-def unplaced_deletes(rows: str, reason: str) -> str:
-    """An INSERT of a delete for each row of `rows` (an SQL relation r with bucket_id and key
-    columns), in bucket and key order, unplaced: place_pending() gives them positions."""
-    ordinal = f"row_number() OVER (ORDER BY r.bucket_id, r.{_KEY})"
-    return (
-        f"INSERT INTO {_C} ({_COLUMNS}) SELECT r.bucket_id, {_PENDING.format(ordinal=ordinal)}, "
-        f"true, r.{_KEY}, NULL, nextval('{VERSION_SEQUENCE}'), NULL, '{reason}', "
-        f"statement_timestamp() FROM {rows}"
-    )
-
-
-# The bucket's unplaced changes, in the order written (the least negative first), take its next
-# positions, under the head's lock, in a statement of its own (READ COMMITTED: it waits for the
-# head and then moves it as it is).
-_PLACE_SQL = (
-    f"WITH p AS (SELECT position FROM {_C} WHERE bucket_id = %s AND position < 0 "
-    "ORDER BY position DESC FOR UPDATE), "
-    "n AS (SELECT count(*) AS c FROM p), "
-    f"h AS (INSERT INTO {_H} AS head (bucket_id, position) SELECT %s, n.c FROM n WHERE n.c > 0 "
-    "ON CONFLICT (bucket_id) DO UPDATE SET position = head.position + excluded.position "
-    "RETURNING position), "
-    "o AS (SELECT position AS old, row_number() OVER (ORDER BY position DESC) AS rn FROM p) "
-    f"UPDATE {_C} AS c SET position = h.position - n.c + o.rn FROM o, h, n "
-    "WHERE c.bucket_id = %s AND c.position = o.old"
-)
-
-
-def place_pending(bucket_ids: list[str] | None = None) -> int:
-    """Give the unplaced changes of these buckets (None: of every bucket) their positions, one
-    statement a bucket; returns how many were placed."""
-    if not _PG:
-        return 0
-    with connection.cursor() as cursor:
-        if bucket_ids is None:
-            cursor.execute(f"SELECT DISTINCT bucket_id FROM {_C} WHERE position < 0")
-            bucket_ids = [row[0] for row in cursor.fetchall()]
-        placed = 0
-        for bucket_id in bucket_ids:
-            cursor.execute(_PLACE_SQL, [bucket_id, bucket_id, bucket_id])
-            placed += cursor.rowcount
-    return placed
-
-
 def record_bucket_deleted(bucket_id: str) -> None:
-    """Inside the bucket's delete, before its keys go: a delete (reason bucket_deleted) for each
-    of its live keys, in key order (placed by place_pending after the delete commits)."""
+    """Inside the bucket's delete, holding its lock (bucket_lock), before its keys go: a delete
+    (reason bucket_deleted) for each of its live keys, in key order."""
     now = "statement_timestamp()" if _PG else "%s"
     live = f"(expires_at IS NULL OR expires_at > {now})"
-    keys = (
-        f"(SELECT bucket_id, {_KEY} FROM {_T} WHERE bucket_id = %s AND {live} ORDER BY {_KEY}) AS r"
-    )
     with connection.cursor() as cursor:
-        if _PG:
-            cursor.execute(unplaced_deletes(keys, "bucket_deleted"), [bucket_id])
-            return
+        params: list = [bucket_id]
+        if not _PG:
+            params.append(connection.ops.adapt_datetimefield_value(timezone.now()))
         cursor.execute(
-            f"SELECT {_KEY} FROM {_T} WHERE bucket_id = %s AND {live} ORDER BY {_KEY}",
-            [bucket_id, connection.ops.adapt_datetimefield_value(timezone.now())],
+            f"SELECT {_KEY} FROM {_T} WHERE bucket_id = %s AND {live} ORDER BY {_KEY}", params
         )
         gone = [Changed(key, deleted=True, reason="bucket_deleted") for (key,) in cursor.fetchall()]
-        if gone:
-            _sqlite_record(cursor, bucket_id, gone)
+    record(bucket_id, gone)
 
 
 # Reading.

@@ -133,9 +133,8 @@ class Change(models.Model):
     `position` counts the bucket's changes in commit order (1, 2, 3...): the writer draws it from
     the bucket's ChangeHead under that row's lock, held until the write commits, so a change
     that commits later has a higher position and a watcher that resumes after a position misses
-    nothing. A position below 0 marks a change not yet placed (a bucket delete or the sweep,
-    placed right after they commit: api.history.place_pending). Kept THISDB_WATCH_HISTORY
-    seconds, then swept by beat. No foreign key: a deleted bucket's last changes outlive it.
+    nothing. Kept THISDB_WATCH_HISTORY seconds, then swept by beat. No foreign key: a deleted
+    bucket's last changes outlive it.
     """
 
     pk = models.CompositePrimaryKey("bucket_id", "position")
@@ -148,14 +147,6 @@ class Change(models.Model):
     expires_at = models.DateTimeField(null=True)  # a put's expiry (null: never)
     reason = models.CharField(max_length=16, blank=True, default="")  # a delete's: deleted...
     at = models.DateTimeField()  # when it was written: the sweep's measure
-
-    class Meta:
-        indexes = [
-            # Changes not placed yet (almost always none): found without a scan.
-            models.Index(
-                fields=["bucket_id"], name="change_pending", condition=models.Q(position__lt=0)
-            ),
-        ]
 
     def __str__(self) -> str:
         return f"{self.bucket_id}@{self.position}"

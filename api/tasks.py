@@ -20,7 +20,6 @@ def sweep_expired_items() -> int:
 
 @shared_task(**TASK_OPTIONS)
 def sweep_history() -> int:
-    history.place_pending()  # any a crash left unplaced
     return history.sweep(timezone.now())
 
 

@@ -337,11 +337,14 @@ def _with_retries(applying: "_Run") -> dict:
     nested = connection.in_atomic_block
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            with _repeatable_read(nested), transaction.atomic():
-                answer = applying.batched()
-            # Its changes were recorded unplaced: placed now, after the commit (api.history).
-            history.place_pending([applying.bucket.id])
-            return answer
+            # The bucket's lock before BEGIN: its snapshot then sees every write of the bucket
+            # before it, and none comes during it (api.history).
+            with (
+                history.bucket_lock([applying.bucket.id], session=not nested),
+                _repeatable_read(nested),
+                transaction.atomic(),
+            ):
+                return applying.batched()
         except OperationalError as exc:
             if getattr(exc.__cause__, "sqlstate", None) not in _RETRYABLE:
                 raise
@@ -382,8 +385,8 @@ class _Run:
     def _start(self) -> None:
         self.results: list[dict] = [{} for _ in self.plan.ops]
         self.delete_left = DELETE_PREFIX_MAX
-        # PostgreSQL: each op's changes, recorded in op order by the last statement, unplaced
-        # (api.history.record), and placed after the commit.
+        # PostgreSQL: each op's changes, recorded in op order by the last statement
+        # (api.history.record: the bucket's head is the last lock the transaction takes).
         self.changes: list[tuple[int, list[Changed]]] = []
 
     def _decide_checks(self, current: dict[str, int]) -> None:

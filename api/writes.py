@@ -86,17 +86,16 @@ def update_bucket(
 
 
 def delete_bucket(principal: Principal, bucket_id: str) -> None:
-    with transaction.atomic():
+    with transaction.atomic(), history.bucket_lock([bucket_id]):
         # Lock the bucket first: a key or token written meanwhile then waits for this delete
         # and is refused by its foreign key (404), instead of breaking the delete (500).
         mine = Bucket.objects.for_user(principal.user_id).filter(pk=bucket_id)
         if not mine.select_for_update().exists():
             raise bucket_not_found()  # deleted meanwhile
-        # Its watchers are told of each live key's end (unplaced: api.history).
+        # Its watchers are told of each live key's end (api.history).
         history.record_bucket_deleted(bucket_id)
         # Keys and tokens go with it, by bulk DELETEs (Django fast-deletes: nothing is loaded).
         mine.delete()
-    history.place_pending([bucket_id])
     forget_bucket(bucket_id)
     notify.bucket_deleted(bucket_id)
 

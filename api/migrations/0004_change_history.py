@@ -2,29 +2,22 @@
 
 Besides the models: an index on the time each change was written, for the sweep (a BRIN index
 on PostgreSQL: the table only grows at its end, so a block range index costs the writers almost
-nothing; a plain one on the embedded SQLite), and on PostgreSQL the sequence that numbers
-changes waiting to be placed (api.history.place_pending).
+nothing; a plain one on the embedded SQLite).
 """
 
 import api.models
 from django.db import migrations, models
 
 
-PENDING_SEQUENCE = "api_change_pending"
-
-
 def create_sweep_index(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute("CREATE INDEX change_at ON api_change USING brin (at)")
-        schema_editor.execute(f"CREATE SEQUENCE IF NOT EXISTS {PENDING_SEQUENCE}")
     else:
         schema_editor.execute("CREATE INDEX change_at ON api_change (at)")
 
 
 def drop_sweep_index(apps, schema_editor):
     schema_editor.execute("DROP INDEX IF EXISTS change_at")
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(f"DROP SEQUENCE IF EXISTS {PENDING_SEQUENCE}")
 
 
 class Migration(migrations.Migration):
@@ -64,15 +57,6 @@ class Migration(migrations.Migration):
                 ("reason", models.CharField(blank=True, default="", max_length=16)),
                 ("at", models.DateTimeField()),
             ],
-            options={
-                "indexes": [
-                    models.Index(
-                        condition=models.Q(("position__lt", 0)),
-                        fields=["bucket_id"],
-                        name="change_pending",
-                    )
-                ],
-            },
         ),
         migrations.RunPython(create_sweep_index, drop_sweep_index),
     ]
