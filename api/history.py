@@ -1,7 +1,7 @@
 """Each bucket's history of changes: what watchers are sent (api.watching), in commit order.
 
-Every write records its changes in api_change, in its own transaction, with the bucket's next
-positions, drawn from the bucket's api_changehead row. That row's lock is held until the write
+Every write to a watched bucket records its changes in api_change, in its own transaction, with
+the bucket's next positions, drawn from the bucket's api_changehead row. That row's lock is held until the write
 commits, so of two writes to a bucket the one that commits later draws the higher positions: a
 watcher that has seen everything up to a position and asks for what comes after it can never
 miss a change that commits late.
@@ -14,6 +14,12 @@ no one else writes the bucket, so its snapshot sees the head as it is; single wr
 side as before, queueing only on the head row at commit. The sweep of expired keys and a bucket
 delete take it exclusive too. Everyone takes the bucket lock first, then key rows, then the head
 row: no one waits in a circle.
+
+A bucket is watched from a watch's opening (start_watching) until THISDB_WATCH_HISTORY after
+its last watch ended (the hubs push the end on while watches are open: keep_watching). Writes to
+a bucket nobody watches record nothing: they find no watched head row, and lock none. A watch
+that opens after recording had stopped moves the head by one with no change there, so a
+position from before cannot go on (reset).
 
 The embedded SQLite default serializes its writes anyway (api.statements): record() there simply
 takes the next positions.
@@ -96,7 +102,7 @@ def bucket_lock(bucket_ids: list[str], *, session: bool = False) -> Iterator[Non
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT {kind}({LOCK_CLASS}, hashtext(b)) FROM unnest(%s::text[]) AS b "
-            "ORDER BY b COLLATE \"C\"",
+            'ORDER BY b COLLATE "C"',
             [ordered],
         )
     try:
@@ -111,10 +117,12 @@ def bucket_lock(bucket_ids: list[str], *, session: bool = False) -> Iterator[Non
                 )
 
 
-# The bucket's head moves by one if the write changed a row (w), and is locked until commit.
+# The bucket's head moves by one if the write changed a row (w) and the bucket is watched (else
+# nothing is recorded, and nothing is locked), and is locked until commit.
 _TAKE_ONE = (
-    f"h AS (INSERT INTO {_H} AS head (bucket_id, position) SELECT %s, 1 FROM w "
-    "ON CONFLICT (bucket_id) DO UPDATE SET position = head.position + 1 RETURNING position)"
+    f"h AS (UPDATE {_H} AS head SET position = head.position + 1 FROM w "
+    "WHERE head.bucket_id = %s AND head.watched_until > statement_timestamp() "
+    "RETURNING head.position)"
 )
 
 
@@ -135,9 +143,8 @@ class Changed:
 
 
 _RECORD_SQL = (
-    f"WITH h AS (INSERT INTO {_H} AS head (bucket_id, position) VALUES (%s, %s) "
-    "ON CONFLICT (bucket_id) DO UPDATE SET position = head.position + excluded.position "
-    "RETURNING position) "
+    f"WITH h AS (UPDATE {_H} SET position = position + %s WHERE bucket_id = %s "
+    "AND watched_until > statement_timestamp() RETURNING position) "
     f"INSERT INTO {_C} ({_COLUMNS}) "
     "SELECT %s, h.position - %s + u.n, u.d, u.k, u.v, "
     f"COALESCE(u.ver, nextval('{VERSION_SEQUENCE}')), u.e, u.r, statement_timestamp() "
@@ -148,8 +155,8 @@ _RECORD_SQL = (
 
 def record(bucket_id: str, changes: list[Changed]) -> None:
     """Record `changes`, in this order, at the bucket's next positions (one statement on
-    PostgreSQL), in a transaction that holds the bucket's lock (bucket_lock). Call it last: it
-    holds the bucket's head until commit."""
+    PostgreSQL), in a transaction that holds the bucket's lock (bucket_lock), if the bucket is
+    watched. Call it last: it holds the bucket's head until commit."""
     if not changes:
         return
     n = len(changes)
@@ -158,8 +165,8 @@ def record(bucket_id: str, changes: list[Changed]) -> None:
             cursor.execute(
                 _RECORD_SQL,
                 [
-                    bucket_id,
                     n,
+                    bucket_id,
                     bucket_id,
                     n,
                     [c.deleted for c in changes],
@@ -175,13 +182,16 @@ def record(bucket_id: str, changes: list[Changed]) -> None:
 
 
 def _sqlite_record(cursor, bucket_id: str, changes: list[Changed]) -> None:
-    cursor.execute(
-        f"INSERT INTO {_H} (bucket_id, position) VALUES (%s, %s) ON CONFLICT (bucket_id) "
-        f"DO UPDATE SET position = {_H}.position + excluded.position RETURNING position",
-        [bucket_id, len(changes)],
-    )
-    first = cursor.fetchone()[0] - len(changes) + 1
     now = connection.ops.adapt_datetimefield_value(timezone.now())
+    cursor.execute(
+        f"UPDATE {_H} SET position = position + %s WHERE bucket_id = %s AND watched_until > %s "
+        "RETURNING position",
+        [len(changes), bucket_id, now],
+    )
+    moved = cursor.fetchone()
+    if moved is None:
+        return  # not watched: nothing recorded
+    first = moved[0] - len(changes) + 1
     rows = []
     for offset, c in enumerate(changes):
         version = c.version
@@ -199,7 +209,9 @@ def _sqlite_record(cursor, bucket_id: str, changes: list[Changed]) -> None:
 
 def record_bucket_deleted(bucket_id: str) -> None:
     """Inside the bucket's delete, holding its lock (bucket_lock), before its keys go: a delete
-    (reason bucket_deleted) for each of its live keys, in key order."""
+    (reason bucket_deleted) for each of its live keys, in key order, if it is watched."""
+    if not is_watched(bucket_id):
+        return
     now = "statement_timestamp()" if _PG else "%s"
     live = f"(expires_at IS NULL OR expires_at > {now})"
     with connection.cursor() as cursor:
@@ -259,6 +271,58 @@ def _aware(expires_at) -> datetime | None:
     parsed = expires_at if isinstance(expires_at, datetime) else parse_datetime(expires_at)
     assert parsed is not None, expires_at
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def start_watching(bucket_id: str) -> int:
+    """Record the bucket's changes from now until THISDB_WATCH_HISTORY seconds after its watches
+    end, and return its last position. Taken under the bucket's exclusive lock, which waits for
+    the writes already running: every write after it records, so none falls between this
+    position and the next. When recording had stopped (no watch for longer than the history is
+    kept), the position skips one: a position from before then has no way on (reset)."""
+    now = "statement_timestamp()" if _PG else "%s"
+    until = timezone.now() + timedelta(seconds=settings.THISDB_WATCH_HISTORY)
+    sql = (
+        f"INSERT INTO {_H} AS head (bucket_id, position, watched_until) VALUES (%s, 0, %s) "
+        "ON CONFLICT (bucket_id) DO UPDATE SET position = head.position + CASE WHEN "
+        f"head.watched_until IS NULL OR head.watched_until <= {now} THEN 1 ELSE 0 END, "
+        "watched_until = excluded.watched_until RETURNING position"
+    )
+    params: list = [bucket_id, connection.ops.adapt_datetimefield_value(until)]
+    if not _PG:
+        params.append(connection.ops.adapt_datetimefield_value(timezone.now()))
+    with transaction.atomic(), bucket_lock([bucket_id]), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()[0]
+
+
+def keep_watching(bucket_ids: list[str]) -> None:
+    """Push the end of these buckets' recording to THISDB_WATCH_HISTORY from now (their watches
+    are open: api.watchhub, every THISDB_WATCH_RECHECK_SECONDS). Under each bucket's lock,
+    shared: a transaction, which holds it exclusive, never sees its head row move."""
+    until = connection.ops.adapt_datetimefield_value(
+        timezone.now() + timedelta(seconds=settings.THISDB_WATCH_HISTORY)
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        if _PG:
+            cursor.execute(
+                f"SELECT {SHARED_LOCK.replace('%s', 'b')} FROM unnest(%s::text[]) AS b "
+                'ORDER BY b COLLATE "C"',
+                [sorted(bucket_ids)],
+            )
+            cursor.execute(
+                f"UPDATE {_H} SET watched_until = %s WHERE bucket_id = ANY(%s)",
+                [until, bucket_ids],
+            )
+            return
+        for bucket_id in bucket_ids:
+            cursor.execute(
+                f"UPDATE {_H} SET watched_until = %s WHERE bucket_id = %s", [until, bucket_id]
+            )
+
+
+def is_watched(bucket_id: str) -> bool:
+    """Whether the bucket's changes are being recorded."""
+    return ChangeHead.objects.filter(bucket_id=bucket_id, watched_until__gt=timezone.now()).exists()
 
 
 def head(bucket_id: str) -> int:

@@ -153,11 +153,15 @@ class Change(models.Model):
 
 
 class ChangeHead(models.Model):
-    """The last position of a bucket's history. Its row lock orders the bucket's writers at
-    commit (api.history); made by the bucket's first change."""
+    """The last position of a bucket's history, and until when it is recorded. Its row lock
+    orders the bucket's writers at commit (api.history); made when the bucket is first
+    watched."""
 
     bucket_id = models.CharField(primary_key=True, max_length=BUCKET_ID_LENGTH)
     position = models.BigIntegerField(default=0)
+    # Changes are recorded until then: THISDB_WATCH_HISTORY past the last time a watch was
+    # open on the bucket (api.history.start_watching, kept up by the hubs).
+    watched_until = models.DateTimeField(null=True)
 
     def __str__(self) -> str:
         return f"{self.bucket_id}@{self.position}"

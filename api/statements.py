@@ -124,8 +124,7 @@ _PG_SQL = {
     if not (create and condition in ("exists", "versions"))
 }
 _DELETE_LIVE_SQL = history.logged_delete(
-    f"DELETE FROM {_T} AS item USING locked WHERE bucket_id = %s AND {_KEY} = %s "
-    f"AND {_ITEM_LIVE}",
+    f"DELETE FROM {_T} AS item USING locked WHERE bucket_id = %s AND {_KEY} = %s AND {_ITEM_LIVE}",
     "true AS r0",
     "'deleted'",
 )

@@ -138,6 +138,15 @@ _MARKER = re.compile(r":blk:(key|token|user):(\d+)$")
 _KINDS = ("key", "token", "user")
 
 
+def _keep_watching(buckets: list[str]) -> None:
+    """In the hub's database thread (api.history.keep_watching)."""
+    try:
+        history.keep_watching(buckets)
+    finally:
+        if settings.DATABASE_POOL_SIZE:
+            connection.close()
+
+
 def _refused(held: dict[str, set[int]]) -> dict[str, set[int]]:
     """In the hub's database thread: which of these keys are revoked, tokens gone, accounts
     suspended."""
@@ -329,6 +338,9 @@ class Hub:
             if not by_user:
                 continue
             try:
+                # The watched buckets' changes go on being recorded (api.history).
+                assert self.loop is not None
+                await self.loop.run_in_executor(self.database, _keep_watching, list(self.feeds))
                 await self._recheck()
             except Exception:
                 log.exception("the watch streams' credentials could not be checked")

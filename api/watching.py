@@ -65,6 +65,9 @@ def open_watch(request, principal: Principal, bucket: BucketInfo, count_request)
 
 def _answer(request, principal, bucket, fmt, prefix, since, snapshot, wait, stream):
     opening: list[dict] = []  # events sent before the live ones: a reset or a snapshot
+    # The bucket's changes are recorded from now on (if they were not already): the watch's
+    # start and every later change are in its history.
+    current = history.start_watching(bucket.id)
     if snapshot:
         taken = _snapshot(bucket.id, prefix)
         start = taken[0]
@@ -72,7 +75,7 @@ def _answer(request, principal, bucket, fmt, prefix, since, snapshot, wait, stre
         if opening:
             opening[-1]["id"] = str(start)  # resuming mid-snapshot starts it again
     else:
-        start = history.head(bucket.id)
+        start = current
         if since is not None and since != start and not _kept(bucket.id, since, start):
             opening.append({"id": str(start), "type": "reset", "reason": "history"})
         elif since is not None:

@@ -150,7 +150,8 @@ def _bucket_page(request, bucket: Bucket, *, token_form=None, status=200):
         return redirect(_bucket_url(bucket.id))
     # Served by the front (make serve), the page follows its keys live (static/js/live.js) from
     # the bucket's position read before its keys: no change after the read is missed.
-    since = history.head(bucket.id) if watching.FRONT in request.META else None
+    # (Which also has the bucket's changes recorded from now on: api.history.start_watching.)
+    since = history.start_watching(bucket.id) if watching.FRONT in request.META else None
     first = _position(source.get("n"))
     if before is not None:
         page = paging.backward(bucket.id, prefix, before, first)

@@ -186,6 +186,9 @@ def test_a_watch_without_the_front_answers_what_changed_within_wait_then_ends(se
     within `wait` seconds (read from the SQLite history), then ends, for its client to open it
     again from its last id; a long-poll the same, in JSON."""
     bucket = server.new_bucket()
+    # A first watch: from now on the bucket's changes are recorded, from position 0.
+    status, _, body = server.call("GET", f"/v1/{bucket}?watch=true&format=json&wait=0")
+    assert status == 200 and json.loads(body) == {"events": [], "next": "0"}
     assert server.call("POST", f"/v1/{bucket}/a", b"1")[0] == 200
     assert server.call("PATCH", f"/v1/{bucket}/n", b"+5")[0] == 200
     time.sleep(1.1)  # one write a second per key

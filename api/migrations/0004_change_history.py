@@ -31,6 +31,7 @@ class Migration(migrations.Migration):
             fields=[
                 ("bucket_id", models.CharField(max_length=20, primary_key=True, serialize=False)),
                 ("position", models.BigIntegerField(default=0)),
+                ("watched_until", models.DateTimeField(null=True)),
             ],
         ),
         migrations.CreateModel(

@@ -5,6 +5,7 @@ sweep and of a bucket delete placed after what came before them."""
 import json
 from datetime import timedelta
 
+import pytest
 from django.db import connection
 from django.utils import timezone
 
@@ -13,6 +14,18 @@ from api.models import Item
 from api.principals import principal_for_user
 
 JSON = "application/json"
+
+
+def watched_bucket(persona) -> str:
+    """A new bucket of the persona's, watched (its changes are recorded from now on)."""
+    bucket = persona.new_bucket()
+    assert history.start_watching(bucket) == 0
+    return bucket
+
+
+@pytest.fixture
+def bucket(alice):
+    return watched_bucket(alice)
 
 
 def changes(bucket: str) -> list[tuple]:
@@ -103,7 +116,7 @@ def test_a_transactions_changes_are_consecutive_in_op_order(alice, bucket):
 
 
 def test_buckets_count_their_positions_apart(alice):
-    first, second = alice.new_bucket(), alice.new_bucket()
+    first, second = watched_bucket(alice), watched_bucket(alice)
     for i in range(3):
         alice.set(first, f"k{i}", "v")
         alice.set(second, f"k{i}", "v")
@@ -114,7 +127,7 @@ def test_the_sweep_records_each_expired_key_as_expired_after_what_came_before(al
     alice.set(bucket, "live", "v")
     alice.set(bucket, "b-gone", "v", "?ttl=60")
     alice.set(bucket, "a-gone", "v", "?ttl=60")
-    other = alice.new_bucket()
+    other = watched_bucket(alice)
     alice.set(other, "gone-too", "v", "?ttl=60")
     expire_now(bucket, "a-gone", "b-gone")
     expire_now(other, "gone-too")
@@ -198,3 +211,30 @@ def test_the_history_sweep_removes_a_deleted_buckets_head_once_its_changes_are_g
     assert history.head(bucket) == 2  # its last changes are still there to be read
     history.sweep(timezone.now() + timedelta(seconds=settings.THISDB_WATCH_HISTORY + 60))
     assert history.head(bucket) == 0
+
+
+def test_an_unwatched_bucket_records_nothing_and_a_lapsed_watch_skips_a_position(alice, settings):
+    """Changes are recorded only while a bucket is watched, and THISDB_WATCH_HISTORY after its
+    last watch: unwatched, a write costs no history. A watch that starts after recording had
+    stopped skips a position, so a watcher from before is told to list again."""
+    bucket = alice.new_bucket()
+    alice.set(bucket, "before", "v")
+    assert changes(bucket) == [] and history.head(bucket) == 0
+    assert history.start_watching(bucket) == 0
+    alice.set(bucket, "after", "v")
+    assert summary(bucket) == [(1, "put", "after", "")]
+    assert history.start_watching(bucket) == 1  # still watched: no skip
+    with connection.cursor() as cursor:  # an hour and more without a watch
+        cursor.execute(
+            "UPDATE api_changehead SET watched_until = now() - interval '1 second' "
+            "WHERE bucket_id = %s",
+            [bucket],
+        )
+    alice.set(bucket, "unrecorded", "v")
+    assert summary(bucket) == [(1, "put", "after", "")]
+    assert history.start_watching(bucket) == 2  # position 2 has no change: 1 cannot go on
+    response = alice.client.get(f"/v1/{bucket}?watch=true&format=json&since=1&wait=0")
+    assert response.json() == {
+        "events": [{"id": "2", "type": "reset", "reason": "history"}],
+        "next": "2",
+    }

@@ -94,7 +94,11 @@ def alice():
 
 @pytest.fixture
 def bucket(alice):
-    return alice.new_bucket(default_ttl=0)
+    """A bucket watched from its start (api.history.start_watching): every change is recorded,
+    those made before a test's stream opens too."""
+    made = alice.new_bucket(default_ttl=0)
+    history.start_watching(made)
+    return made
 
 
 def call(port, persona, method: str, path: str, body: bytes | str | None = None, **headers):

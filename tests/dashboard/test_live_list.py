@@ -39,6 +39,7 @@ def test_only_get(alice, bucket):
 
 
 def test_the_owner_watches_their_bucket_with_the_pages_prefix(alice, bucket):
+    history.start_watching(bucket)  # as the page does before its list: changes are recorded
     alice.set(bucket, "a:1", "one")
     alice.set(bucket, "b:1", "other prefix")
 
@@ -50,6 +51,7 @@ def test_the_owner_watches_their_bucket_with_the_pages_prefix(alice, bucket):
 
 
 def test_the_stream_is_the_apis_stream_of_events(alice, bucket):
+    history.start_watching(bucket)
     alice.set(bucket, "k", "v")
 
     response = alice.browser.get(watch_url(bucket, "since=0&wait=0"))
