@@ -3,8 +3,8 @@
 Every write to a watched bucket records its changes in api_change, in its own transaction, with
 the bucket's next positions, drawn from the bucket's api_changehead row. That row's lock is held
 until the write commits, so of two writes to a bucket the one that commits later draws the
-higher positions: a watcher that has seen everything up to a position and asks for what comes after it can never
-miss a change that commits late.
+higher positions: a watcher that has seen everything up to a position and asks for what comes
+after it can never miss a change that commits late.
 
 A transaction runs at REPEATABLE READ, where moving a head row that writers moved since the
 transaction began would fail it. So each bucket also has a lock of its own (a PostgreSQL advisory
