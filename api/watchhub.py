@@ -65,7 +65,7 @@ class Watcher:
         self.position: int = plan["position"]
         self.format: str = plan["format"]
         self.wait: int = plan["wait"]
-        self.blocks: list[str] = plan["blocks"]
+        self.blocks: tuple[str, ...] = tuple(plan["blocks"])
         self.ends_at: float | None = plan["ends_at"]
         self.pending: list = []  # SSE: bytes; long-poll: event dicts
         self.pending_bytes = 0
@@ -468,6 +468,7 @@ class Hub:
         """Take over a watch request the front answered in Django (api.watching)."""
         self._start()
         watcher = Watcher(json.loads(plan_text))
+        del plan_text  # this frame lives as long as the stream: it keeps only what it needs
         headers = [(n, v) for n, v in headers if n != b"content-length"]
         gone = self._until_gone(watcher, receive)
         try:
