@@ -11,7 +11,7 @@ import logging
 import pytest
 from django.test import Client
 
-from api import authentication
+from api import authentication, history
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -26,6 +26,7 @@ def watch(client: Client, bucket: str, query: str, **headers):
 
 
 def test_a_watch_takes_its_token_from_the_query_string(alice, bucket, token):
+    history.start_watching(bucket)  # its changes are recorded from here (position 0)
     alice.set(bucket, "user:1", "one")
     alice.set(bucket, "other", "not covered")
 
@@ -39,6 +40,7 @@ def test_a_watch_takes_its_token_from_the_query_string(alice, bucket, token):
 def test_the_token_is_taken_wherever_it_sits_in_the_query_and_with_watch_spelled_yes(
     alice, bucket, token
 ):
+    history.start_watching(bucket)
     alice.set(bucket, "user:2", "two")
 
     response = Client().get(f"/v1/{bucket}?token={token}&since=0&format=json&watch=yes")
