@@ -89,6 +89,28 @@ def logged_delete(statement: str, returning: str, reason: str) -> str:
 
 
 @contextmanager
+def transaction_lock(bucket_id: str) -> Iterator[None]:
+    """The bucket's lock for a transaction, from before its BEGIN until after its COMMIT
+    (PostgreSQL): exclusive if the bucket is watched (its REPEATABLE READ snapshot then sees the
+    head as it is, and no write comes between it and its record), else shared, like a single
+    write's (transactions of an unwatched bucket run side by side, and a watch that starts waits
+    for them: start_watching)."""
+    if not _PG:
+        yield
+        return
+    mode = "" if is_watched(bucket_id) else "_shared"
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT pg_advisory_lock{mode}({LOCK_CLASS}, hashtext(%s))", [bucket_id])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT pg_advisory_unlock{mode}({LOCK_CLASS}, hashtext(%s))", [bucket_id]
+            )
+
+
+@contextmanager
 def bucket_lock(bucket_ids: list[str], *, session: bool = False) -> Iterator[None]:
     """The exclusive lock of these buckets (PostgreSQL; in id order, so two holders of several
     never wait in a circle): for the current transaction, or with `session` from now until the

@@ -337,10 +337,11 @@ def _with_retries(applying: "_Run") -> dict:
     nested = connection.in_atomic_block
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            # The bucket's lock before BEGIN: its snapshot then sees every write of the bucket
-            # before it, and none comes during it (api.history).
+            # The bucket's lock before BEGIN (api.history.transaction_lock).
             with (
-                history.bucket_lock([applying.bucket.id], session=not nested),
+                history.transaction_lock(applying.bucket.id)
+                if not nested
+                else history.bucket_lock([applying.bucket.id]),
                 _repeatable_read(nested),
                 transaction.atomic(),
             ):
