@@ -98,16 +98,28 @@ def transaction_lock(bucket_id: str) -> Iterator[None]:
     if not _PG:
         yield
         return
-    mode = "" if is_watched(bucket_id) else "_shared"
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT pg_advisory_lock{mode}({LOCK_CLASS}, hashtext(%s))", [bucket_id])
+        cursor.execute(_TRANSACTION_LOCK, [bucket_id, bucket_id, bucket_id])
+        watched = cursor.fetchone()[0]
     try:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT pg_advisory_unlock{mode}({LOCK_CLASS}, hashtext(%s))", [bucket_id]
-            )
+            cursor.execute(_TRANSACTION_UNLOCK[watched], [bucket_id])
+
+
+# Whether the bucket is watched and its lock in that mode, in one round trip (a transaction's
+# first, before its BEGIN: api.transactions). CASE runs only the branch it picks.
+_TRANSACTION_LOCK = (
+    f"SELECT watched, CASE WHEN watched THEN pg_advisory_lock({LOCK_CLASS}, hashtext(%s)) "
+    f"ELSE pg_advisory_lock_shared({LOCK_CLASS}, hashtext(%s)) END FROM (SELECT EXISTS ("
+    f"SELECT FROM {_H} WHERE bucket_id = %s AND watched_until > statement_timestamp())) "
+    "AS s(watched)"
+)
+_TRANSACTION_UNLOCK = {
+    True: f"SELECT pg_advisory_unlock({LOCK_CLASS}, hashtext(%s))",
+    False: f"SELECT pg_advisory_unlock_shared({LOCK_CLASS}, hashtext(%s))",
+}
 
 
 @contextmanager
