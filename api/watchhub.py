@@ -17,6 +17,8 @@ import json
 import logging
 import re
 import time
+import types
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
@@ -30,7 +32,9 @@ from api.models import Token
 
 log = logging.getLogger(__name__)
 
-MAX_PENDING_BYTES = 4 * 1024 * 1024  # a reader this far behind is cut off; it resumes by id
+# What may wait behind a send the connection has no room for (a reader slower than its
+# events): past it the stream is cut off, and the client resumes from its last id.
+MAX_PENDING_BYTES = 4 * 1024 * 1024
 TICK_SECONDS = 1  # keep-alives, long-polls' ends and expiries are decided this often
 REDIS_RETRY_SECONDS = 1
 
@@ -55,6 +59,9 @@ class Watcher:
         "cancelled",
         "timed_out",
         "due",
+        "send",
+        "done",
+        "sending",
     )
 
     def __init__(self, plan: dict):
@@ -76,8 +83,17 @@ class Watcher:
         self.cancelled: str | None = None  # why the stream ends for good
         self.timed_out = False  # a keep-alive is due, or the long-poll's wait is over
         self.due = asyncio.get_running_loop().time()  # when it last sent (or opened)
+        # A stream (SSE) is sent to straight from whoever has something for it (its feed, the
+        # ticker, a notice), with no coroutine of its own to wake: `send` is granian's, set once
+        # the answer's head is out; `done` ends the request when the stream is over; `sending`
+        # is a send waiting for room in the connection (a slow reader; it flushes on after).
+        self.send: Callable[[dict], Awaitable] | None = None
+        self.done: asyncio.Future | None = None
+        self.sending: asyncio.Task | None = None
 
     def deliver(self, events: list[history.Event], forms: "Forms") -> None:
+        if self.closed:
+            return
         for i, event in enumerate(events):
             if event.position <= self.position:
                 continue
@@ -91,8 +107,19 @@ class Watcher:
             else:
                 self.pending.append(forms.json(i))
         if self.pending:
-            if self.pending_bytes > MAX_PENDING_BYTES:
-                self.closed = True
+            if self.sending is not None and self.pending_bytes > MAX_PENDING_BYTES:
+                self.cut_off()
+            else:
+                self.wake()
+
+    def cut_off(self) -> None:
+        """The client reads slower than its events come and is too far behind: its stream ends
+        (it resumes from the last id it received), and what waited for it is let go."""
+        self.closed = True
+        self.pending, self.pending_bytes = [], 0
+        if self.sending is not None:
+            self.sending.cancel()  # its end resolves `done`
+        else:
             self.wake()
 
     def credentials(self) -> list[tuple[str, int]]:
@@ -122,8 +149,58 @@ class Watcher:
             self.wake()
 
     def wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
+        if self.send is not None:
+            self.flush()
+        elif self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
+
+    def flush(self) -> None:
+        """Send the stream what is due, now: pending events, the cancel that ends it, or a
+        keep-alive; end it when the client left. granian's send takes a chunk at once while the
+        connection has room (its awaitable is then already done); when it has none, a task
+        finishes that send and flushes on, and events wait in `pending` meanwhile."""
+        if self.sending is not None or self.send is None or self.done is None or self.done.done():
+            return
+        if self.closed:
+            self.done.set_result(None)
+            return
+        chunks, self.pending, self.pending_bytes = self.pending, [], 0
+        last = self.cancelled is not None
+        if last:
+            chunks.append(watching.sse_cancel(self.cancelled or ""))
+        elif not chunks:
+            if not self.timed_out:
+                return
+            chunks = [watching.KEEP_ALIVE]
+        self.timed_out = False
+        self.due = self.done.get_loop().time()
+        message = {"type": "http.response.body", "body": b"".join(chunks), "more_body": not last}
+        try:
+            step = self.send(message).__await__()
+            waiting_on = next(step)
+        except StopIteration:  # sent
+            if last:
+                self.done.set_result(None)
+            return
+        except Exception:  # the client is gone, or the send broke: this stream ends, alone
+            self.closed = True
+            self.done.set_result(None)
+            return
+        self.sending = self.done.get_loop().create_task(self._send_rest(step, waiting_on, last))
+
+    async def _send_rest(self, step, waiting_on, last: bool) -> None:
+        try:
+            await _resume(step, waiting_on)
+        except Exception:
+            self.closed = True
+        except asyncio.CancelledError:
+            self.closed = True
+            raise
+        finally:
+            self.sending = None
+            if (last or self.closed) and self.done is not None and not self.done.done():
+                self.done.set_result(None)
+        self.flush()
 
     async def sleep(self) -> None:
         """Until wake() (at once if it was woken while busy: `pending`, flags)."""
@@ -132,6 +209,27 @@ class Watcher:
             await self.waiter
         finally:
             self.waiter = None
+
+
+@types.coroutine
+def _resume(step, waiting_on):
+    """The rest of an awaitable whose first step (next(step)) yielded `waiting_on`: as if it
+    had been awaited from the start (the task waits on what it yields, and errors go in)."""
+    while True:
+        try:
+            sent = yield waiting_on
+        except BaseException as exc:
+            if not hasattr(step, "throw"):
+                raise  # what `await` does with an awaitable that cannot take it
+            try:
+                waiting_on = step.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+            continue
+        try:
+            waiting_on = next(step) if sent is None else step.send(sent)
+        except StopIteration as stop:
+            return stop.value
 
 
 _MARKER = re.compile(r":blk:(key|token|user):(\d+)$")
@@ -476,8 +574,13 @@ class Hub:
                 await send({"type": "http.response.start", "status": status, "headers": headers})
                 await send({"type": "http.response.body", "body": body, "more_body": True})
                 del headers, body  # a stream holds only what it needs (memory per watcher)
-                await self._join(watcher)
-                await self._stream(watcher, send)
+                assert self.loop is not None
+                watcher.done = self.loop.create_future()
+                watcher.send = send
+                del send
+                await self._join(watcher)  # what it catches up on is sent as it comes
+                watcher.flush()
+                await watcher.done
             else:
                 await self._join(watcher)
                 await self._long_poll(watcher, status, headers, send)
@@ -525,26 +628,6 @@ class Hub:
                     ):
                         watcher.timed_out = True
                         watcher.wake()
-
-    async def _stream(self, watcher: Watcher, send) -> None:
-        assert self.loop is not None
-        while True:
-            if not (watcher.pending or watcher.cancelled or watcher.closed or watcher.timed_out):
-                await watcher.sleep()
-            if watcher.closed:
-                return
-            chunks, watcher.pending, watcher.pending_bytes = watcher.pending, [], 0
-            if watcher.cancelled:
-                chunks.append(watching.sse_cancel(watcher.cancelled))
-                await send({"type": "http.response.body", "body": b"".join(chunks)})
-                return
-            if not chunks:
-                if not watcher.timed_out:
-                    continue
-                chunks = [watching.KEEP_ALIVE]
-            watcher.timed_out = False
-            watcher.due = self.loop.time()
-            await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
 
     async def _long_poll(self, watcher: Watcher, status: int, headers: list, send) -> None:
         while not (watcher.pending or watcher.cancelled or watcher.closed or watcher.timed_out):

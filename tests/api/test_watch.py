@@ -9,6 +9,8 @@ delivers every change."""
 import http.client
 import json
 import os
+import re
+import socket
 import threading
 import time
 from datetime import timedelta
@@ -168,6 +170,46 @@ def test_a_stream_opens_at_the_head_and_sends_each_change_under_its_prefix(port,
     assert events[1].data["value"] == "4"
     assert events[2].data["reason"] == "deleted"
     assert [change(e) for e in events] == [r for r in rows(bucket)[1:] if r[2].startswith("a:")]
+
+
+def test_a_reader_too_far_behind_is_cut_off_alone_and_resumes_from_its_last_id(
+    port, alice, bucket
+):
+    """A client that stops reading fills its connection; the hub keeps its events until they
+    pass MAX_PENDING_BYTES (4 MiB), then ends that stream alone: a reader beside it gets every
+    event meanwhile, and the slow one resumes from the last id it received, losing nothing."""
+    slow = socket.create_connection(("127.0.0.1", port), timeout=PATIENCE)
+    slow.sendall(
+        f"GET /v1/{bucket}?watch=true&prefix=big/ HTTP/1.1\r\nHost: t\r\n"
+        f"X-Api-Key: {alice.key}\r\n\r\n".encode()
+    )
+    count, value = 24, "x" * 1_000_000  # 24 MB of events: past the pending bound and buffers
+    with watch(port, alice, bucket, "&prefix=big/") as beside:
+        seen: list = []
+        reading = threading.Thread(target=lambda: seen.extend(beside.events(count)))
+        reading.start()
+        for n in range(count):
+            put(port, alice, bucket, f"big/{n:02}", value)
+        reading.join(PATIENCE)
+    assert [e.data["key"] for e in seen] == [f"big/{n:02}" for n in range(count)]
+
+    received = b""
+    while True:  # what reached it, until the server ends its stream
+        try:
+            chunk = slow.recv(1 << 20)
+        except ConnectionError:
+            break
+        if not chunk:
+            break
+        received += chunk
+    slow.close()
+    ids = [int(i) for i in re.findall(rb"\nid: (\d+)\nevent: put\n", received)]
+    keys = [k.decode() for k in re.findall(rb'"key": "(big/\d+)"', received)]
+    assert keys[: len(ids)] == [f"big/{n:02}" for n in range(len(ids))]
+    assert 0 < len(ids) < count, "the slow reader was not cut off"
+    with watch(port, alice, bucket, "&prefix=big/", last_event_id=ids[-1]) as resumed:
+        rest = resumed.events(count - len(ids))
+    assert [e.data["key"] for e in rest] == [f"big/{n:02}" for n in range(len(ids), count)]
 
 
 def test_a_binary_value_is_sent_in_base64(port, alice, bucket):
