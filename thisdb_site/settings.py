@@ -154,6 +154,10 @@ THISDB_BODY_TIMEOUT = env_int("THISDB_BODY_TIMEOUT", 30, minimum=1)
 # ms a read lasts.
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", THISDB_WEB_THREADS + THISDB_BULK_THREADS)
 DATABASE_POOL_TIMEOUT = env_int("DATABASE_POOL_TIMEOUT", 2, minimum=1)
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Write-ahead logging: a reader (an export's snapshot, api.exports, for as long as it is
+    # sent) never blocks a writer, nor a writer a reader. The file stays in this mode.
+    DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = "PRAGMA journal_mode=WAL"
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # Django's backend, refusing a connection at once while this process knows the server is
     # unreachable (a 503 within milliseconds, not after the pool's timeout; thisdb_site.outages).
