@@ -133,10 +133,10 @@ class StreamedAnswer:
         self._call(self._start(status, headers))
 
     def send(self, chunk: bytes) -> None:
-        self._call(self._send({"type": "http.response.body", "body": chunk, "more_body": True}))
+        self._call(self._message({"type": "http.response.body", "body": chunk, "more_body": True}))
 
     def end(self) -> None:
-        self._call(self._send({"type": "http.response.body", "body": b"", "more_body": False}))
+        self._call(self._message({"type": "http.response.body", "body": b"", "more_body": False}))
 
     def close(self) -> None:
         """On the event loop, once the thread is done: stop listening for the client."""
@@ -157,6 +157,10 @@ class StreamedAnswer:
         except OSError as error:
             self.gone = True
             raise ClientGone("the client left") from error
+
+    async def _message(self, message: dict) -> None:
+        # A coroutine for run_coroutine_threadsafe (granian's send() gives an awaitable).
+        await self._send(message)
 
     async def _start(self, status: int, headers: list) -> None:
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
