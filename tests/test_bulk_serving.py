@@ -13,6 +13,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from tests.api.test_export import varied_keys, without_ttl
 from tests.conftest import RUN_PREFIX, Persona
 from tests.serving import request, rss_kib, served, worker_pids
 
@@ -112,6 +113,30 @@ def test_an_export_streams_in_pieces_in_flat_memory_beside_normal_requests(tmp_p
     assert pieces > 100
     assert peak - before < 16 * MIB, (before, peak)
     print(f"exported {lines} keys in {elapsed:.2f} s: {lines / elapsed:,.0f} keys/s")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_through_the_server_is_the_listings_pages(tmp_path):
+    alice = Persona("alice")
+    bucket = alice.new_bucket()
+    varied_keys(bucket, 20_000)  # binary values, TTLs, newlines, non-ASCII
+    key = {"X-Api-Key": alice.key}
+    with platform(tmp_path) as port:
+        status, headers, exported = request(port, "GET", f"/v1/{bucket}{EXPORT}", headers=key)
+        assert status == 200 and headers["x-thisdb-export-keys"] == "20000"
+        listed, cursor = b"", ""
+        while cursor is not None:
+            query = (
+                f"?format=ndjson&values=true&cursor={cursor}"
+                if cursor
+                else "?format=ndjson&values=true"
+            )
+            status, headers, page = request(port, "GET", f"/v1/{bucket}{query}", headers=key)
+            assert status == 200
+            listed += page
+            cursor = headers.get("x-next-cursor")
+    assert exported.count(b"\n") == 20_000
+    assert without_ttl(exported) == without_ttl(listed)
 
 
 @pytest.mark.django_db(transaction=True)
