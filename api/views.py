@@ -113,7 +113,12 @@ class BucketViewSet(ApiViewSet):
     @extend_schema(
         summary="List the keys of a bucket",
         operation_id="list_keys",
-        parameters=[openapi.BUCKET_ID, *openapi.LIST_PARAMETERS, *openapi.WATCH_PARAMETERS],
+        parameters=[
+            openapi.BUCKET_ID,
+            *openapi.LIST_PARAMETERS,
+            *openapi.EXPORT_PARAMETERS,
+            *openapi.WATCH_PARAMETERS,
+        ],
         responses=openapi.watch_responses(
             openapi.responses(openapi.KEY_LIST, 400, 403, 404, 405, 406, 429, 503)
         ),
