@@ -36,7 +36,8 @@ run: $(RUN_STAMP)
 
 # Each alone, for production: `make serve` (the web tier), `make worker`, `make beat`.
 # serve: granian runs thisdb_site.asgi in WEB_WORKERS processes (one per core by default), each
-# with at most WEB_THREADS requests inside Django and a pool of as many PostgreSQL connections.
+# with at most WEB_THREADS requests inside Django, THISDB_BULK_THREADS (2) exports and imports
+# beside them, and a pool of as many PostgreSQL connections as both.
 # Headers must arrive within 5 s and bodies within THISDB_BODY_TIMEOUT (30 s) or the connection
 # is dropped; a worker is replaced after WEB_WORKER_LIFETIME seconds or WEB_WORKER_MAX_RSS MiB,
 # and one that dies is respawned. `kill -HUP` on the main process restarts the workers

@@ -214,6 +214,38 @@ class ApiViewSet(viewsets.ViewSet):
                 retry_after=decision.retry_after(time.time()),
             )
 
+    def count_requests(self, cost: int, what: str) -> None:
+        """Count `cost` requests at once for `what` (an export), or none: refused whole (429)
+        when the hour has fewer left. One Redis round trip (api.limits.check_batch)."""
+        principal = self.principal()
+        assert principal.api_key_id is not None  # an API caller acts through a key
+        self._counted = True
+        decision = limits.check_batch(
+            principal.user_id,
+            principal.api_key_id,
+            principal.quotas.requests_per_hour,
+            cost,
+            [],
+            blocks=principal.block_names,
+        )
+        if decision is None:
+            return  # Redis unreachable: serve without limits
+        if decision.blocked_by is not None:
+            raise Forbidden(principal.blocks[decision.blocked_by][1])
+        self._decision = decision
+        if decision.refused:
+            advice = (
+                "see Retry-After"
+                if cost <= decision.limit
+                else "that is more than an hour's: export a part at a time (prefix=)"
+            )
+            raise TooManyRequests(
+                f"rate limit reached: {what} counts {cost} requests and this API key has "
+                f"{decision.remaining} of its {decision.limit} left this hour; nothing was "
+                f"sent, {advice}",
+                retry_after=decision.retry_after(time.time()),
+            )
+
     def count_request(self, write: tuple[str, str] | None = None) -> None:
         """Count the request against its API key's hourly limit and, for `write` = (bucket,
         key), take that key's write slot: one Redis round trip (api.limits.check)."""
@@ -283,7 +315,10 @@ class ApiViewSet(viewsets.ViewSet):
         if request._request.method == "HEAD":
             # No body, whatever the server: gunicorn sends what it is given, and the body of a
             # HEAD would be read as the start of the next answer on a kept-alive connection.
-            response.content = b""
+            if response.streaming:
+                response.streaming_content = ()  # what it would have made is closed unread
+            else:
+                response.content = b""
         headers = response.headers
         headers.put("vary", "Vary", "Accept")
         # A value is whatever was stored: no browser may take text/plain for a page.

@@ -7,8 +7,9 @@ knows its text, JSON and NDJSON forms in one place.
 import base64
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 
-from django.http import HttpResponse
+from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import ResponseHeaders
 from rest_framework import exceptions, renderers
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -266,6 +267,20 @@ class Prepared(ApiResponse):
     def render_with(self, renderer: renderers.BaseRenderer) -> None:
         self.content, kind = self.prepared
         self.headers.put("content-type", "Content-Type", kind)
+
+
+class Streamed(StreamingHttpResponse):
+    """An answer made while it is sent (an export, api.exports): chunks of lines ready in the
+    negotiated format, each sent before the next is made (thisdb_site.front)."""
+
+    headers: ApiHeaders
+
+    def __init__(self, chunks: Iterator[bytes]):
+        super().__init__(chunks)
+        self.headers = ApiHeaders({})  # as ApiResponse's: the type is the renderer's
+
+    def render_with(self, renderer: renderers.BaseRenderer) -> None:
+        self.headers.put("content-type", "Content-Type", content_type(renderer))
 
 
 class NotModified(ApiResponse):

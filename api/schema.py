@@ -142,6 +142,19 @@ LIST_PARAMETERS = [
     ),
 ]
 
+# Exporting (api.exports): the same GET with all=true.
+EXPORT_PARAMETERS = [
+    OpenApiParameter(
+        "all",
+        {"type": "boolean", "default": False},
+        description="Export: every live key under prefix (after cursor, to resume) in one "
+        "answer, from one snapshot, in key order, one line each as the listing's NDJSON with "
+        "values; needs format=ndjson and values=true, and no limit (else 400). Counts one "
+        "request per 1,000 keys, all up front: 429, nothing sent, when the hour has fewer "
+        "left. Marked X-Thisdb-Export: all, without X-Next-Cursor. See /docs/#export.",
+    ),
+]
+
 # Watching (api.watching): the same GET with watch=true.
 WATCH_PARAMETERS = [
     OpenApiParameter(
@@ -581,6 +594,16 @@ HEADERS = {
         "schema": _CURSOR,
         "description": "Present when more keys follow: pass it as cursor= for the next page.",
     },
+    "X-Thisdb-Export": {
+        "schema": {"type": "string", "enum": ["all"]},
+        "description": "all=true was served as an export: every key in this one answer (a "
+        "server without exports answers a page, with X-Next-Cursor when more follow).",
+    },
+    "X-Thisdb-Export-Keys": {
+        "schema": _INTEGER,
+        "description": "An export's live keys when it began: its lines, at most (a key that "
+        "expires meanwhile is left out).",
+    },
 }
 
 
@@ -619,7 +642,7 @@ ETAG_STATUSES = {
 }
 
 # Query parameters whose empty value (`?format=`) is taken as not sent.
-EMPTY_MEANS_ABSENT = {"format", "values", "cursor", "prefix"}
+EMPTY_MEANS_ABSENT = {"format", "values", "cursor", "prefix", "all"}
 # Operations that cannot do without a body (an empty one is a 400).
 BODY_REQUIRED = {"increment_key", "create_token", "run_transaction"}
 _FORMAT = "text (the default), json or ndjson; wins over the Accept header."
@@ -631,7 +654,8 @@ def postprocess(result, generator, request, public):
     The JSON shapes and the response headers as components. X-RateLimit-* come on every answer
     to a request with a valid key or token (not when Redis is down, so never required);
     Retry-After on every 429 (and on a 503 when the wait is known); X-Next-Cursor on a list
-    page when more keys follow. Empty query values, and the bodies that are required.
+    page when more keys follow, X-Thisdb-Export(-Keys) on an export. Empty query values, and the
+    bodies that are required.
     """
     components = result.setdefault("components", {})
     components.setdefault("schemas", {}).update(COMPONENTS)
@@ -656,6 +680,8 @@ def postprocess(result, generator, request, public):
                     "list_buckets",
                 ):
                     names.append("X-Next-Cursor")
+                if status == "200" and operation.get("operationId") == "list_keys":
+                    names += ["X-Thisdb-Export", "X-Thisdb-Export-Keys"]
                 response["headers"] = {
                     name: {"$ref": f"#/components/headers/{name}"} for name in names
                 }

@@ -348,6 +348,30 @@ def list_page(
     Rows are (key, version), or (key, value, ttl, version) with values: ttl the whole seconds
     the key has left, rounded up, 0 if it never expires."""
     columns = f"{_KEY}, value, {_TTL_LEFT}, version" if with_values else f"{_KEY}, version"
+    where, params = _key_range(bucket_id, prefix, after)
+    sql = f"SELECT {columns} FROM {_T} WHERE {where} ORDER BY {_KEY} LIMIT %s"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit])
+        rows = cursor.fetchall()
+    if with_values and not _PG:
+        now = timezone.now()
+        rows = [
+            (key, value, _seconds_left(expires, now), version)
+            for key, value, expires, version in rows
+        ]
+    return rows
+
+
+def count_live(bucket_id: str, *, prefix: str, after: str | None) -> int:
+    """The live keys list_page would page through: the same index range, counted."""
+    where, params = _key_range(bucket_id, prefix, after)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {_T} WHERE {where}", params)
+        return cursor.fetchone()[0]
+
+
+def _key_range(bucket_id: str, prefix: str, after: str | None) -> tuple[str, list]:
+    """The WHERE of a bucket's live keys under `prefix`, after the key `after` if given."""
     where = ["bucket_id = %s", _LIVE]
     params: list = [bucket_id, *_now_params()]
     if after is not None and after >= prefix:
@@ -360,17 +384,7 @@ def list_page(
     if upper is not None:
         where.append(f"{_KEY} < %s")
         params.append(upper)
-    sql = f"SELECT {columns} FROM {_T} WHERE {' AND '.join(where)} ORDER BY {_KEY} LIMIT %s"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, limit])
-        rows = cursor.fetchall()
-    if with_values and not _PG:
-        now = timezone.now()
-        rows = [
-            (key, value, _seconds_left(expires, now), version)
-            for key, value, expires, version in rows
-        ]
-    return rows
+    return " AND ".join(where), params
 
 
 def _seconds_left(expires_at: datetime | str | None, now: datetime) -> int:

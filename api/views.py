@@ -5,7 +5,7 @@ request takes before and after is api.dispatch."""
 from django.conf import settings
 from drf_spectacular.utils import extend_schema
 
-from api import conditions, inputs, statements, transactions, watching, writes
+from api import conditions, exports, inputs, statements, transactions, watching, writes
 from api import schema as openapi
 from api.dispatch import ApiViewSet, error_answer
 from api.errors import BadRequest, Forbidden, key_not_found
@@ -20,6 +20,7 @@ from api.renderers import (
     Message,
     NotModified,
     Payload,
+    Streamed,
     Value,
     with_etag,
 )
@@ -112,21 +113,30 @@ class BucketViewSet(ApiViewSet):
     @extend_schema(
         summary="List the keys of a bucket",
         operation_id="list_keys",
-        parameters=[openapi.BUCKET_ID, *openapi.LIST_PARAMETERS, *openapi.WATCH_PARAMETERS],
+        parameters=[
+            openapi.BUCKET_ID,
+            *openapi.LIST_PARAMETERS,
+            *openapi.EXPORT_PARAMETERS,
+            *openapi.WATCH_PARAMETERS,
+        ],
         responses=openapi.watch_responses(
             openapi.responses(openapi.KEY_LIST, 400, 403, 404, 405, 406, 429, 503)
         ),
     )
     def retrieve(self, request, bucket_id):
         principal = self.principal()
-        if (
-            request._request.META.get("QUERY_STRING")
-            and request.query_params.get("watch")
-            and request.method == "GET"  # a HEAD of a watch is the listing's HEAD
-        ):
-            if inputs.boolean(request.query_params["watch"], "watch"):
+        if request._request.META.get("QUERY_STRING"):
+            if (
+                request.query_params.get("watch")
+                and request.method == "GET"  # a HEAD of a watch is the listing's HEAD
+                and inputs.boolean(request.query_params["watch"], "watch")
+            ):
                 bucket = owned_bucket(principal, bucket_id)
                 return watching.open_watch(request, principal, bucket, self.count_request)
+            if request.query_params.get("all") and inputs.boolean(
+                request.query_params["all"], "all"
+            ):
+                return self._export(request, principal, bucket_id)
         paging = Paging(request.query_params)
         with_values = inputs.boolean(request.query_params.get("values"), "values")
         prefix = inputs.check_prefix(inputs.query_field(request, "prefix"))
@@ -146,6 +156,42 @@ class BucketViewSet(ApiViewSet):
             owned_bucket(principal, bucket_id)
         page, next_cursor = paging.split(rows)
         return _listing(KeyList(page, with_values, next_cursor), next_cursor)
+
+    def _export(self, request, principal, bucket_id):
+        """all=true: every live key in one NDJSON answer, from one snapshot (api.exports),
+        counted up front, one request per 1,000 keys: refused whole (429) when the hour's
+        requests cannot cover it, never cut off midway."""
+        params = request.query_params
+        if request.accepted_renderer.format != "ndjson" or not inputs.boolean(
+            params.get("values"), "values"
+        ):
+            raise BadRequest(
+                "all=true exports every key with its value as NDJSON: add "
+                "format=ndjson&values=true (or leave all out to list a page at a time)"
+            )
+        if "limit" in params:
+            raise BadRequest("all=true sends every key: leave limit out (it pages a listing)")
+        after = inputs.decode_cursor(params["cursor"]) if params.get("cursor") else None
+        prefix = inputs.check_prefix(inputs.query_field(request, "prefix"))
+        bucket = owned_bucket(principal, bucket_id)
+        prefix = token_list_prefix(principal, prefix)
+        keys, chunks = exports.open_export(bucket.id, prefix, after)
+        try:
+            if not keys:
+                # The bucket may come from the cache: make sure it still exists.
+                forget_bucket(bucket.id)
+                owned_bucket(principal, bucket_id)
+            cost = exports.cost(keys)
+            self.count_requests(cost, f"this export of {keys} keys (one request per 1,000)")
+        except BaseException:
+            chunks.close()  # the snapshot ends here
+            raise
+        response = Streamed(chunks)
+        # No X-Next-Cursor: a client tells an export from a page (an older server's answer
+        # to all=true) by this header.
+        response["X-Thisdb-Export"] = "all"
+        response["X-Thisdb-Export-Keys"] = str(keys)  # at most this many lines (a progress bar)
+        return response
 
     @extend_schema(
         summary="Update a bucket's default_ttl",

@@ -141,6 +141,59 @@ def endpoints(base: str, bucket: str) -> list[Endpoint]:
             "console.log(page.items.map((item) => item.key), page.next_cursor)",
         ),
         Endpoint(
+            "export",
+            "Export a bucket",
+            "GET",
+            "/v1/<bucket>?all=true",
+            "Every live key in one answer, one NDJSON line each: the listing's line with its "
+            "value, in key order, from one snapshot (writes made meanwhile are not in it), at "
+            "any size. Counts one request per 1,000 keys, up front: when the hour has fewer "
+            "left it is a 429 and nothing is sent. The answer says X-Thisdb-Export: all and "
+            "X-Thisdb-Export-Keys (the keys it holds); a server without exports answers a page "
+            "of the listing instead, without that header.",
+            params=[
+                ("format", "ndjson (required)"),
+                ("values", "true (required)"),
+                ("prefix", "only keys starting with this (a token exports only inside its own)"),
+                ("cursor", "the keys after this one (base64url, as X-Next-Cursor): to resume"),
+            ],
+            answers=[
+                ("200", "the keys, as they arrive"),
+                ("400", "all=true without format=ndjson and values=true, or with limit"),
+                ("429", "the export counts more requests than the hour has left"),
+                ("503", "the server is busy with other exports and imports: see Retry-After"),
+            ],
+            token_ok=True,
+            curl=f'curl -H "X-Api-Key: $THISDB_API_KEY" '
+            f"'{v1}/{bucket}?format=ndjson&values=true&all=true' > backup.ndjson",
+            python=PY_HEAD + "import json\n"
+            'params = {"format": "ndjson", "values": "true", "all": "true"}\n'
+            f'with httpx.stream("GET", "{v1}/{bucket}", params=params, headers=headers, '
+            "timeout=60) as response:\n"
+            "    if response.status_code != 200:\n"
+            "        response.read()  # the message, for ok() to raise with\n"
+            "        ok(response)\n"
+            '    if response.headers.get("X-Thisdb-Export") != "all":\n'
+            '        raise RuntimeError("no export on this server: page through the list")\n'
+            "    for line in response.iter_lines():\n"
+            "        item = json.loads(line)\n"
+            '        print(item["key"], item["ttl"])',
+            js=JS_HEAD + f"const response = await ok(fetch('{v1}/{bucket}"
+            "?format=ndjson&values=true&all=true', { headers }))\n"
+            "if (response.headers.get('X-Thisdb-Export') !== 'all') "
+            "throw new Error('no export on this server: page through the list')\n"
+            "const reader = response.body.getReader()\n"
+            "const decoder = new TextDecoder()\n"
+            "let rest = ''\n"
+            "for (;;) {\n"
+            "  const { done, value } = await reader.read()\n"
+            "  if (done) break\n"
+            "  const lines = (rest + decoder.decode(value, { stream: true })).split('\\n')\n"
+            "  rest = lines.pop()  // a line not yet ended\n"
+            "  for (const line of lines) console.log(JSON.parse(line).key)\n"
+            "}",
+        ),
+        Endpoint(
             "increment",
             "Increment a key",
             "PATCH",

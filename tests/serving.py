@@ -21,10 +21,13 @@ def free_port() -> int:
 @contextmanager
 def served(database_url: str, log: Path, **settings: str):
     """`make serve` on a free port; yields the port. Extra keyword arguments are environment
-    variables (THISDB_..., DATABASE_POOL_SIZE) or make variables (WEB_WORKERS, WEB_THREADS)."""
+    variables (THISDB_..., DATABASE_POOL_SIZE) or make variables (WEB_WORKERS, WEB_THREADS,
+    SERVE_APP: another ASGI application than the platform's)."""
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url, **settings}
-    make_vars = [f"{k}={v}" for k, v in settings.items() if k.startswith("WEB_")]
+    make_vars = [
+        f"{k}={v}" for k, v in settings.items() if k.startswith("WEB_") or k == "SERVE_APP"
+    ]
     with open(log, "ab") as output:
         server = subprocess.Popen(
             ["make", "-s", "serve", f"ADDR=127.0.0.1:{port}", *make_vars],
@@ -70,3 +73,32 @@ def request(
         return response.status, dict(response.getheaders()), response.read()
     finally:
         conn.close()
+
+
+def worker_pids(port: int) -> list[int]:
+    """The granian workers serving `port`: the processes of its command line whose parent is
+    one too (the main process)."""
+    mark = f"--port\x00{port}\x00".encode()
+    ours = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and mark in (entry / "cmdline").read_bytes():
+                ours.add(int(entry.name))
+        except OSError:
+            continue  # gone meanwhile
+    return sorted(pid for pid in ours if _parent(pid) in ours)
+
+
+def _parent(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    return 0
+
+
+def rss_kib(pid: int) -> int:
+    """A process's resident memory, KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")

@@ -231,6 +231,9 @@ def test_the_api_statements_are_prepared_once_per_connection(tmp_path):
             THISDB_REDIS_PREFIX=RUN_PREFIX,
             WEB_WORKERS="1",
             WEB_THREADS="1",
+            # One pooled connection (the pool also has room for the bulk threads'), so that
+            # the warm-up's runs all land on the connection the last requests use.
+            DATABASE_POOL_SIZE="1",
         ) as port:
             for n in range(8):  # past the 5th run of each statement
                 for method, path, body in steps:

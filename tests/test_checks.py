@@ -23,3 +23,13 @@ def test_sqlite_without_redis_is_the_embedded_default_and_fine():
 
 def test_the_suite_itself_is_configured_without_warnings(settings):
     assert checks.check_shared_limits(None) == []
+
+
+def test_w003_warns_about_a_pool_smaller_than_the_threads():
+    assert [w.id for w in checks.pool_size_warnings(3, 2, 2)] == ["thisdb.W003"]
+    assert checks.pool_size_warnings(4, 2, 2) == []
+    assert checks.pool_size_warnings(0, 2, 2) == []  # no pool: a connection per thread
+
+
+def test_the_default_pool_fits_both_kinds_of_threads():
+    assert checks.check_pool_size(None) == []

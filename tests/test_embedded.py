@@ -5,6 +5,7 @@ the per-key write limit included (on by default there)."""
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,9 +23,10 @@ START_TIMEOUT_SECONDS = 20
 
 
 class Server:
-    def __init__(self, base_url: str, key: str):
+    def __init__(self, base_url: str, key: str, database: Path):
         self.base_url = base_url
         self.key = key
+        self.database = database  # the SQLite file it serves
 
     def call(self, method: str, path: str, body: bytes | None = None):
         """(status, headers, body) of one request with the API key."""
@@ -99,7 +101,7 @@ def server(tmp_path_factory):
                 assert process.poll() is None, (folder / "server.log").read_text()
                 assert time.monotonic() < deadline, "runserver did not answer within 20 s"
                 time.sleep(0.2)
-            yield Server(base_url, key)
+            yield Server(base_url, key, folder / "db.sqlite3")
         finally:
             process.terminate()
             try:
@@ -166,7 +168,7 @@ def test_an_immediate_second_increment_is_429_too(server):
 
 
 def test_a_wrong_key_is_403(server):
-    other = Server(server.base_url, "tdb_" + "A" * 46)
+    other = Server(server.base_url, "tdb_" + "A" * 46, server.database)
     status, _, body = other.call("POST", "/v1/", b"")
     assert status == 403
     assert body.startswith(b"invalid API key")
@@ -208,3 +210,28 @@ def test_a_watch_without_the_front_answers_what_changed_within_wait_then_ends(se
     assert [(e["id"], e["type"], e["key"]) for e in answer["events"]] == [("3", "delete", "a")]
     status, _, body = server.call("GET", f"/v1/{bucket}?watch=true&format=json&since=3&wait=1")
     assert json.loads(body) == {"events": [], "next": "3"}  # after wait, nothing new
+
+
+def test_an_export_reads_one_snapshot_while_writes_go_on(server):
+    """On SQLite too (write-ahead logging): a write during an export is served at once and does
+    not show in it."""
+    bucket = server.new_bucket()
+    # 5,000 keys of 2 KB at once (as if set one by one): more than the sockets' buffers take,
+    # so the export is still reading while the write happens.
+    with sqlite3.connect(server.database) as db:
+        db.executemany(
+            "INSERT INTO api_item (bucket_id, key, value, expires_at, updated_at, version) "
+            "VALUES (?, ?, ?, NULL, '2026-01-01 00:00:00', ?)",
+            [(bucket, f"k{n:05d}", b"v" * 2000, 10**9 + n) for n in range(5000)],
+        )
+    url = f"{server.base_url}/v1/{bucket}?format=ndjson&values=true&all=true"
+    request = urllib.request.Request(url, headers={"X-Api-Key": server.key})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["X-Thisdb-Export-Keys"] == "5000"
+        first = response.readline()
+        started = time.monotonic()
+        assert server.call("POST", f"/v1/{bucket}/zzz", b"new")[0] == 200
+        assert time.monotonic() - started < 2
+        rest = response.read()
+    keys = [json.loads(line)["key"] for line in (first + rest).splitlines()]
+    assert keys == [f"k{n:05d}" for n in range(5000)]

@@ -11,6 +11,9 @@ while it talks to PostgreSQL, a pooled connection. The front keeps both bounded:
 - Django then runs in one of THISDB_WEB_THREADS threads of this process (other requests wait
   their turn on the event loop), and its whole answer is taken before it is sent, so a client
   that reads slowly does not hold a thread either.
+- Bulk transfers are the exception (thisdb_site.streams): an export's answer and an NDJSON or
+  JSON-array import's body can be any size, so they are streamed, in constant memory, in one of
+  THISDB_BULK_THREADS threads of their own (a 503 past them), never in the threads above.
 
 Slow request heads are the server's to refuse (granian's --http1-header-read-timeout).
 Django runs through its WSGI handler, not its ASGI one: the ASGI handler starts a thread for
@@ -40,6 +43,8 @@ application = BufferedWSGI(
     max_body=max(settings.DATA_UPLOAD_MAX_MEMORY_SIZE, settings.THISDB_TRANSACTION_MAX_BYTES),
     body_timeout=settings.THISDB_BODY_TIMEOUT,
     threads=settings.THISDB_WEB_THREADS,
+    # Exports and streamed imports, which can last minutes, in threads of their own.
+    bulk_threads=settings.THISDB_BULK_THREADS,
     # Watch streams leave Django once opened and live on the event loop (api.watchhub).
     takeovers={PLAN_HEADER.lower().encode(): hub.serve},
     # The hub listens from the worker's start, not from its first watch: a worker that serves

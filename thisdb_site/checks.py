@@ -35,3 +35,26 @@ def shared_limits_warnings(engine: str, redis_url: str) -> list:
             )
         ]
     return []
+
+
+@register()
+def check_pool_size(app_configs, **kwargs):
+    return pool_size_warnings(
+        settings.DATABASE_POOL_SIZE, settings.THISDB_WEB_THREADS, settings.THISDB_BULK_THREADS
+    )
+
+
+def pool_size_warnings(pool_size: int, web_threads: int, bulk_threads: int) -> list:
+    # An export holds its connection for as long as it is sent (its snapshot): with fewer
+    # connections than threads, exports running leave normal requests waiting for one (503s).
+    if 0 < pool_size < web_threads + bulk_threads:
+        return [
+            Warning(
+                f"DATABASE_POOL_SIZE ({pool_size}) is smaller than THISDB_WEB_THREADS + "
+                f"THISDB_BULK_THREADS ({web_threads} + {bulk_threads}): while exports and "
+                "imports hold their connections, normal requests may wait for one.",
+                hint="Leave DATABASE_POOL_SIZE unset (it follows both), or raise it.",
+                id="thisdb.W003",
+            )
+        ]
+    return []

@@ -142,11 +142,22 @@ DATABASES = {
 # threads a process runs are bounded; each needs at most one database connection at a time, so
 # the pool's size follows it unless set.
 THISDB_WEB_THREADS = env_int("THISDB_WEB_THREADS", 2, minimum=1)
+# Bulk transfers (an export, a streamed import) at once per web process, in threads of their
+# own, so that they never take the threads above: 2, so that an export and an import (a copy
+# between buckets, piped) fit in one process. Each holds a database connection for its whole
+# length (a million keys: about 10 s); one more is refused with a 503 and Retry-After.
+THISDB_BULK_THREADS = env_int("THISDB_BULK_THREADS", 2, minimum=1)
 # Seconds a request's body may take to arrive before the server gives up on it (408).
 THISDB_BODY_TIMEOUT = env_int("THISDB_BODY_TIMEOUT", 30, minimum=1)
-# The watch hub's reads (api.watchhub) take one of these for the few ms a read lasts.
-DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", THISDB_WEB_THREADS)
+# One connection for each thread of either kind, so a bulk transfer never waits for, nor keeps
+# waiting, a normal request; the watch hub's reads (api.watchhub) take one of these for the few
+# ms a read lasts.
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", THISDB_WEB_THREADS + THISDB_BULK_THREADS)
 DATABASE_POOL_TIMEOUT = env_int("DATABASE_POOL_TIMEOUT", 2, minimum=1)
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Write-ahead logging: a reader (an export's snapshot, api.exports, for as long as it is
+    # sent) never blocks a writer, nor a writer a reader. The file stays in this mode.
+    DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = "PRAGMA journal_mode=WAL"
 if DATABASES["default"]["ENGINE"].endswith("postgresql"):
     # Django's backend, refusing a connection at once while this process knows the server is
     # unreachable (a 503 within milliseconds, not after the pool's timeout; thisdb_site.outages).

@@ -154,6 +154,17 @@ SEMANTIC_REFUSALS = [
         "maxLength counts characters; the limit is 512 bytes of UTF-8",
     ),
     (
+        ("list_keys",),
+        "all=true exports every key with its value as NDJSON",
+        "an export needs format=ndjson and values=true: one parameter requiring others' values "
+        "is a dependency a schema does not express (the parameter's description says it)",
+    ),
+    (
+        ("list_keys",),
+        "all=true sends every key: leave limit out",
+        "limit pages a listing and has no meaning in an export: the same kind of dependency",
+    ),
+    (
         ("list_keys", "list_buckets"),
         "cursor is not valid",
         "a cursor is opaque: only the X-Next-Cursor of a page names a place in the bucket",

@@ -19,6 +19,7 @@ ENDPOINTS = [
     "GET /v1/",
     "GET /v1/&lt;bucket&gt;",
     "GET /v1/&lt;bucket&gt;?watch=true",
+    "GET /v1/&lt;bucket&gt;?all=true",
     "PATCH /v1/&lt;bucket&gt;",
     "DELETE /v1/&lt;bucket&gt;",
     "GET /v1/&lt;bucket&gt;/&lt;key&gt;",
@@ -70,6 +71,7 @@ FIRST_SESSION = [
     "set",
     "get",
     "list",
+    "export",
     "increment",
     "versions",
     "conditional",
@@ -136,6 +138,7 @@ def test_the_examples_run_in_order_and_raise_on_an_error(live_server_url, langua
     assert "unchanged since" in printed["versions"]
     assert "new version" in printed["conditional"]
     assert "user:42:name" in printed["transactions"] and "taken" not in printed["transactions"]
+    assert "foo" in printed["export"]  # the key the set example wrote
     if language == "python":  # the snapshot's first key
         assert "'type': 'put', 'key': 'user:42:name', 'value': 'Ada'" in printed["watch"]
     assert alice.client.get(f"/v1/{mine}/greeting").content == b"hello"
