@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -219,11 +219,14 @@ class AsyncClient(BaseClient):
             raise NetworkError(self._failed(call, response.request, exc)) from exc
 
     async def import_items(
-        self, bucket: str, items: Iterable[ImportItem] | AsyncIterable[ImportItem]
+        self,
+        bucket: str,
+        items: Iterable[ImportItem] | AsyncIterable[ImportItem],
+        on_applied: Callable[[int], None] | None = None,
     ) -> int:
         """Write the items (an iterable or an async iterable) into a bucket in one streamed
         request and return how many were imported; see Client.import_items."""
-        run = ImportRun(bucket)
+        run = ImportRun(bucket, on_applied)
         entries = run.aentries(items)
         if self._bulk_import is False:
             return await self._import_each(run, entries)

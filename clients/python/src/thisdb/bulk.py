@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,8 +182,9 @@ class ImportRun:
     """One call of import_items: its items taken one by one and checked, how far it got, and
     what each answer means. `applied` counts the items known to be imported."""
 
-    def __init__(self, bucket: str):
+    def __init__(self, bucket: str, on_applied: Callable[[int], None] | None = None):
         self.bucket = bucket
+        self.on_applied = on_applied
         self.path = "/" + segment(bucket, "bucket")
         self.taken = 0  # items taken from the iterable, each checked
         self.applied = 0
@@ -301,6 +302,8 @@ class ImportRun:
 
     def imported(self, count: int) -> None:
         self.applied += count
+        if self.on_applied is not None:
+            self.on_applied(self.applied)
 
     def refused(self, exc: ApiError, may_fall_back: bool) -> None:
         """A refusal of a bulk request. Returns when the server is an older one that does not

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import chain
 from types import TracebackType
 from typing import Any, TypeVar
@@ -231,7 +231,12 @@ class Client(BaseClient):
         except httpx.RequestError as exc:
             raise NetworkError(self._failed(call, response.request, exc)) from exc
 
-    def import_items(self, bucket: str, items: Iterable[ImportItem]) -> int:
+    def import_items(
+        self,
+        bucket: str,
+        items: Iterable[ImportItem],
+        on_applied: Callable[[int], None] | None = None,
+    ) -> int:
         """Write the items into a bucket, in one streamed request (constant memory whatever
         their number); returns how many were imported.
 
@@ -244,8 +249,12 @@ class Client(BaseClient):
         out of requests, a token outside its prefix), an item cannot be sent, or the
         connection broke; it says how many were imported (`applied`) and where it stopped
         (`line`, the item's number from 1). A server without NDJSON imports (an older one)
-        gets one write per key (the client's retries apply to each)."""
-        run = ImportRun(bucket)
+        gets one write per key (the client's retries apply to each).
+
+        `on_applied(n)` is called each time the count of items known to be imported grows
+        (after each write of the per-key path; after each request of the bulk one), e.g. to
+        know where to go on after an interruption."""
+        run = ImportRun(bucket, on_applied)
         entries = run.entries(items)
         if self._bulk_import is False:
             return self._import_each(run, entries)
