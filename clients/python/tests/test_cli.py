@@ -484,9 +484,7 @@ def test_import_keeps_one_write_per_second_per_key(
     assert platform.stored(bucket) == {"k": b"last", "o": b"x"}
 
 
-def test_import_stops_at_the_hourly_limit_and_says_where(
-    without_bulk_routes, cli, carol, platform
-):
+def test_import_stops_at_the_hourly_limit_and_says_where(without_bulk_routes, cli, carol, platform):
     """One write a key: the first request (an NDJSON import, which the server refuses) and
     k0 are the two requests of the hour; k1 is refused."""
     platform.set_requests_per_hour(carol, 2)

@@ -36,6 +36,7 @@ Record = dict[str, Any]
 # its key, with room to spare): past it a malformed entry is reported instead of reading on.
 MAX_ENTRY_CHARS = 4 << 20
 READ_SIZE = 1 << 16  # bytes read at a time from an array's file
+_NUMBER_CHARACTERS = "0123456789+-.eE"
 # A record whose key expired before the import (Workers KV's "expiration" in the past).
 EXPIRED = "expired"
 
@@ -228,8 +229,9 @@ def json_array(chunks: Iterable[bytes]) -> Iterator[Any]:
                 if len(buffer) - at < MAX_ENTRY_CHARS and more():
                     continue  # the entry goes on in the bytes still to come
                 raise BadRecord(number + 1, f"not JSON ({exc.msg})", "record") from None
-            if end == len(buffer) and more():
-                continue  # a number cut off by the chunk's end ("12" of "123"): read on
+            cut = isinstance(entry, int | float) and not buffer[end:].strip(_NUMBER_CHARACTERS)
+            if cut and more():
+                continue  # a number the chunk's end may have cut ("12" of "123", "-1." of "-1.5")
             number += 1
             state, at = "after", end
             yield entry
