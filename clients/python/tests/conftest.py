@@ -10,6 +10,7 @@ the session.
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import thisdb
 from live_platform import Persona, Platform, running_platform
@@ -55,3 +56,33 @@ def home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def bulk_routes(platform) -> bool:
+    """Whether the platform streams whole exports (`X-Thisdb-Export: all`), and so takes NDJSON
+    imports: the bulk routes, which a server of an older version does not have."""
+    owner = platform.persona("bulk-probe")
+    bucket = platform.new_bucket(owner)
+    answer = httpx.get(
+        f"{platform.url}/v1/{bucket}",
+        params={"format": "ndjson", "values": "true", "all": "true"},
+        headers={"X-Api-Key": owner.key},
+        timeout=30,
+    )
+    return answer.headers.get("X-Thisdb-Export", "").lower() == "all"
+
+
+@pytest.fixture
+def with_bulk_routes(bulk_routes) -> None:
+    """For the tests of the bulk routes themselves: skipped against a server without them."""
+    if not bulk_routes:
+        pytest.skip("the server has no bulk routes (no X-Thisdb-Export: all on an export)")
+
+
+@pytest.fixture
+def without_bulk_routes(bulk_routes) -> None:
+    """For the tests of the fallbacks (paging, one write per key): skipped against a server
+    with the bulk routes, which the client then uses."""
+    if bulk_routes:
+        pytest.skip("the server has the bulk routes: the fallback is not taken")

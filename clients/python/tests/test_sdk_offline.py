@@ -129,6 +129,8 @@ def _every_error() -> list[thisdb.ThisDBError]:
             errors.append(cls(404, "key not found", answer))
         elif issubclass(cls, thisdb.UnexpectedResponse):
             errors.append(cls("not the API", answer))
+        elif cls is thisdb.ImportStopped:
+            errors.append(cls(thisdb.BadRequest(400, "line 3: bad", answer), 3, 2))
         else:
             errors.append(cls("went wrong"))
     return errors
@@ -139,7 +141,9 @@ def _same_error(copied: thisdb.ThisDBError, original: thisdb.ThisDBError) -> Non
     assert str(copied) == str(original) and copied.args == original.args
     assert copied.__dict__.keys() == original.__dict__.keys()
     for name, value in original.__dict__.items():
-        if isinstance(value, httpx.Response):
+        if isinstance(value, thisdb.ThisDBError):  # the cause ImportStopped carries
+            _same_error(copied.__dict__[name], value)
+        elif isinstance(value, httpx.Response):
             kept = copied.__dict__[name]
             assert (kept.status_code, kept.content) == (value.status_code, value.content)
             assert kept.request.url == value.request.url

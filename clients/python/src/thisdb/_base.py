@@ -29,6 +29,8 @@ class BaseClient:
         self._retry = _core.RetryPolicy(retries, max_retry_wait)
         self.rate_limit: RateLimit | None = None
         """X-RateLimit-* of the last answer (None before any, or if it carried none)."""
+        # Whether the server takes NDJSON imports (thisdb.bulk), once an import has found out.
+        self._bulk_import: bool | None = None
 
     @property
     def base_url(self) -> str:

@@ -13,7 +13,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote, urlencode
@@ -161,6 +161,11 @@ def permissions_text(permissions: str | Iterable[str]) -> str:
     return ",".join(permissions)
 
 
+# A request's body: bytes, or chunks sent as they come (a streamed upload, chunked), which can
+# be sent once only: a call with such a body is never retried.
+Body = bytes | Iterator[bytes] | AsyncIterator[bytes]
+
+
 @dataclass(frozen=True)
 class Call(Generic[T]):
     """One API call: what to send and how to read a successful answer."""
@@ -169,11 +174,16 @@ class Call(Generic[T]):
     path: str  # below /v1, already encoded: "/", "/<bucket>", "/<bucket>/<key>", "/tokens"
     parse: Callable[[httpx.Response], T]
     params: Mapping[str, str] | None = None
-    body: bytes | None = None
+    body: Body | None = None
     content_type: str | None = None
     headers: Mapping[str, str] | None = None
     not_modified: bool = False  # a 304 answer is passed to `parse` (a GET with If-None-Match)
     wait: float = 0  # seconds the server may hold the answer (a long-poll), added to the timeout
+
+    @property
+    def replayable(self) -> bool:
+        """Whether the request can be sent again (a retry): not with a streamed body."""
+        return self.body is None or isinstance(self.body, bytes)
 
 
 def _form(fields: Mapping[str, str]) -> bytes:
@@ -644,19 +654,23 @@ def _key_page(response: httpx.Response) -> KeyPage:
     data = _json(response)
     if not isinstance(data, dict) or not isinstance(data.get("items"), list):
         raise UnexpectedResponse("expected a JSON object with items", response)
-    items = []
-    for entry in data["items"]:
-        if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
-            raise UnexpectedResponse("a listed item has no key", response)
-        try:
-            value = decode_value(entry) if "value" in entry else None
-        except ValueError as exc:
-            raise UnexpectedResponse(f"key {entry['key']!r}: {exc}", response) from None
-        ttl = entry.get("ttl")
-        version = _listed_version(entry.get("version"))
-        items.append(Item(entry["key"], value, ttl if isinstance(ttl, int) else None, version))
+    items = [listed_item(entry, response) for entry in data["items"]]
     cursor = data.get("next_cursor") or response.headers.get("X-Next-Cursor") or None
     return KeyPage(items, cursor if isinstance(cursor, str) else None)
+
+
+def listed_item(entry: Any, response: httpx.Response) -> Item:
+    """One key of a listing (an item of the JSON listing, a line of the NDJSON one or of an
+    export): key, value (decoded from base64 when it says so), ttl and version."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+        raise UnexpectedResponse("a listed item has no key", response)
+    try:
+        value = decode_value(entry) if "value" in entry else None
+    except ValueError as exc:
+        raise UnexpectedResponse(f"key {entry['key']!r}: {exc}", response) from None
+    ttl = entry.get("ttl")
+    ttl = ttl if isinstance(ttl, int) and not isinstance(ttl, bool) else None
+    return Item(entry["key"], value, ttl, _listed_version(entry.get("version")))
 
 
 def _bucket_page(response: httpx.Response) -> BucketPage:

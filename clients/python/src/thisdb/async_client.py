@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
 
 import anyio
 import httpx
 
-from thisdb import _core
+from thisdb import _core, bulk
 from thisdb._base import BaseClient
 from thisdb._core import Call, Value, Version
-from thisdb.errors import ClientClosed, NetworkError
+from thisdb.bulk import ImportItem, ImportRun
+from thisdb.errors import ApiError, ClientClosed, NetworkError
 from thisdb.models import BucketInfo, BucketPage, Changes, Item, KeyPage
 from thisdb.transaction import AsyncTransaction
 from thisdb.watch import AsyncWatch, Position, changes
@@ -66,23 +67,44 @@ class AsyncClient(BaseClient):
         await self._http.aclose()
 
     async def _run(self, call: Call[T]) -> T:
+        return self._answered(call, await self._send(call))
+
+    async def _send(self, call: Call[Any], stream: bool = False) -> httpx.Response:
+        """Send a call, retrying as Client._send does; the last answer, unread if `stream`."""
         if self._http.is_closed:
             raise ClientClosed("the client is closed: make a new one")
         request = _core.build_request(self._http, self.base_url, call)
         attempt = 0
         while True:
             try:
-                response = await self._http.send(request)
+                response = await self._http.send(request, stream=stream)
             except httpx.RequestError as exc:
                 raise NetworkError(self._failed(call, request, exc)) from exc
             finally:
                 self._settings.credential.forget(request)
-            wait = self._retry.delay(response, attempt)
+            wait = self._retry.delay(response, attempt) if call.replayable else None
             if wait is None:
-                return self._answered(call, response)
+                return response
+            await response.aclose()
             self.rate_limit = _core.rate_limit(response)
             await anyio.sleep(wait)
             attempt += 1
+
+    async def _open(self, call: Call[Any]) -> httpx.Response:
+        """The answer to a call, its body still to be read when it is a success; see
+        Client._open."""
+        response = await self._send(call, stream=True)
+        if response.is_success:
+            self.rate_limit = _core.rate_limit(response)
+            return response
+        try:
+            await response.aread()
+        except httpx.RequestError as exc:
+            raise NetworkError(self._failed(call, response.request, exc)) from exc
+        finally:
+            await response.aclose()
+        self._answered(call, response)  # raises the error of its status
+        raise AssertionError("unreachable: the answer is not a success")
 
     async def request(
         self,
@@ -143,7 +165,18 @@ class AsyncClient(BaseClient):
         page_size: int | None = None,
     ) -> AsyncIterator[Item]:
         """Every key of a bucket (or under `prefix`), following the cursor page after page."""
-        cursor: str | None = None
+        async for item in self._pages(bucket, prefix, values, page_size, None):
+            yield item
+
+    async def _pages(
+        self,
+        bucket: str,
+        prefix: str | None,
+        values: bool,
+        page_size: int | None,
+        cursor: str | None,
+    ) -> AsyncIterator[Item]:
+        """The items of the listing's pages from `cursor` on (from the first with None)."""
         while True:
             page = await self.list_keys(bucket, prefix, page_size, values, cursor)
             for item in page.items:
@@ -151,6 +184,86 @@ class AsyncClient(BaseClient):
             if not page.next_cursor or not page.items:
                 return
             cursor = page.next_cursor
+
+    async def export(self, bucket: str, prefix: str | None = None) -> AsyncIterator[Item]:
+        """Every key of a bucket (or under `prefix`) with its value, ttl and version, in key
+        order, in one streamed answer; see Client.export. `async for item in db.export(...)`."""
+        call = bulk.export_call(bucket, prefix)
+        response = await self._open(call)
+        try:
+            if bulk.is_whole_export(response):
+                lines = bulk.Lines()
+                async for chunk in self._chunks(call, response):
+                    for line in lines.feed(chunk):
+                        yield bulk.exported_item(line, response)
+                for line in lines.end():
+                    yield bulk.exported_item(line, response)
+                return
+            # An older server's answer: one page (at most 1000 keys), read whole.
+            page = bulk.first_page(
+                b"".join([c async for c in self._chunks(call, response)]), response
+            )
+        finally:
+            await response.aclose()
+        for item in page.items:
+            yield item
+        if page.next_cursor and page.items:
+            async for item in self._pages(bucket, prefix, True, None, page.next_cursor):
+                yield item
+
+    async def _chunks(self, call: Call[Any], response: httpx.Response) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.aiter_bytes():
+                yield chunk
+        except httpx.RequestError as exc:
+            raise NetworkError(self._failed(call, response.request, exc)) from exc
+
+    async def import_items(
+        self,
+        bucket: str,
+        items: Iterable[ImportItem] | AsyncIterable[ImportItem],
+        on_applied: Callable[[int], None] | None = None,
+    ) -> int:
+        """Write the items (an iterable or an async iterable) into a bucket in one streamed
+        request and return how many were imported; see Client.import_items."""
+        run = ImportRun(bucket, on_applied)
+        entries = run.aentries(items)
+        if self._bulk_import is False:
+            return await self._import_each(run, entries)
+        if self._bulk_import is None:
+            first = await run.aprobe(entries)
+            if not first:
+                return run.finish()
+            if not await self._import_bulk(run, run.body(first), may_fall_back=True):
+                self._bulk_import = False
+                return await self._import_each(run, run.prepend(first, entries))
+            self._bulk_import = True
+        following = await anext(entries, None)
+        if following is not None:
+            rest = run.achunks(run.prepend([following], entries))
+            await self._import_bulk(run, rest, may_fall_back=False)
+        return run.finish()
+
+    async def _import_bulk(self, run: ImportRun, body: _core.Body, may_fall_back: bool) -> bool:
+        """One NDJSON request; False when the server does not take them (nothing applied)."""
+        try:
+            run.imported(await self._run(run.call(body)))
+        except ApiError as exc:
+            run.refused(exc, may_fall_back)
+            return False
+        except NetworkError as exc:
+            raise run.stopped(exc) from exc
+        return True
+
+    async def _import_each(self, run: ImportRun, entries: AsyncIterator[bulk.Entry]) -> int:
+        """The per-key path: one write a key."""
+        async for entry in entries:
+            try:
+                await self.set(run.bucket, entry.key, entry.content(), entry.ttl)
+            except (ApiError, NetworkError) as exc:
+                raise run.stopped(exc) from exc
+            run.imported(1)
+        return run.finish()
 
     async def get(self, bucket: str, key: str) -> bytes:
         """A key's value, byte for byte; NotFound if it does not exist or has expired."""

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from itertools import chain
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 
-from thisdb import _core
+from thisdb import _core, bulk
 from thisdb._base import BaseClient
 from thisdb._core import Call, Value, Version
-from thisdb.errors import ClientClosed, NetworkError
+from thisdb.bulk import ImportItem, ImportRun
+from thisdb.errors import ApiError, ClientClosed, NetworkError
 from thisdb.models import BucketInfo, BucketPage, Changes, Item, KeyPage
 from thisdb.transaction import Transaction
 from thisdb.watch import Position, Watch, changes
@@ -71,23 +73,45 @@ class Client(BaseClient):
         self._http.close()
 
     def _run(self, call: Call[T]) -> T:
+        return self._answered(call, self._send(call))
+
+    def _send(self, call: Call[Any], stream: bool = False) -> httpx.Response:
+        """Send a call, retrying 429 and 503 as the retry rule says (unless its body is a
+        stream, which can be sent once only); the last answer, its body unread if `stream`."""
         if self._http.is_closed:
             raise ClientClosed("the client is closed: make a new one")
         request = _core.build_request(self._http, self.base_url, call)
         attempt = 0
         while True:
             try:
-                response = self._http.send(request)
+                response = self._http.send(request, stream=stream)
             except httpx.RequestError as exc:
                 raise NetworkError(self._failed(call, request, exc)) from exc
             finally:
                 self._settings.credential.forget(request)
-            wait = self._retry.delay(response, attempt)
+            wait = self._retry.delay(response, attempt) if call.replayable else None
             if wait is None:
-                return self._answered(call, response)
+                return response
+            response.close()
             self.rate_limit = _core.rate_limit(response)
             time.sleep(wait)
             attempt += 1
+
+    def _open(self, call: Call[Any]) -> httpx.Response:
+        """The answer to a call, its body still to be read when it is a success; an error's
+        body is read and raised as _run does."""
+        response = self._send(call, stream=True)
+        if response.is_success:
+            self.rate_limit = _core.rate_limit(response)
+            return response
+        try:
+            response.read()
+        except httpx.RequestError as exc:
+            raise NetworkError(self._failed(call, response.request, exc)) from exc
+        finally:
+            response.close()
+        self._answered(call, response)  # raises the error of its status
+        raise AssertionError("unreachable: the answer is not a success")
 
     def request(
         self,
@@ -155,13 +179,119 @@ class Client(BaseClient):
         page_size: int | None = None,
     ) -> Iterator[Item]:
         """Every key of a bucket (or under `prefix`), following the cursor page after page."""
-        cursor: str | None = None
+        yield from self._pages(bucket, prefix, values, page_size, None)
+
+    def _pages(
+        self,
+        bucket: str,
+        prefix: str | None,
+        values: bool,
+        page_size: int | None,
+        cursor: str | None,
+    ) -> Iterator[Item]:
+        """The items of the listing's pages from `cursor` on (from the first with None)."""
         while True:
             page = self.list_keys(bucket, prefix, page_size, values, cursor)
             yield from page.items
             if not page.next_cursor or not page.items:
                 return
             cursor = page.next_cursor
+
+    # --- bulk --------------------------------------------------------------------------------
+
+    def export(self, bucket: str, prefix: str | None = None) -> Iterator[Item]:
+        """Every key of a bucket (or under `prefix`) with its value, ttl and version, in key
+        order, as the server reads them (the request is sent at the first item asked for).
+
+        One streamed answer, from one snapshot of the bucket, in constant memory; a server
+        without it (an older one) answers one page of the listing, and the rest is read page
+        by page (then not a snapshot: keys written meanwhile may or may not be in it)."""
+        call = bulk.export_call(bucket, prefix)
+        response = self._open(call)
+        try:
+            if bulk.is_whole_export(response):
+                lines = bulk.Lines()
+                for chunk in self._chunks(call, response):
+                    for line in lines.feed(chunk):
+                        yield bulk.exported_item(line, response)
+                for line in lines.end():
+                    yield bulk.exported_item(line, response)
+                return
+            # An older server's answer: one page (at most 1000 keys), read whole.
+            page = bulk.first_page(b"".join(self._chunks(call, response)), response)
+        finally:
+            response.close()
+        yield from page.items
+        if page.next_cursor and page.items:
+            yield from self._pages(bucket, prefix, True, None, page.next_cursor)
+
+    def _chunks(self, call: Call[Any], response: httpx.Response) -> Iterator[bytes]:
+        try:
+            yield from response.iter_bytes()
+        except httpx.RequestError as exc:
+            raise NetworkError(self._failed(call, response.request, exc)) from exc
+
+    def import_items(
+        self,
+        bucket: str,
+        items: Iterable[ImportItem],
+        on_applied: Callable[[int], None] | None = None,
+    ) -> int:
+        """Write the items into a bucket, in one streamed request (constant memory whatever
+        their number); returns how many were imported.
+
+        Each item is an Item (what export gives), a dict {"key", "value", "encoding"?,
+        "ttl"?} (the shape of an export's lines; "encoding": "base64" for a value in base64)
+        or a tuple (key, value) or (key, value, ttl); a value is bytes, or str sent as UTF-8,
+        a ttl seconds (0: never expires; None or absent: the bucket's default).
+
+        ImportStopped when it stops before the end: the server refused an item (a bad line,
+        out of requests, a token outside its prefix), an item cannot be sent, or the
+        connection broke; it says how many were imported (`applied`) and where it stopped
+        (`line`, the item's number from 1). A server without NDJSON imports (an older one)
+        gets one write per key (the client's retries apply to each).
+
+        `on_applied(n)` is called each time the count of items known to be imported grows
+        (after each write of the per-key path; after each request of the bulk one), e.g. to
+        know where to go on after an interruption."""
+        run = ImportRun(bucket, on_applied)
+        entries = run.entries(items)
+        if self._bulk_import is False:
+            return self._import_each(run, entries)
+        if self._bulk_import is None:
+            first = run.probe(entries)
+            if not first:
+                return run.finish()
+            if not self._import_bulk(run, run.body(first), may_fall_back=True):
+                self._bulk_import = False
+                return self._import_each(run, chain(first, entries))
+            self._bulk_import = True
+        following = next(entries, None)
+        if following is not None:
+            rest = run.chunks(chain([following], entries))
+            self._import_bulk(run, rest, may_fall_back=False)
+        return run.finish()
+
+    def _import_bulk(self, run: ImportRun, body: _core.Body, may_fall_back: bool) -> bool:
+        """One NDJSON request; False when the server does not take them (nothing applied)."""
+        try:
+            run.imported(self._run(run.call(body)))
+        except ApiError as exc:
+            run.refused(exc, may_fall_back)
+            return False
+        except NetworkError as exc:
+            raise run.stopped(exc) from exc
+        return True
+
+    def _import_each(self, run: ImportRun, entries: Iterable[bulk.Entry]) -> int:
+        """The per-key path: one write a key."""
+        for entry in entries:
+            try:
+                self.set(run.bucket, entry.key, entry.content(), entry.ttl)
+            except (ApiError, NetworkError) as exc:
+                raise run.stopped(exc) from exc
+            run.imported(1)
+        return run.finish()
 
     # --- keys --------------------------------------------------------------------------------
 

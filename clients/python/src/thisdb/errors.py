@@ -65,6 +65,26 @@ class WatchCancelled(ThisDBError):
         self.position = position
 
 
+class ImportStopped(ThisDBError):
+    """`import_items` stopped before the end of its items: the first `applied` of them were
+    imported, and item number `line` (counted from 1) was not, nor any after it. Go on with
+    the items after the first `applied` (importing one again is harmless: it is written
+    again).
+
+    `error` says why: BadRequest (the server refused that line: a key too long, a bad value),
+    InvalidArgument (an item the client could not send: no key, a value neither bytes nor
+    str), RateLimited (out of requests: `error.retry_after`), Forbidden (a token outside its
+    prefix), NotFound (no such bucket), NetworkError (the connection broke: the items after
+    `applied` may or may not have been imported), ...
+    """
+
+    def __init__(self, error: ThisDBError, line: int, applied: int):
+        super().__init__(f"stopped at line {line} ({applied} imported before it): {error}")
+        self.error = error
+        self.line = line
+        self.applied = applied
+
+
 class UnexpectedResponse(ThisDBError):
     """The server answered, but not in the shape of the ThisDB v1 API (a redirect, an HTML
     page from a proxy, a malformed body)."""

@@ -26,6 +26,7 @@ import httpx
 from thisdb import __version__
 from thisdb._core import ENV_API_KEY, ENV_TOKEN, ENV_URL, segment
 from thisdb.cli.config import config_path
+from thisdb.cli.formats import FORMATS
 from thisdb.cli.options import given_options
 from thisdb.cli.output import (
     API_ERROR,
@@ -728,7 +729,8 @@ def token_create(state: State, bucket: str, prefix: str, permissions: str, ttl: 
 
 @cli.command("export")
 @BUCKET
-@click.option("--prefix", default="", help="Only keys starting with this.")
+@click.argument("prefix_argument", required=False, metavar="[PREFIX]")
+@click.option("--prefix", default="", help="Only keys starting with this (the same as PREFIX).")
 @click.option(
     "--output",
     "-o",
@@ -737,37 +739,83 @@ def token_create(state: State, bucket: str, prefix: str, permissions: str, ttl: 
     help="Write to this file instead of stdout.",
 )
 @pass_state
-def export_(state: State, bucket: str, prefix: str, output_file: Path | None) -> None:
-    """Write a bucket's keys and values as NDJSON (one {"key","value"[,"encoding"]} a line)."""
+def export_(
+    state: State,
+    bucket: str,
+    prefix_argument: str | None,
+    prefix: str,
+    output_file: Path | None,
+) -> None:
+    """Write a bucket's keys (or those under PREFIX) and values as NDJSON, one
+    {"key","value"[,"encoding"][,"ttl","exported_at"]} a line, in key order.
+
+    One streamed request from one snapshot of the bucket; a server without it is read page by
+    page."""
     from thisdb.cli.transfer import export_bucket
 
+    if prefix_argument is not None and prefix:
+        raise click.UsageError("give PREFIX or --prefix, not both")
     if output_file is None and state.interactive and state.output.stdout_is_terminal:
         raise click.UsageError("give --output FILE in the shell")
-    export_bucket(state, bucket, prefix, output_file)
+    export_bucket(state, bucket, prefix_argument or prefix, output_file)
 
 
 @cli.command("import")
 @BUCKET
-@click.option("--file", "-f", "input_file", metavar="FILE", help="Read from FILE instead of stdin.")
+@click.argument("input_file", required=False, metavar="[FILE|-]")
+@click.option(
+    "--file", "-f", "file_option", metavar="FILE", help="The same as FILE ('-' for stdin)."
+)
+@click.option(
+    "--from",
+    "source",
+    type=click.Choice(FORMATS),
+    default="ndjson",
+    show_default=True,
+    help="The file's format: an export (NDJSON), Workers KV's bulk JSON, `consul kv export`'s "
+    "JSON, or a kvdb.io listing with values (its JSON or its key=value text).",
+)
+@click.option(
+    "--skip",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Start after record N (a line; an entry of a JSON array), as a stopped import says.",
+)
 @TTL
 @click.option(
     "--max-wait",
     type=click.FloatRange(min=0),
     default=5.0,
     show_default=True,
-    help="Wait out a 429 (a key written twice within a second, or the hourly limit) "
-    "if the server asks for at most this many seconds; else stop and say where.",
+    help="On a server without bulk imports (one write a key): wait out a 429 if the server "
+    "asks for at most this many seconds; else stop and say where.",
 )
 @pass_state
 def import_(
-    state: State, bucket: str, input_file: str | None, ttl: int | None, max_wait: float
+    state: State,
+    bucket: str,
+    input_file: str | None,
+    file_option: str | None,
+    source: str,
+    skip: int,
+    ttl: int | None,
+    max_wait: float,
 ) -> None:
-    """Write the keys of an NDJSON export into a bucket (--ttl for records without one)."""
+    """Write the keys of FILE (or stdin) into a bucket: an export's NDJSON, or with --from
+    another store's file (--ttl for records without one).
+
+    One streamed request (a server without it gets one write a key). Stopped by a bad record,
+    the server or Ctrl-C, it prints the command that goes on (--skip N)."""
     from thisdb.cli.transfer import import_bucket
 
+    if input_file is not None and file_option is not None:
+        raise click.UsageError("give FILE or --file, not both")
+    input_file = input_file if input_file is not None else file_option
     if input_file in (None, "-") and state.interactive:
-        raise click.UsageError("give --file FILE in the shell")
-    import_bucket(state, bucket, input_file, ttl, max_wait)
+        raise click.UsageError("give the FILE in the shell: import BUCKET FILE")
+    if input_file is None and sys.stdin.isatty():
+        raise click.UsageError("give a FILE, or pipe the records to stdin")
+    import_bucket(state, bucket, input_file, ttl, max_wait, skip, source)
 
 
 @cli.command()

@@ -36,26 +36,29 @@ class State:
 
     def client(self) -> Client:
         if self._client is None:
-            if not self.url:
-                raise click.UsageError(
-                    f"no server: pass --url, set {ENV_URL}, or run `thisdb login`"
-                )
-            if not self.api_key and not self.token:
-                raise click.UsageError(
-                    f"no credentials: pass --api-key or --token, set {ENV_API_KEY} or "
-                    f"{ENV_TOKEN}, or run `thisdb login`"
-                )
-            try:
-                self._client = Client(
-                    self.api_key or None,
-                    token=None if self.api_key else self.token,
-                    base_url=self.url,
-                    timeout=self.timeout,
-                    retries=self.retries,
-                )
-            except ConfigurationError as exc:
-                raise click.UsageError(str(exc)) from None
+            self._client = self.new_client()
         return self._client
+
+    def new_client(self, retries: int | None = None, max_retry_wait: float = 60.0) -> Client:
+        """A client of its own (the caller closes it), with other retries than the run's."""
+        if not self.url:
+            raise click.UsageError(f"no server: pass --url, set {ENV_URL}, or run `thisdb login`")
+        if not self.api_key and not self.token:
+            raise click.UsageError(
+                f"no credentials: pass --api-key or --token, set {ENV_API_KEY} or "
+                f"{ENV_TOKEN}, or run `thisdb login`"
+            )
+        try:
+            return Client(
+                self.api_key or None,
+                token=None if self.api_key else self.token,
+                base_url=self.url,
+                timeout=self.timeout,
+                retries=self.retries if retries is None else retries,
+                max_retry_wait=max_retry_wait,
+            )
+        except ConfigurationError as exc:
+            raise click.UsageError(str(exc)) from None
 
     def close(self) -> None:
         if self._client is not None:
