@@ -101,6 +101,9 @@ migrations: $(DEV_STAMP)
 	$(PY) manage.py makemigrations accounts api
 
 # The API on the production web tier against its floor (bench/README.md): prints a table and
-# writes bench/RESULTS.md. Needs wrk (Debian: apt-get install wrk). ARGS=--quick for a short run.
+# writes bench/RESULTS.md. Needs wrk, installed here from Debian when missing (as root).
+# ARGS=--quick for a short run.
 bench: $(DEV_STAMP)
+	command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || \
+		{ apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }
 	$(PY) bench/bench.py $(ARGS)

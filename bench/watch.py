@@ -13,24 +13,21 @@ the other requests down.
   rounds), without streams and with 1,000 idle ones open on the product.
 - GET of one key with wrk, without streams, with 5,000 idle ones open, and after they closed.
 
-The streams are raw sockets on asyncio (a Protocol each), opened 200 at a time.
+The streams are held and read by child processes on raw epoll (bench.watchers), so that the
+5,000 streams' reading measures the server, not the reader.
 """
 
 import argparse
-import asyncio
-import re
 import resource
 import statistics
-import threading
 import time
-from array import array
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from bench.load import Comparison, Figures, interleaved, mean, wrk
 from bench.memory import rss_mib
 from bench.stack import call
+from bench.watchers import Readers
 
 COUNTS = (1, 100, 5000)  # streams on the written prefix, for the latency
 WRITES = 300  # per count
@@ -43,10 +40,8 @@ IDLE_MEMORY = 5000  # streams open while the workers' resident size is taken
 IDLE_RATIOS = 1000  # streams open while GET and SET run against their floor
 IDLE_BESIDE = 5000  # streams open while wrk GETs one key
 BESIDE_RUNS = 3  # wrk runs of GET for each of without, with and after
-OPEN_AT_ONCE = 200  # streams being opened at the same time
 PREFIX = "w/"
 TARGETS = {"latency_p99_ms": 100.0, "kib_per_watcher": 20.0, "ratio": 0.85}
-EVENT_KEY = re.compile(rb'"key": "w/(\d+)"')
 
 
 class Latency(TypedDict):
@@ -83,160 +78,6 @@ class Watch(TypedDict):
     targets: dict[str, float]
     rate: float
     writes: int
-
-
-class Stream(asyncio.Protocol):
-    """One watch stream: its answer's head, then every event's arrival time by key."""
-
-    def __init__(self, crowd: "Crowd"):
-        self.crowd = crowd
-        self.transport: asyncio.Transport | None = None
-        self.head = b""
-        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.rest = b""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        now = time.monotonic()
-        if not self.opened.done():
-            self.head += data
-            if b"\r\n\r\n" not in self.head:
-                return
-            if not self.head.startswith(b"HTTP/1.1 200"):
-                self.opened.set_exception(RuntimeError(self.head[:300].decode("latin-1")))
-                return
-            self.opened.set_result(None)
-            data, self.head = self.head, b""
-        data = self.rest + data
-        end = data.rfind(b"\n\n")  # events end with a blank line; keep a split one
-        if end < 0:
-            self.rest = data
-            return
-        self.rest = data[end + 2 :]
-        arrivals = self.crowd.arrivals
-        for match in EVENT_KEY.finditer(data, 0, end):
-            seen = arrivals.get(int(match.group(1)))
-            if seen is not None:
-                seen.append(now)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.crowd.lost += 1
-        if not self.opened.done():
-            self.opened.set_exception(RuntimeError(f"closed before its answer: {exc}"))
-
-
-class Crowd:
-    """Watch streams held open by an event loop in a thread of this process."""
-
-    def __init__(self, port: int, auth: dict[str, str]):
-        self.port = port
-        self.auth = auth
-        self.streams: list[Stream] = []
-        self.arrivals: dict[int, array] = {}  # write's sequence number -> arrival times
-        self.lost = 0
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
-
-    def open(self, count: int, bucket: str) -> float:
-        """Opens `count` more streams on the prefix of `bucket`; the seconds it took."""
-        started = time.monotonic()
-        self.run(self._open(count, bucket))
-        return time.monotonic() - started
-
-    async def _open(self, count: int, bucket: str) -> None:
-        head = f"GET /v1/{bucket}?watch=true&prefix={PREFIX} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        head += "Accept: text/event-stream\r\n"
-        head += "".join(f"{name}: {value}\r\n" for name, value in self.auth.items())
-        request = (head + "\r\n").encode()
-        gate = asyncio.Semaphore(OPEN_AT_ONCE)
-
-        async def one() -> None:
-            async with gate:
-                _, stream = await self.loop.create_connection(
-                    lambda: Stream(self), "127.0.0.1", self.port
-                )
-                assert stream.transport is not None
-                stream.transport.write(request)
-                self.streams.append(stream)
-                async with asyncio.timeout(60):
-                    await stream.opened
-
-        before = len(self.streams)
-        try:
-            await asyncio.gather(*(one() for _ in range(count)))
-        except TimeoutError:
-            opened = sum(s.opened.done() and not s.opened.exception() for s in self.streams)
-            raise RuntimeError(
-                f"{opened - before:,} of {count:,} streams opened, then one waited 60 s for its "
-                "answer (granian's --backpressure, the Makefile's WEB_MAX_CONNECTIONS?)"
-            ) from None
-
-    def close(self, count: int | None = None) -> None:
-        """Closes `count` streams (all by default)."""
-
-        async def close() -> None:
-            n = len(self.streams) if count is None else count
-            for stream in self.streams[-n:]:
-                if stream.transport is not None:
-                    stream.transport.close()
-            del self.streams[len(self.streams) - n :]
-            await asyncio.sleep(1)  # the workers hear the streams close
-
-        self.run(close())
-
-    def stop(self) -> None:
-        self.close()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join()
-        self.loop.close()
-
-    def measure(self, bucket: str, first: int, writes: int, rate: float) -> tuple[list, list]:
-        """`writes` sets of new keys w/<first>.. at `rate` a second: the latencies (seconds) of
-        every event that arrived, and of the writes' own answers."""
-        return self.run(self._measure(bucket, first, writes, rate))
-
-    async def _measure(self, bucket: str, first: int, writes: int, rate: float):
-        self.arrivals = {seq: array("d") for seq in range(first, first + writes)}
-        answered: dict[int, float] = {}
-        took: list[float] = []
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        auth = "".join(f"{name}: {value}\r\n" for name, value in self.auth.items())
-        start = time.monotonic()
-        for n in range(writes):
-            await asyncio.sleep(max(0.0, start + n / rate - time.monotonic()))
-            seq = first + n
-            body = f"value-{seq}".encode()
-            head = f"POST /v1/{bucket}/{PREFIX}{seq} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}"
-            head += f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n"
-            writer.write(head.encode() + b"\r\n" + body)
-            sent = time.monotonic()
-            status = await reader.readline()
-            answered[seq] = time.monotonic()
-            took.append(answered[seq] - sent)
-            if not status.startswith(b"HTTP/1.1 200"):
-                raise RuntimeError(f"a write was answered {status!r}")
-            length = 0
-            while (line := await reader.readline()) not in (b"\r\n", b""):
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            await reader.readexactly(length)
-        writer.close()
-        expected = len(self.streams)
-        deadline = time.monotonic() + 10  # the last events' arrivals
-        while time.monotonic() < deadline and any(
-            len(self.arrivals[seq]) < expected for seq in answered
-        ):
-            await asyncio.sleep(0.1)
-        latencies = [t - answered[seq] for seq, times in self.arrivals.items() for t in times]
-        return latencies, took
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -301,16 +142,17 @@ def watch(
         f"{'streams':>8} {'writes':>7} {'p50':>8} {'p99':>8} {'max':>8}  {'events':>17}  "
         f"{'write p50':>9}  opened in"
     )
-    crowd = Crowd(port, auth)
+    crowd = Readers(port, auth)
+    watch_path = f"/v1/{bucket}?watch=true&prefix={PREFIX}"
     try:
         latency: list[Latency] = []
         first = 0
 
         def measure(count: int, rate: float = RATE, writes: int = WRITES) -> None:
             nonlocal first
-            opened = crowd.open(count - len(crowd.streams), bucket)
+            opened = crowd.open(count - crowd.open_streams, watch_path)
             time.sleep(2)  # the last streams join their feed
-            found, took = crowd.measure(bucket, first, writes, rate)
+            found, took = crowd.measure(bucket, PREFIX, first, writes, rate)
             first += writes
             row: Latency = {
                 "watchers": count,
@@ -339,7 +181,7 @@ def watch(
         ratios_without = ratios("nw-")
         beside_without = get("bw-")
         without = {pid: rss_mib(pid) for pid in pids}
-        crowd.open(IDLE_MEMORY, bucket)
+        crowd.open(IDLE_MEMORY, watch_path)
         time.sleep(3)
         with_ = {pid: rss_mib(pid) for pid in pids}
         fds_with = {pid: fds(pid) for pid in pids}
@@ -353,7 +195,7 @@ def watch(
         beside_with = get("bs-")
         measure(COUNTS[-1])
         measure(COUNTS[-1], SLOW_RATE, SLOW_WRITES)
-        crowd.close(len(crowd.streams) - IDLE_RATIOS)
+        crowd.close(crowd.open_streams - IDLE_RATIOS)
         ratios_with = ratios("ws-")
         crowd.close()
         beside_after = get("ba-")
