@@ -150,6 +150,7 @@ class Body:
 # NDJSON.
 
 _NDJSON_FIELDS = {"key", "value", "encoding", "ttl", "version"}
+_LINE_SHAPE = 'each line must be a JSON object {"key", "value", "encoding"?, "ttl"?}'
 
 
 def ndjson_entries(body: Body) -> Iterator[Entry]:
@@ -208,11 +209,9 @@ def _ndjson_entry(number: int, line: bytes) -> Entry:
     except UnicodeDecodeError:
         raise BadRequest(f"{where}: not valid UTF-8") from None
     except (ValueError, RecursionError):
-        data = None
+        raise BadRequest(f"{where}: not valid JSON: {_LINE_SHAPE}") from None
     if not isinstance(data, dict):
-        raise BadRequest(
-            f'{where}: each line must be a JSON object {{"key", "value", "encoding"?, "ttl"?}}'
-        )
+        raise BadRequest(f"{where}: {_LINE_SHAPE}")
     _only(data, _NDJSON_FIELDS, where)
     key = key_field(data.get("key"), where)
     value = _value(data.get("value"), data.get("encoding"), where)
