@@ -8,7 +8,7 @@ Two formats:
 - A JSON array (application/json, a body starting with "["): Workers KV's bulk format,
   `[{"key", "value", "base64"?, "expiration_ttl"?, "expiration"?, "metadata"?}]`. Its
   `expiration` (Unix time, seconds) is taken as the seconds left until then; `metadata` must be
-  null or absent: ThisDB keys carry none, and dropping it silently would lose data.
+  null, {} or absent: ThisDB keys carry none, and dropping it silently would lose data.
 
 A JSON object body stays a transaction (api.transactions).
 
@@ -266,7 +266,7 @@ def _workers_kv_entry(number: int, item) -> Entry:
             f'{where}: each item must be an object {{"key", "value", "base64"?, "expiration_ttl"?}}'
         )
     _only(item, _WORKERS_KV_FIELDS, where)
-    if item.get("metadata") is not None:
+    if item.get("metadata") not in (None, {}):
         raise BadRequest(
             f"{where}: metadata is not supported: ThisDB keys carry none; leave it out (or "
             "null) to import the key without it"

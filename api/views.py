@@ -182,7 +182,13 @@ class BucketViewSet(ApiViewSet):
         return ApiResponse(Message(OK))
 
     @extend_schema(
-        summary="Run a transaction: checks, then ops, all or nothing",
+        summary="Run a transaction (a JSON object), or import many keys (NDJSON or a JSON array)",
+        description="A JSON object body is a transaction: its checks, then its ops, all or "
+        "nothing. An NDJSON body (Content-Type: application/x-ndjson) or a JSON array (Workers "
+        "KV's bulk format) is an import: read as a stream, written 1,000 lines at a time, each "
+        "line as a single write; at the first line that cannot be written, the lines before it "
+        "are applied and the error names it (line or item, applied, imported). An import counts "
+        "one request per 100 lines.",
         operation_id="run_transaction",
         parameters=[openapi.BUCKET_ID],
         request=openapi.TRANSACTION_BODY,
