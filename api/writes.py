@@ -355,26 +355,28 @@ class _Import:
             raise self.stopped(batch[0].place, exc) from None
         fits, why = self._within_key_quota(batch)
         fits, why = self._within_hour(batch, fits, why)
-        written = batch[:fits]
-        if written:
-            latest = {entry.key: entry for entry in written}  # a later line wins
-            keys = sorted(latest)
-            default = self.bucket.default_ttl
-            try:
-                self.created += statements.import_rows(
-                    self.bucket.id,
-                    keys,
-                    [latest[key].value for key in keys],
-                    [default if latest[key].ttl is None else latest[key].ttl for key in keys],
-                )
-            except statements.BucketGone:
-                raise bucket_gone(self.bucket.id) from None
-            self.imported += len(written)
-            self.added_bytes += sum(len(e.key.encode()) + len(e.value) for e in written)
-            notify.changed(self.bucket.id)
-            _release_connection()
+        if fits:
+            self._write(batch[:fits])
         if why is not None:
             raise self.stopped(batch[fits].place, why)
+
+    def _write(self, written: list[Entry]) -> None:
+        latest = {entry.key: entry for entry in written}  # a later line wins
+        rows = [latest[key] for key in sorted(latest)]
+        default = self.bucket.default_ttl
+        try:
+            self.created += statements.import_rows(
+                self.bucket.id,
+                [row.key for row in rows],
+                [row.value for row in rows],
+                [default if row.ttl is None else row.ttl for row in rows],
+            )
+        except statements.BucketGone:
+            raise bucket_gone(self.bucket.id) from None
+        self.imported += len(written)
+        self.added_bytes += sum(len(e.key.encode()) + len(e.value) for e in written)
+        notify.changed(self.bucket.id)
+        _release_connection()
 
     def _within_key_quota(self, batch: list[Entry]) -> tuple[int, ApiError | None]:
         """How many lines of the batch may be written before the first that would create a key
