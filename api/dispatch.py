@@ -154,7 +154,7 @@ class ApiViewSet(viewsets.ViewSet):
         return api_request
 
     def initial(self, request, *args, **kwargs):
-        if request.method in ("POST", "PUT", "PATCH"):
+        if request.method in ("POST", "PUT", "PATCH") and not self.streams_body(request):
             inputs.buffer_body(request)  # before authentication takes a database connection
         self.format_kwarg = None  # no format-suffix routes: ?format= and Accept choose
         request.accepted_renderer, request.accepted_media_type = self.perform_content_negotiation(
@@ -162,6 +162,11 @@ class ApiViewSet(viewsets.ViewSet):
         )
         request.version, request.versioning_scheme = None, None
         self.perform_authentication(request)
+
+    def streams_body(self, request) -> bool:
+        """Whether the action reads its body as a stream, of any size, rather than buffered
+        first (an import, api.imports)."""
+        return False
 
     def perform_authentication(self, request):
         # DRF's reads request.user, whose first step, hasattr(request, "_user"), fails twice on a
@@ -184,22 +189,9 @@ class ApiViewSet(viewsets.ViewSet):
         """The API's claim of a transaction (api.writes.ClaimBatch): plan.cost requests counted
         and every written key's slot taken, all or none, in one round trip
         (api.limits.check_batch)."""
-        principal = self.principal()
-        assert principal.api_key_id is not None  # an API caller acts through a key
-        self._counted = True
-        decision = limits.check_batch(
-            principal.user_id,
-            principal.api_key_id,
-            principal.quotas.requests_per_hour,
-            plan.cost,
-            [(bucket.id, key) for key in plan.written_keys],
-            blocks=principal.block_names,
-        )
+        decision = self._count_batch(plan.cost, [(bucket.id, key) for key in plan.written_keys])
         if decision is None:
             return  # Redis unreachable: serve without limits
-        if decision.blocked_by is not None:
-            raise Forbidden(principal.blocks[decision.blocked_by][1])
-        self._decision = decision
         if decision.refused:
             raise TooManyRequests(
                 f"rate limit reached: this transaction counts {plan.cost} requests (one per "
@@ -214,9 +206,43 @@ class ApiViewSet(viewsets.ViewSet):
                 retry_after=decision.retry_after(time.time()),
             )
 
+    def charge_requests(self, cost: int) -> tuple[int, int]:
+        """The API's count of an import's batch (api.writes.ChargeRequests): `cost` requests,
+        or when the hour has fewer left, the ones it has; returns (requests counted, seconds
+        until the hour's end when they fell short). One round trip, two when short."""
+        decision = self._count_batch(cost, [])
+        if decision is None:
+            return cost, 0  # Redis unreachable: serve without limits
+        if not decision.refused:
+            return cost, 0
+        left = decision.remaining
+        if left:
+            fewer = self._count_batch(left, [])
+            if fewer is None or not fewer.refused:
+                return left, decision.retry_after(time.time())
+        return 0, decision.retry_after(time.time())
+
     def count_requests(self, cost: int, what: str) -> None:
         """Count `cost` requests at once for `what` (an export), or none: refused whole (429)
         when the hour has fewer left. One Redis round trip (api.limits.check_batch)."""
+        decision = self._count_batch(cost, [])
+        if decision is None or not decision.refused:
+            return  # counted, or Redis unreachable: serve without limits
+        advice = (
+            "see Retry-After"
+            if cost <= decision.limit
+            else "that is more than an hour's: export a part at a time (prefix=)"
+        )
+        raise TooManyRequests(
+            f"rate limit reached: {what} counts {cost} requests and this API key has "
+            f"{decision.remaining} of its {decision.limit} left this hour; nothing was "
+            f"sent, {advice}",
+            retry_after=decision.retry_after(time.time()),
+        )
+
+    def _count_batch(self, cost: int, writes: list[tuple[str, str]]) -> limits.BatchDecision | None:
+        """Count `cost` requests and claim the write slots of `writes` (api.limits.check_batch);
+        None when Redis cannot be asked."""
         principal = self.principal()
         assert principal.api_key_id is not None  # an API caller acts through a key
         self._counted = True
@@ -225,26 +251,15 @@ class ApiViewSet(viewsets.ViewSet):
             principal.api_key_id,
             principal.quotas.requests_per_hour,
             cost,
-            [],
+            writes,
             blocks=principal.block_names,
         )
         if decision is None:
-            return  # Redis unreachable: serve without limits
+            return None
         if decision.blocked_by is not None:
             raise Forbidden(principal.blocks[decision.blocked_by][1])
         self._decision = decision
-        if decision.refused:
-            advice = (
-                "see Retry-After"
-                if cost <= decision.limit
-                else "that is more than an hour's: export a part at a time (prefix=)"
-            )
-            raise TooManyRequests(
-                f"rate limit reached: {what} counts {cost} requests and this API key has "
-                f"{decision.remaining} of its {decision.limit} left this hour; nothing was "
-                f"sent, {advice}",
-                retry_after=decision.retry_after(time.time()),
-            )
+        return decision
 
     def count_request(self, write: tuple[str, str] | None = None) -> None:
         """Count the request against its API key's hourly limit and, for `write` = (bucket,

@@ -6,7 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, status
 
-from api.renderers import ApiResponse, Message
+from api.renderers import ApiResponse, Failure, Message
 from thisdb_site import outages
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,18 @@ class ServiceUnavailable(ApiError):
         self.retry_after = retry_after
 
 
+class Stopped(ApiError):
+    """An import that stopped at a line (or item) of its body: that line's error, its status
+    and Retry-After, and `fields` that say where it stopped and what was applied (in JSON beside
+    "error", so a client can resume)."""
+
+    def __init__(self, cause: ApiError, message: str, fields: dict[str, int]):
+        super().__init__(message)
+        self.status_code = cause.status_code
+        self.retry_after = getattr(cause, "retry_after", None)
+        self.fields = fields
+
+
 def bucket_not_found() -> NotFound:
     return NotFound("bucket not found")
 
@@ -94,7 +106,11 @@ def exception_handler(exc, context):
         exc.detail = exceptions.ErrorDetail(
             "missing credentials: send your API key in X-Api-Key or a token in X-Token"
         )
-    response = ApiResponse(Message(_message(exc.detail), json_name="error"), exc.status_code)
+    message = _message(exc.detail)
+    payload = (
+        Failure(message, exc.fields) if isinstance(exc, Stopped) else Message(message, "error")
+    )
+    response = ApiResponse(payload, exc.status_code)
     if isinstance(exc, exceptions.MethodNotAllowed):
         view = context.get("view")
         if view is not None:

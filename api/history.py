@@ -88,6 +88,27 @@ def logged_delete(statement: str, returning: str, reason: str) -> str:
     )
 
 
+def logged_puts(statement: str) -> str:
+    """A many-row upsert `statement` (an INSERT ... SELECT ... FROM locked, of the item aliased
+    `item`, without RETURNING: an import's batch) that also records its puts, in key order, at
+    the bucket's next positions if it is watched, and answers how many rows it created (rows
+    that were there already, live or expired, are not counted). Parameters: the bucket id, the
+    statement's, then the bucket id twice."""
+    return (
+        f"WITH locked AS (SELECT {SHARED_LOCK}), "
+        f"w AS ({statement} RETURNING item.{_KEY} AS h_key, item.value AS h_value, "
+        "item.version AS h_version, item.expires_at AS h_expires, item.xmax = 0 AS created), "
+        "n AS (SELECT count(*) AS rows FROM w), "
+        f"h AS (UPDATE {_H} AS head SET position = head.position + n.rows FROM n "
+        "WHERE head.bucket_id = %s AND head.watched_until > statement_timestamp() "
+        "RETURNING head.position, n.rows), "
+        f"c AS (INSERT INTO {_C} ({_COLUMNS}) SELECT %s, "
+        f'h.position - h.rows + row_number() OVER (ORDER BY w.h_key COLLATE "C"), false, '
+        "w.h_key, w.h_value, w.h_version, w.h_expires, '', statement_timestamp() FROM w, h) "
+        "SELECT count(*) FILTER (WHERE created) FROM w"
+    )
+
+
 @contextmanager
 def transaction_lock(bucket_id: str) -> Iterator[None]:
     """The bucket's lock for a transaction, from before its BEGIN until after its COMMIT

@@ -49,6 +49,17 @@ class Message(Payload):
         return {self.json_name: self.text}
 
 
+class Failure(Message):
+    """An error with fields beside its message (an import's: where it stopped)."""
+
+    def __init__(self, text: str, fields: dict):
+        super().__init__(text, json_name="error")
+        self.fields = fields
+
+    def as_json(self):
+        return {"error": self.text, **self.fields}
+
+
 class Value(Payload):
     def __init__(self, key: str, value: bytes):
         self.key, self.value = key, value
@@ -69,6 +80,19 @@ class Counter(Payload):
 
     def as_json(self):
         return {"key": self.key, "value": self.value}
+
+
+class Imported(Payload):
+    """An import's answer: how many lines (or items) it wrote."""
+
+    def __init__(self, count: int):
+        self.count = count
+
+    def as_text(self) -> bytes:
+        return str(self.count).encode()
+
+    def as_json(self):
+        return {"imported": self.count}
 
 
 class BucketList(Payload):

@@ -336,8 +336,51 @@ _OPS = [
     _op("count", {"prefix": _PREFIX}, ["prefix"]),
     _op("delete_prefix", {"prefix": _PREFIX}, ["prefix"]),
 ]
+_PLACE = {"type": "integer", "minimum": 1}
+_COUNT = {"type": "integer", "minimum": 0}
+_WORKERS_KV_ITEM = {
+    "type": "object",
+    "properties": {
+        "key": _OP_KEY,
+        "value": {"type": "string", "description": "Text, or base64 when base64 is true."},
+        "base64": {"type": "boolean", "default": False},
+        "expiration_ttl": {
+            **_TTL_FIELD,
+            "description": "Seconds the key lives; 0 = never expire; absent or null: the "
+            "bucket's default_ttl.",
+        },
+        "expiration": {
+            "type": "integer",
+            "nullable": True,
+            "description": "When the key expires, in Unix time (seconds); it must be in the "
+            "future. Not with expiration_ttl.",
+        },
+        "metadata": {
+            "type": "object",
+            "nullable": True,
+            "maxProperties": 0,
+            "description": "ThisDB keys carry no metadata: null, {} or left out (anything else "
+            "is a 400, never dropped silently).",
+        },
+    },
+    "required": ["key", "value"],
+    "additionalProperties": False,
+}
 COMPONENTS = {
-    "Error": _object({"error": {"type": "string", "description": "What to change."}}, ["error"]),
+    "Error": _object(
+        {
+            "error": {"type": "string", "description": "What to change."},
+            "line": {**_PLACE, "description": "An import (NDJSON) stopped at this line."},
+            "item": {**_PLACE, "description": "An import (JSON array) stopped at this item."},
+            "applied": {
+                **_COUNT,
+                "description": "An import: the lines (items) before the one it stopped at, all "
+                "applied; send the rest from the next.",
+            },
+            "imported": {**_COUNT, "description": "An import: the lines it wrote."},
+        },
+        ["error"],
+    ),
     "Result": _object({"result": {"type": "string", "enum": ["OK"]}}, ["result"]),
     "NewBucket": _object({"bucket": _BUCKET_ID}, ["bucket"]),
     "NewToken": _object({"token": _TOKEN}, ["token"]),
@@ -406,6 +449,36 @@ COMPONENTS = {
         },
         ["ok", "failed", "versions"],
     ),
+    "ImportLine": {
+        "type": "object",
+        "properties": {
+            "key": _OP_KEY,
+            "value": {"type": "string"},
+            "encoding": {
+                "type": "string",
+                "enum": ["base64", None],
+                "nullable": True,
+                "description": "null or absent: the value is text",
+            },
+            "ttl": _TTL_FIELD,
+            "version": {"description": "A listing's version, or anything: ignored."},
+        },
+        "required": ["key", "value"],
+        "additionalProperties": False,
+    },
+    "WorkersKVImport": {
+        "type": "array",
+        "items": _WORKERS_KV_ITEM,
+        "description": "An import in Workers KV's bulk format, read as a stream, of any length.",
+    },
+    "Imported": _object(
+        {"imported": {**_COUNT, "description": "The lines (items) written."}}, ["imported"]
+    ),
+    "TransactionOrImport": {
+        "oneOf": [_component("TransactionAnswer"), _component("Imported")],
+        "description": "A transaction's answer (a JSON object body), or an import's (NDJSON or "
+        "a JSON array).",
+    },
     "ListedBucket": _object(
         {
             "bucket": _BUCKET_ID,
@@ -499,9 +572,29 @@ KEY_LIST = Answer(
 )
 ERROR = Answer({"type": "string", "description": "What to change."}, "Error")
 _JSON_TEXT = {"type": "string", "description": "The same JSON document (it has no text form)."}
-TRANSACTION_ANSWER = Answer(_JSON_TEXT, "TransactionAnswer")
+TRANSACTION_ANSWER = Answer(
+    {
+        "type": "string",
+        "description": "A transaction: the same JSON document (it has no text form); an import: "
+        "the lines it wrote.",
+    },
+    "TransactionOrImport",
+)
 TRANSACTION_CONFLICT = Answer(_JSON_TEXT, "TransactionConflict")
-TRANSACTION_BODY = {"application/json": _component("Transaction")}
+TRANSACTION_BODY = {
+    "application/json": {
+        "oneOf": [_component("Transaction"), _component("WorkersKVImport")],
+        "description": "A JSON object: a transaction. A JSON array: an import (Workers KV's "
+        "format).",
+    },
+    NDJSON: {
+        "type": "array",
+        "items": _component("ImportLine"),
+        "description": "An import: NDJSON, one ImportLine a line (as a listing with values "
+        "writes them; blank lines are skipped), of any length, read as a stream. A key on two "
+        "lines of a batch of 1,000 gets the later line.",
+    },
+}
 
 STATUSES = {
     200: "OK.",

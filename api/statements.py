@@ -552,6 +552,52 @@ def set_many(
     return versions
 
 
+# An import's batch (api.writes.import_items): one upsert of distinct keys in key order (the
+# order of the transactions' locks: no deadlock with them), under the bucket's lock taken shared
+# as a single write takes it, recorded for watchers in the same statement. A row that was there
+# is updated under its row lock and draws a new version after whoever held it: a single write to
+# the same key at the same moment lands before or after, each with its own version. A new row's
+# xmax is 0 (an updated one carries its updater's): that counts the keys the batch created.
+_IMPORT_SQL = history.logged_puts(
+    f"INSERT INTO {_T} AS item (bucket_id, {_KEY}, value, expires_at, updated_at) "
+    f"SELECT %s, u.k, u.v, {_EXPIRES_OF.format(now=_NOW, ttl='u.ttl')}, {_NOW} "
+    "FROM locked, unnest(%s::text[], %s::bytea[], %s::bigint[]) AS u(k, v, ttl) "
+    'ORDER BY u.k COLLATE "C" '
+    f"ON CONFLICT (bucket_id, {_KEY}) DO UPDATE SET value = excluded.value, "
+    "expires_at = excluded.expires_at, updated_at = excluded.updated_at, "
+    f"version = {_NEXT_VERSION}"
+)
+_EXISTING_SQL = (
+    f"SELECT {_KEY} FROM {_T} WHERE bucket_id = %s AND {_KEY} = ANY(%s)"
+    if _PG
+    else f"SELECT {_KEY} FROM {_T} WHERE bucket_id = %s "
+    f"AND {_KEY} IN (SELECT value FROM json_each(%s))"
+)
+
+
+def import_rows(bucket_id: str, keys: list[str], values: list[bytes], ttls: list[int]) -> int:
+    """Write each key (distinct keys; ttl 0: never expires), as set_value does, in one
+    statement (SQLite: one transaction), and record them for the bucket's watchers; returns
+    how many of them were new keys. BucketGone if the bucket was deleted."""
+    if not _PG:
+        return _sqlite_import_rows(bucket_id, keys, values, ttls)
+    b = bucket_id
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_IMPORT_SQL, [b, b, keys, values, ttls, b, b])
+            return cursor.fetchone()[0]
+    except IntegrityError as exc:
+        raise BucketGone(bucket_id) from exc
+
+
+def existing_keys(bucket_id: str, keys: list[str]) -> set[str]:
+    """The keys among `keys` that have a row in the bucket, live or expired (a write of them
+    creates no key)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_EXISTING_SQL, [bucket_id, keys if _PG else json.dumps(keys)])
+        return {key for (key,) in cursor.fetchall()}
+
+
 def increment_many(
     bucket_id: str,
     keys: list[str],
@@ -765,6 +811,20 @@ def _sqlite_set_value(bucket_id, key, value, ttl, create, condition) -> int | No
             return None
         _sqlite_store(cursor, bucket_id, key, value, ttl, timezone.now(), version)
         return version
+
+
+def _sqlite_import_rows(bucket_id, keys, values, ttls) -> int:
+    created = 0
+    with _sqlite_write_lock, transaction.atomic(), connection.cursor() as cursor:
+        now = timezone.now()
+        for key, value, ttl in zip(keys, values, ttls, strict=True):
+            cursor.execute(
+                f"SELECT 1 FROM {_T} WHERE bucket_id = %s AND {_KEY} = %s", [bucket_id, key]
+            )
+            created += cursor.fetchone() is None
+            cursor.execute(f"UPDATE {_SQLITE_CLOCK} SET last = last + 1 RETURNING last")
+            _sqlite_store(cursor, bucket_id, key, value, ttl, now, cursor.fetchone()[0])
+    return created
 
 
 def _sqlite_increment(bucket_id, key, delta, ttl, create, condition) -> Counted | None:

@@ -185,7 +185,7 @@ def _parse_check(index: int, raw) -> Check:
     _no_unknown_fields(raw, _CHECK_FIELDS, where)
     if "version" not in raw:
         raise BadRequest(f"{where}: version is missing: a version string, or null for absent")
-    key = _key(raw.get("key"), where)
+    key = key_field(raw.get("key"), where)
     version = raw["version"]
     if version is None:
         return Check(index, key, None)
@@ -208,18 +208,21 @@ def _parse_op(index: int, raw) -> Op:
     _no_unknown_fields(raw, _FIELDS[kind], where)
     if kind in ("count", "delete_prefix"):
         return Op(index, kind, prefix=_prefix(raw.get("prefix"), where))
-    key = _key(raw.get("key"), where)
+    key = key_field(raw.get("key"), where)
     if kind == "set":
-        value = _value(raw.get("value"), raw.get("encoding"), where)
-        return Op(index, kind, key, value=value, ttl=_ttl(raw.get("ttl"), where))
+        value = value_field(raw.get("value"), raw.get("encoding"), where)
+        return Op(index, kind, key, value=value, ttl=ttl_field(raw.get("ttl"), where))
     if kind == "increment":
-        return Op(
-            index, kind, key, by=_by(raw.get("by", 1), where), ttl=_ttl(raw.get("ttl"), where)
-        )
+        by, ttl = _by(raw.get("by", 1), where), ttl_field(raw.get("ttl"), where)
+        return Op(index, kind, key, by=by, ttl=ttl)
     return Op(index, kind, key)
 
 
-def _key(raw, where: str) -> str:
+# The fields of a key write, checked as a single write checks them; `where` names the place in
+# the body (also an import's line, api.imports).
+
+
+def key_field(raw, where: str) -> str:
     if not isinstance(raw, str):
         raise BadRequest(f"{where}: key must be a string")
     try:
@@ -241,7 +244,7 @@ def _prefix(raw, where: str) -> str:
     return raw
 
 
-def _value(raw, encoding, where: str) -> bytes:
+def value_field(raw, encoding, where: str) -> bytes:
     if not isinstance(raw, str):
         raise BadRequest(f'{where}: value must be a string (text, or base64 with "encoding")')
     if encoding is None:
@@ -264,13 +267,13 @@ def _value(raw, encoding, where: str) -> bytes:
     return value
 
 
-def _ttl(raw, where: str) -> int | None:
+def ttl_field(raw, where: str, name: str = "ttl") -> int | None:
     if raw is None:
         return None
     high = settings.THISDB_MAX_TTL
     if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= high:
         raise BadRequest(
-            f"{where}: ttl must be a whole number of seconds from 0 to {high} "
+            f"{where}: {name} must be a whole number of seconds from 0 to {high} "
             f"(0 = never expire), not {raw!r}"
         )
     return raw

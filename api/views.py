@@ -5,7 +5,7 @@ request takes before and after is api.dispatch."""
 from django.conf import settings
 from drf_spectacular.utils import extend_schema
 
-from api import conditions, exports, inputs, statements, transactions, watching, writes
+from api import conditions, exports, imports, inputs, statements, transactions, watching, writes
 from api import schema as openapi
 from api.dispatch import ApiViewSet, error_answer
 from api.errors import BadRequest, Forbidden, key_not_found
@@ -16,6 +16,7 @@ from api.renderers import (
     BucketList,
     Counter,
     Document,
+    Imported,
     KeyList,
     Message,
     NotModified,
@@ -29,6 +30,7 @@ from api.scoping import (
     owned_bucket,
     require_api_key,
     require_token_access,
+    require_writer,
     token_list_prefix,
 )
 
@@ -226,7 +228,13 @@ class BucketViewSet(ApiViewSet):
         return ApiResponse(Message(OK))
 
     @extend_schema(
-        summary="Run a transaction: checks, then ops, all or nothing",
+        summary="Run a transaction (a JSON object), or import many keys (NDJSON or a JSON array)",
+        description="A JSON object body is a transaction: its checks, then its ops, all or "
+        "nothing. An NDJSON body (Content-Type: application/x-ndjson) or a JSON array (Workers "
+        "KV's bulk format) is an import: read as a stream, written 1,000 lines at a time, each "
+        "line as a single write; at the first line that cannot be written, the lines before it "
+        "are applied and the error names it (line or item, applied, imported). An import counts "
+        "one request per 100 lines.",
         operation_id="run_transaction",
         parameters=[openapi.BUCKET_ID],
         request=openapi.TRANSACTION_BODY,
@@ -237,14 +245,38 @@ class BucketViewSet(ApiViewSet):
     def transaction(self, request, bucket_id):
         principal = self.principal()
         bucket = owned_bucket(principal, bucket_id)
-        body = inputs.read_body(request, settings.THISDB_TRANSACTION_MAX_BYTES, "the transaction")
-        plan = transactions.parse(body)
+        body = imports.Body(request)
+        if imports.is_ndjson(request._request.META):
+            return self._import(principal, bucket, imports.ndjson_entries(body), "line")
+        if body.first_byte() == b"[":
+            return self._import(principal, bucket, imports.workers_kv_entries(body), "item")
+        # A JSON object: a transaction. Its body whole, what was read to tell it included.
+        limit = settings.THISDB_TRANSACTION_MAX_BYTES
+        request._request._thisdb_body = body.head_and_rest(limit + 1)
+        plan = transactions.parse(inputs.read_body(request, limit, "the transaction"))
         transactions.authorize(principal, plan)
         try:
             answer = writes.apply_transaction(principal, bucket, plan, claim=self.claim_batch)
         except transactions.Conflict as conflict:
             return ApiResponse(Document(conflict.body), 409)
         return ApiResponse(Document(answer))
+
+    def streams_body(self, request) -> bool:
+        return self.action == "transaction" and imports.is_ndjson(request._request.META)
+
+    def _import(self, principal, bucket, entries, unit: str) -> ApiResponse:
+        """An import (api.imports): its entries written in batches (api.writes.import_items)."""
+        # Refused before any of the body is read: nothing could be written.
+        if principal.token is None:
+            require_writer(principal, "write keys")
+        elif not principal.token.can_write:
+            raise Forbidden("this token has no write permission")
+        imported = writes.import_items(
+            principal, bucket, entries, unit=unit, charge=self.charge_requests
+        )
+        if not self._counted:
+            self.count_request()  # an empty import is a request too
+        return ApiResponse(Imported(imported))
 
 
 def _default_ttl(fields: dict[str, str]) -> int:

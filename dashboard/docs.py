@@ -394,6 +394,73 @@ def endpoints(base: str, bucket: str) -> list[Endpoint]:
             "else console.log((await (await ok(answer)).json()).results)",
         ),
         Endpoint(
+            "import",
+            "Import many keys",
+            "POST",
+            "/v1/<bucket>",
+            "The same route with many keys in one body, of any size: NDJSON (Content-Type: "
+            'application/x-ndjson), one {"key", "value", "encoding"?, "ttl"?} a line, as a '
+            'listing with values=true writes them (their "version" is ignored, blank lines '
+            "are skipped); or a JSON array in Workers KV's bulk format. The body is read as a "
+            "stream and written 1,000 lines at a time, each batch with every rule of a single "
+            "write (key and value limits, the token's prefix, quotas), the bucket's default_ttl "
+            "for a line without ttl, and a new version for every key; watchers get each key as "
+            "a put. A key on two lines of a batch gets the later one. An import counts one "
+            "request per 100 lines; it does not take its keys' one write of the second, and a "
+            "key another request writes at the same moment keeps both writes, each with its own "
+            "version. At the first line that cannot be written, the lines before it are applied "
+            "and the import stops: the answer names the line and what was applied (in JSON: "
+            '"line" (or "item"), "applied": the lines before it, "imported"), so you can send '
+            "the rest from that line. Use curl's --data-binary (-d drops the newlines).",
+            params=[
+                (
+                    "NDJSON lines",
+                    'key; value (text, or base64 with "encoding": "base64"); ttl (seconds, 0 = '
+                    "never; default: the bucket's)",
+                ),
+                (
+                    "a JSON array",
+                    '[{"key", "value", "base64": true|false, "expiration_ttl" (seconds) or '
+                    '"expiration" (Unix time)}]: Workers KV\'s format; "metadata" must be null '
+                    "or left out (ThisDB keys carry none)",
+                ),
+            ],
+            answers=[
+                ("200", '{"imported": n} (text: n)'),
+                ("400", "a bad line: it names the line, and the lines before it were applied"),
+                ("403", "a key outside the token's prefix, or a quota reached, at that line"),
+                ("429", "the hour's requests ran out at that line (Retry-After)"),
+            ],
+            token_ok=True,
+            curl='printf \'%s\\n\' \'{"key": "city:paris", "value": "France"}\' '
+            '\'{"key": "city:rome", "value": "Italy", "ttl": 3600}\' |\n'
+            "  curl --data-binary @- -H 'Content-Type: application/x-ndjson' "
+            f'-H "X-Api-Key: $THISDB_API_KEY" {v1}/{bucket}',
+            python=PY_HEAD + "import json\n"
+            "lines = [\n"
+            '    {"key": "city:paris", "value": "France"},\n'
+            '    {"key": "city:rome", "value": "Italy", "ttl": 3600},\n'
+            "]\n"
+            'body = "".join(json.dumps(line) + "\\n" for line in lines)  # or a file, as it is\n'
+            'ndjson = {**headers, "Content-Type": "application/x-ndjson"}\n'
+            f'answer = httpx.post("{v1}/{bucket}?format=json", content=body, headers=ndjson)\n'
+            "if answer.status_code in (400, 403, 429):  # stopped at a line: the rest from there\n"
+            '    print("stopped at line", answer.json()["line"], answer.json()["error"])\n'
+            "print(ok(answer).json())  # {'imported': 2}",
+            js=JS_HEAD + "const lines = [\n"
+            "  { key: 'city:paris', value: 'France' },\n"
+            "  { key: 'city:rome', value: 'Italy', ttl: 3600 }\n"
+            "]\n"
+            "const body = lines.map((line) => JSON.stringify(line) + '\\n').join('')\n"
+            "const ndjson = { ...headers, 'Content-Type': 'application/x-ndjson' }\n"
+            f"const answer = await fetch('{v1}/{bucket}?format=json', {{ method: 'POST', "
+            "headers: ndjson, body })\n"
+            "// stopped at a line: send the rest from there\n"
+            "if ([400, 403, 429].includes(answer.status)) console.log('stopped at line', "
+            "(await answer.clone().json()).line)\n"
+            "console.log(await (await ok(answer)).json())  // { imported: 2 }",
+        ),
+        Endpoint(
             "watch",
             "Watch keys change",
             "GET",

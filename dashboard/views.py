@@ -567,6 +567,7 @@ def docs(request):
             "ops_per_request": limits.OPS_PER_REQUEST,
             "count_cap": transactions.COUNT_CAP,
             "delete_prefix_max": transactions.DELETE_PREFIX_MAX,
+            "import_batch": writes.IMPORT_BATCH_LINES,
         },
     }
     return render(request, "docs/index.html", context)

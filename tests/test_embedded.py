@@ -28,13 +28,19 @@ class Server:
         self.key = key
         self.database = database  # the SQLite file it serves
 
-    def call(self, method: str, path: str, body: bytes | None = None):
+    def call(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str = "application/octet-stream",
+    ):
         """(status, headers, body) of one request with the API key."""
         request = urllib.request.Request(
             self.base_url + path,
             data=body,
             method=method,
-            headers={"X-Api-Key": self.key, "Content-Type": "application/octet-stream"},
+            headers={"X-Api-Key": self.key, "Content-Type": content_type},
         )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
@@ -235,3 +241,35 @@ def test_an_export_reads_one_snapshot_while_writes_go_on(server):
         rest = response.read()
     keys = [json.loads(line)["key"] for line in (first + rest).splitlines()]
     assert keys == [f"k{n:05d}" for n in range(5000)]
+
+
+def test_an_import_writes_its_lines_up_to_a_bad_one(server):
+    bucket = server.new_bucket()
+    lines = [
+        {"key": "text", "value": "héllo", "ttl": 0},
+        {"key": "bin", "value": "AP8=", "encoding": "base64", "ttl": 0},
+        {"key": "line\nbreak", "value": "v", "ttl": 600},
+        {"key": "text", "value": "later line wins", "ttl": 0},
+    ]
+    body = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+    status, _, answer = server.call(
+        "POST", f"/v1/{bucket}?format=json", body + b"oops\n", "application/x-ndjson"
+    )
+    assert status == 400
+    assert json.loads(answer)["line"] == 5 and json.loads(answer)["imported"] == 4
+    status, _, listing = server.call("GET", f"/v1/{bucket}?format=json&values=true")
+    items = {item["key"]: item for item in json.loads(listing)["items"]}
+    assert sorted(items) == ["bin", "line\nbreak", "text"]
+    assert items["text"]["value"] == "later line wins"
+    assert (items["bin"]["value"], items["bin"]["encoding"]) == ("AP8=", "base64")
+    assert 590 <= items["line\nbreak"]["ttl"] <= 600
+    # Workers KV's array, into the same keys: each gets a new version.
+    kv = [{"key": "bin", "value": "/w==", "base64": True}, {"key": "new", "value": "n"}]
+    status, _, answer = server.call(
+        "POST", f"/v1/{bucket}", json.dumps(kv).encode(), "application/json"
+    )
+    assert (status, answer) == (200, b"2")
+    status, _, listing = server.call("GET", f"/v1/{bucket}?format=json&values=true")
+    after = {item["key"]: item for item in json.loads(listing)["items"]}
+    assert after["bin"]["value"] == "/w==" and after["new"]["value"] == "n"
+    assert int(after["bin"]["version"]) > int(items["bin"]["version"])

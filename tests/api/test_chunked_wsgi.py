@@ -1,6 +1,7 @@
 """Chunked request bodies under WSGI servers: stored whole by gunicorn, or refused, never lost."""
 
 import http.client
+import json
 
 import pytest
 from django.db import connection
@@ -87,3 +88,44 @@ def test_a_chunked_form_on_a_server_that_cannot_read_chunks_is_411(live_server):
     status, body = chunked_post(port, "/v1/", carol.key, [b"default_ttl=0"])
     assert status == 411
     assert not Bucket.objects.filter(owner=carol.user).exists()
+
+
+def test_gunicorn_reads_a_chunked_transaction_past_the_buffered_megabyte(gunicorn_port):
+    # The first MiB is read before authentication; the rest follows from the same stream.
+    carol = Persona("carol")
+    bucket = carol.new_bucket()
+    value = "v" * 900_000
+    body = json.dumps(
+        {
+            "ops": [
+                {"op": "set", "key": "a", "value": value},
+                {"op": "set", "key": "b", "value": value},
+            ]
+        }
+    ).encode()
+    chunks = [body[i : i + 65536] for i in range(0, len(body), 65536)]
+
+    status, answer = chunked_post(gunicorn_port, f"/v1/{bucket}", carol.key, chunks)
+
+    assert status == 200, answer
+    assert bytes(Item.objects.get(bucket_id=bucket, key="b").value) == value.encode()
+
+
+def test_a_chunked_import_on_a_server_that_cannot_read_chunks_is_411(live_server):
+    carol = Persona("carol")
+    bucket = carol.new_bucket()
+    port = int(live_server.url.rsplit(":", 1)[1])
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request(
+            "POST",
+            f"/v1/{bucket}",
+            body=iter([b'{"key": "k", "value": "v"}\n']),
+            headers={"X-Api-Key": carol.key, "Content-Type": "application/x-ndjson"},
+            encode_chunked=True,
+        )
+        response = conn.getresponse()
+        assert response.status == 411 and b"Content-Length" in response.read()
+    finally:
+        conn.close()
+    assert not Item.objects.filter(bucket_id=bucket).exists()

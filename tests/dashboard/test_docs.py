@@ -76,6 +76,7 @@ FIRST_SESSION = [
     "versions",
     "conditional",
     "transactions",
+    "import",
     "watch",
     "delete",
     "tokens",
@@ -139,11 +140,13 @@ def test_the_examples_run_in_order_and_raise_on_an_error(live_server_url, langua
     assert "new version" in printed["conditional"]
     assert "user:42:name" in printed["transactions"] and "taken" not in printed["transactions"]
     assert "foo" in printed["export"]  # the key the set example wrote
+    assert "imported" in printed["import"] and "stopped" not in printed["import"]
     if language == "python":  # the snapshot's first key
         assert "'type': 'put', 'key': 'user:42:name', 'value': 'Ada'" in printed["watch"]
     assert alice.client.get(f"/v1/{mine}/greeting").content == b"hello"
     assert alice.client.get(f"/v1/{mine}/user:42:name").content == b"Ada"
     assert alice.client.get(f"/v1/{mine}/users").content == b"1"
+    assert alice.client.get(f"/v1/{mine}/city:rome").content == b"Italy"
 
     # The session's own key is gone, so getting it again is a 404: the example fails loudly.
     done = run(language, examples["get"], env)
