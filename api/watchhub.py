@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import re
+import sys
 import time
 import types
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 MAX_PENDING_BYTES = 4 * 1024 * 1024
 TICK_SECONDS = 1  # keep-alives, long-polls' ends and expiries are decided this often
 REDIS_RETRY_SECONDS = 1
+REDIS_CONNECTIONS = 4  # the hub's: its subscription, announcements, slot renewals and releases
 
 
 class Watcher:
@@ -62,17 +64,20 @@ class Watcher:
         "send",
         "done",
         "sending",
+        "receive",
+        "listening",
     )
 
     def __init__(self, plan: dict):
+        # Strings that many streams share are kept once (sys.intern): memory per watcher.
         self.stream: str = plan["stream"]
         self.user: int = plan["user"]
-        self.bucket: str = plan["bucket"]
-        self.prefix: str = plan["prefix"]
+        self.bucket: str = sys.intern(plan["bucket"])
+        self.prefix: str = sys.intern(plan["prefix"])
         self.position: int = plan["position"]
         self.format: str = plan["format"]
         self.wait: int = plan["wait"]
-        self.blocks: tuple[str, ...] = tuple(plan["blocks"])
+        self.blocks: tuple[str, ...] = tuple(sys.intern(b) for b in plan["blocks"])
         self.ends_at: float | None = plan["ends_at"]
         self.pending: list = []  # SSE: bytes; long-poll: event dicts
         self.pending_bytes = 0
@@ -90,6 +95,8 @@ class Watcher:
         self.send: Callable[[dict], Awaitable] | None = None
         self.done: asyncio.Future | None = None
         self.sending: asyncio.Task | None = None
+        self.receive = None
+        self.listening: asyncio.Future | None = None
 
     def deliver(self, events: list[history.Event], forms: "Forms") -> None:
         if self.closed:
@@ -121,6 +128,22 @@ class Watcher:
             self.sending.cancel()  # its end resolves `done`
         else:
             self.wake()
+
+    def listen(self, receive) -> None:
+        """Mark the watcher closed when its client leaves: a callback on the future granian's
+        receive() gives, rather than a task a watcher (memory per watcher)."""
+        self.receive = receive
+        self.listening = asyncio.ensure_future(receive())
+        self.listening.add_done_callback(self._heard)
+
+    def _heard(self, received: asyncio.Future) -> None:
+        if received.cancelled() or received.exception() is not None:
+            return
+        if received.result()["type"] == "http.disconnect":
+            self.closed = True
+            self.wake()
+        else:  # the request's (empty) body, which nobody read: listen on
+            self.listen(self.receive)
 
     def credentials(self) -> list[tuple[str, int]]:
         """(kind, id) of what the stream was opened with: "key", "token", "user" (from its
@@ -319,6 +342,8 @@ class Hub:
         self.database = ThreadPoolExecutor(1, thread_name_prefix="watch-db")
         self.redis = None
         self.tasks: list[asyncio.Task] = []
+        self.released: list[tuple[int, str]] = []  # watch slots to give back (_release)
+        self.releasing: asyncio.Task | None = None
 
     # Starting, and what it listens to.
 
@@ -344,7 +369,13 @@ class Hub:
         if settings.REDIS_URL:
             import redis.asyncio
 
-            self.redis = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+            # Few connections, waited for rather than opened on demand: the subscription holds
+            # one, and the rest is a round trip at a time per task (5,000 streams closing at
+            # once once opened a connection each).
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                settings.REDIS_URL, max_connections=REDIS_CONNECTIONS
+            )
+            self.redis = redis.asyncio.Redis(connection_pool=pool)
             self.tasks.append(loop.create_task(self._listen()))
 
     def heard(self, notice: dict) -> None:
@@ -474,14 +505,28 @@ class Hub:
                 if ident in refused[kind]:
                     watcher.cancel("suspended" if kind == "user" else "revoked")
 
-    async def _release(self, watcher: Watcher) -> None:
+    def _release(self, watcher: Watcher) -> None:
+        """Give the stream's watch slot back: in one round trip with the others that closed
+        meanwhile (a worker's streams all closing at once cost one, not one each)."""
         if self.redis is None:
             limits.close_watch(watcher.user, watcher.stream)
             return
+        if not self.released:
+            assert self.loop is not None
+            self.releasing = self.loop.create_task(self._release_all())
+        self.released.append((watcher.user, watcher.stream))
+
+    async def _release_all(self) -> None:
+        await asyncio.sleep(0)  # the others closing in this turn of the loop join
+        released, self.released = self.released, []
+        assert self.redis is not None
         try:
-            await self.redis.zrem(limits.watches_key(watcher.user), watcher.stream)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for user, stream in released:
+                    pipe.zrem(limits.watches_key(user), stream)
+                await pipe.execute()
         except Exception:
-            pass  # it lapses by itself
+            pass  # they lapse by themselves
 
     # Feeds.
 
@@ -568,7 +613,7 @@ class Hub:
         watcher = Watcher(json.loads(plan_text))
         del plan_text  # this frame lives as long as the stream: it keeps only what it needs
         headers = [(n, v) for n, v in headers if n != b"content-length"]
-        gone = self._until_gone(watcher, receive)
+        watcher.listen(receive)
         try:
             if watcher.format == "sse":
                 await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -587,28 +632,10 @@ class Hub:
         except OSError:
             pass  # the client is gone
         finally:
-            gone.cancel()
+            if watcher.listening is not None:
+                watcher.listening.cancel()
             self._leave(watcher)
-            await self._release(watcher)
-
-    @staticmethod
-    def _until_gone(watcher: Watcher, receive) -> asyncio.Future:
-        """Mark the watcher closed when its client leaves. granian's receive() gives a future:
-        a callback on it costs no task a watcher (per-watcher memory)."""
-
-        def left(received: asyncio.Future) -> None:
-            if received.cancelled() or received.exception() is not None:
-                return
-            if received.result()["type"] == "http.disconnect":
-                watcher.closed = True
-                watcher.wake()
-            else:  # more of a body nobody sent: listen on
-                again = asyncio.ensure_future(receive())
-                again.add_done_callback(left)
-
-        listening = asyncio.ensure_future(receive())
-        listening.add_done_callback(left)
-        return listening
+            self._release(watcher)
 
     async def _tick(self) -> None:
         """Once a second, for every watcher: a keep-alive due, a long-poll's time up, the

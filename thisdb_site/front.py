@@ -112,9 +112,14 @@ class BufferedWSGI:
             body, complete = b"".join(started), True
         environ = wsgi_environ(scope, body, complete)
         environ["thisdb.front"] = True  # what can take a connection over is here (api.watching)
+        del body, started
         loop = asyncio.get_running_loop()
-        status, headers, content = await loop.run_in_executor(self.threads, self._run, environ)
-        await self._finish(scope, status, headers, content, send, receive)
+        outcome = await loop.run_in_executor(self.threads, self._run, environ)
+        # A taken-over answer (a watch stream) lives for hours in the call below: this frame
+        # lets go of the request first (the environ, and granian's scope with its headers).
+        finish = self._finish(scope, *outcome, send, receive)
+        del environ, scope, outcome
+        await finish
 
     async def _bulk(self, scope, receive, send, started: list[bytes], more: bool | None) -> None:
         """An export or a streamed upload: Django starts at once, in a bulk thread, reading the
