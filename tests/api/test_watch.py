@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from api import history, lifecycle, statements
+from api import history, lifecycle, statements, watchhub
 from tests.conftest import RUN_PREFIX, Persona
 from tests.serving import request, served
 from tests.sse import Stream, change
@@ -391,6 +391,32 @@ def test_past_the_plans_watches_a_watch_is_429_and_a_closed_stream_gives_its_slo
     finally:
         for stream in streams:
             stream.close()
+
+
+def test_streams_closing_at_once_give_their_slots_back_on_a_few_redis_connections(
+    port, redis_proxy
+):
+    """30 streams closed together: their slots come back (each account can watch again), in a
+    round trip or a few for all of them, on the hub's few connections to Redis, not one each."""
+    personas = [Persona(f"crowd{n}") for n in range(10)]
+    streams = []
+    for persona in personas:
+        mine = persona.new_bucket()
+        streams += [(persona, mine, watch(port, persona, mine)) for _ in range(MAX_WATCHES)]
+    connections = len(redis_proxy.connections)
+    for _, _, stream in streams:
+        stream.close()
+    for persona, mine, _ in streams[::MAX_WATCHES]:
+        for _ in range(PATIENCE * 5):
+            again = Stream(port, mine, key=persona.key, timeout=PATIENCE)
+            again.close()
+            if again.status == 200:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("a closed stream's slot never came back")
+    opened = len(redis_proxy.connections) - connections
+    assert opened <= 2 * watchhub.REDIS_CONNECTIONS, opened  # two workers' hubs at most
 
 
 # Long-polls.
