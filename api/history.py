@@ -110,33 +110,27 @@ def logged_puts(statement: str) -> str:
 
 
 @contextmanager
-def transaction_lock(bucket_id: str) -> Iterator[None]:
+def transaction_lock(bucket_id: str) -> Iterator[bool]:
     """The bucket's lock for a transaction, from before its BEGIN until after its COMMIT
-    (PostgreSQL): exclusive if the bucket is watched (its REPEATABLE READ snapshot then sees the
-    head as it is, and no write comes between it and its record), else shared, like a single
-    write's (transactions of an unwatched bucket run side by side, and a watch that starts waits
-    for them: start_watching)."""
+    (PostgreSQL), in one round trip (api migration 0005's function): exclusive if the bucket is
+    watched (its REPEATABLE READ snapshot then sees the head as it is, and no write comes between
+    it and its record), else shared, like a single write's (transactions of an unwatched bucket
+    run side by side, and a watch that starts waits for them: start_watching). Gives whether the
+    bucket is watched: if not, it stays so until the lock is let go, and the transaction has
+    nothing to record."""
     if not _PG:
-        yield
+        yield True  # the embedded SQLite's record() finds out for itself
         return
     with connection.cursor() as cursor:
-        cursor.execute(_TRANSACTION_LOCK, [bucket_id, bucket_id, bucket_id])
+        cursor.execute("SELECT api_transaction_lock(%s)", [bucket_id])
         watched = cursor.fetchone()[0]
     try:
-        yield
+        yield watched
     finally:
         with connection.cursor() as cursor:
             cursor.execute(_TRANSACTION_UNLOCK[watched], [bucket_id])
 
 
-# Whether the bucket is watched and its lock in that mode, in one round trip (a transaction's
-# first, before its BEGIN: api.transactions). CASE runs only the branch it picks.
-_TRANSACTION_LOCK = (
-    f"SELECT watched, CASE WHEN watched THEN pg_advisory_lock({LOCK_CLASS}, hashtext(%s)) "
-    f"ELSE pg_advisory_lock_shared({LOCK_CLASS}, hashtext(%s)) END FROM (SELECT EXISTS ("
-    f"SELECT FROM {_H} WHERE bucket_id = %s AND watched_until > statement_timestamp())) "
-    "AS s(watched)"
-)
 _TRANSACTION_UNLOCK = {
     True: f"SELECT pg_advisory_unlock({LOCK_CLASS}, hashtext(%s))",
     False: f"SELECT pg_advisory_unlock_shared({LOCK_CLASS}, hashtext(%s))",

@@ -344,10 +344,11 @@ def _with_retries(applying: "_Run") -> dict:
             with (
                 history.transaction_lock(applying.bucket.id)
                 if not nested
-                else history.bucket_lock([applying.bucket.id]),
+                else history.bucket_lock([applying.bucket.id]) as watched,
                 _repeatable_read(nested),
                 transaction.atomic(),
             ):
+                applying.recording = watched is not False  # None: unknown, record() decides
                 return applying.batched()
         except OperationalError as exc:
             if getattr(exc.__cause__, "sqlstate", None) not in _RETRYABLE:
@@ -385,6 +386,7 @@ class _Run:
 
     def __init__(self, principal: Principal, bucket: BucketInfo, plan: Plan, create: bool):
         self.principal, self.bucket, self.plan, self.create = principal, bucket, plan, create
+        self.recording = True  # whether its changes may need recording for watchers
 
     def _start(self) -> None:
         self.results: list[dict] = [{} for _ in self.plan.ops]
@@ -443,8 +445,9 @@ class _Run:
         # (statements.set_many, increment_many): the statement is saved.
         for group in groups(plan.ops):
             self._run_group(group)
-        self.changes.sort(key=lambda indexed: indexed[0])
-        history.record(self.bucket.id, [c for _, changes in self.changes for c in changes])
+        if self.recording:  # not when the bucket's lock says nobody watches (transaction_lock)
+            self.changes.sort(key=lambda indexed: indexed[0])
+            history.record(self.bucket.id, [c for _, changes in self.changes for c in changes])
         return self._answer()
 
     def _keep(self, ops: list[Op], changes: list[Changed]) -> None:
