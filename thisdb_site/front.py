@@ -1,9 +1,10 @@
 """The front of the production web tier (thisdb_site.asgi): an ASGI application that reads each
 request's body on the event loop, then runs a WSGI application in a bounded pool of threads.
 
-Bulk transfers (api.exports, and the import's streamed body) are the exception: their bodies and
-answers can be any size, so they are streamed both ways, through a small pool of threads of
-their own (thisdb_site.streams holds the two directions)."""
+Bulk transfers (api.exports, and the import's streamed body; the bucket page's download and
+import upload likewise) are the exception: their bodies and answers can be any size, so they are
+streamed both ways, through a small pool of threads of their own (thisdb_site.streams holds the
+two directions)."""
 
 import asyncio
 import io
