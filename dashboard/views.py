@@ -528,9 +528,8 @@ def _import_upload(request, bucket: Bucket, upload: uploads.CappedUpload):
         messages.error(
             request,
             f"“{upload.name}” is larger than {filesizeformat(upload.limit)}, the most this page "
-            "imports: "
-            f"nothing was imported. Import it from a terminal: thisdb import {bucket.id} FILE "
-            "(any size).",
+            f"imports: nothing was imported. Import it from a terminal: thisdb import "
+            f"{bucket.id} FILE (any size).",
         )
         return back
     if file is None:
@@ -542,8 +541,9 @@ def _import_upload(request, bucket: Bucket, upload: uploads.CappedUpload):
             entries, unit = imports.workers_kv_entries(body), "item"
         else:
             entries, unit = imports.ndjson_entries(body), "line"
+        principal = principal_for_user(request.user.pk)
         imported = writes.import_items(
-            principal_for_user(request.user.pk), _info(bucket), entries, unit=unit, charge=_all
+            principal, _info(bucket), entries, unit=unit, charge=_uncounted
         )
     except Stopped as stopped:
         messages.error(request, f"The import of “{file.name}” stopped. {_say(stopped)}")
@@ -562,9 +562,9 @@ def _import_upload(request, bucket: Bucket, upload: uploads.CappedUpload):
     return back
 
 
-def _all(cost: int) -> tuple[int, int]:
-    """An import from the page counts no API request: every batch goes (api.writes'
-    ChargeRequests, all of `cost` counted)."""
+def _uncounted(cost: int) -> tuple[int, int]:
+    """An import from the page counts no API request: every batch may go (api.writes'
+    ChargeRequests, answered as if all of `cost` were counted)."""
     return cost, 0
 
 
