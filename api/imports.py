@@ -147,6 +147,17 @@ class Body:
             raise BadRequest(BROKE_OFF) from None
 
 
+class FileBody(Body):
+    """A file as a body, read to its end: the bucket page's upload (dashboard.bulk), which
+    Django has spilled to a temporary file past a few MiB."""
+
+    def __init__(self, file):
+        self.declared = None  # the file's end is the body's
+        self._source = file.read
+        self._head = b""
+        self.received = 0
+
+
 # NDJSON.
 
 _NDJSON_FIELDS = {"key", "value", "encoding", "ttl", "version"}

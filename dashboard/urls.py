@@ -14,6 +14,10 @@ urlpatterns = [
     # Keys travel in the query string as base64url (?k=, dashboard.roundtrip): a key may hold
     # '/', '?', a newline or any other character but NUL.
     path("buckets/<str:bucket_id>/delete-prefix/", views.delete_prefix, name="delete-prefix"),
+    # Download all and import: bulk transfers, which the front (thisdb_site.front) streams in
+    # its bulk threads by these paths.
+    path("buckets/<str:bucket_id>/export/", views.export_keys, name="export"),
+    path("buckets/<str:bucket_id>/import/", views.import_keys, name="import"),
     path("buckets/<str:bucket_id>/key/", views.edit_key, name="key"),
     path("buckets/<str:bucket_id>/key/delete/", views.delete_key, name="delete-key"),
     path("buckets/<str:bucket_id>/key/increment/", views.increment_key, name="increment-key"),

@@ -13,25 +13,37 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import capfirst
 from django.utils.timesince import timeuntil
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_GET, require_http_methods
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 
 from accounts import keys
-from api import history, inputs, limits, statements, transactions, watching, writes
-from api.errors import ApiError, BadRequest
+from api import (
+    exports,
+    history,
+    imports,
+    inputs,
+    limits,
+    statements,
+    transactions,
+    watching,
+    writes,
+)
+from api.errors import ApiError, BadRequest, Stopped
 from api.models import Bucket, Item, Token
 from api.principals import SUSPENDED, Principal, principal_for_user
 from api.scoping import BucketInfo
 from dashboard import docs as api_docs
-from dashboard import figures, paging, roundtrip, shown_once, usage
+from dashboard import figures, paging, roundtrip, shown_once, uploads, usage
 from dashboard.forms import BucketForm, DeletePrefixForm, IncrementForm, KeyForm, TokenForm
 from dashboard.templatetags.key_display import plain_key
 
@@ -203,6 +215,7 @@ def _bucket_page(request, bucket: Bucket, *, token_form=None, status=200):
         "settings_form": BucketForm(
             initial={"label": bucket.label, "default_ttl": bucket.default_ttl}
         ),
+        "import_max_bytes": settings.THISDB_PAGE_IMPORT_MAX_BYTES,
     }
     return render(request, "dashboard/bucket.html", context, status=status)
 
@@ -470,6 +483,89 @@ def download_key(request, bucket_id: str):
     response["Content-Disposition"] = f'attachment; filename="{safe}.bin"'
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+# Download all and import ------------------------------------------------------------------------
+# Pages count no API request (api.principals.principal_for_user), and these two count none
+# either: the person's own reads and writes, bounded by the quotas of keys and storage and by the
+# bulk threads they run in, as the page's other reads and writes are by the quotas.
+
+
+@never_cache
+@login_required
+@require_GET
+def export_keys(request, bucket_id: str):
+    """Download all: every live key of the bucket as NDJSON, the API's export (api.exports):
+    the same lines, from one snapshot, read and sent a batch at a time (behind the front, in a
+    bulk thread, thisdb_site.front), so memory stays flat whatever the bucket's size."""
+    bucket = _my_bucket(request, bucket_id)
+    _, chunks = exports.open_export(bucket.id, "", None)
+    response = StreamingHttpResponse(chunks, content_type="application/x-ndjson")
+    # A bucket's id is 20 letters and digits: a file name as it is.
+    response["Content-Disposition"] = f'attachment; filename="{bucket.id}.ndjson"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@csrf_exempt  # checked by _import_upload, once the upload's limit is in place (Django's way)
+@login_required
+@_post_only
+def import_keys(request, bucket_id: str):
+    """Import: an uploaded NDJSON file, or a JSON array of Workers KV's bulk format, written as
+    the API's import writes its body (api.imports, api.writes.import_items). The upload's
+    handlers must be set before anything reads the body, which the CSRF check does."""
+    bucket = _my_bucket(request, bucket_id)  # another's bucket: 404, its body left unread
+    upload = uploads.CappedUpload(request, settings.THISDB_PAGE_IMPORT_MAX_BYTES)
+    request.upload_handlers.insert(0, upload)
+    return _import_upload(request, bucket, upload)
+
+
+@csrf_protect
+def _import_upload(request, bucket: Bucket, upload: uploads.CappedUpload):
+    back = HttpResponseRedirect(_bucket_url(bucket.id), status=303)
+    file = request.FILES.get("file")  # the upload is read here, if the CSRF check did not
+    if upload.too_large:
+        messages.error(
+            request,
+            f"“{upload.name}” is larger than {filesizeformat(upload.limit)}, the most this page "
+            f"imports: nothing was imported. Import it from a terminal: thisdb import "
+            f"{bucket.id} FILE (any size).",
+        )
+        return back
+    if file is None:
+        messages.error(request, "Choose an NDJSON or Workers KV JSON file to import.")
+        return back
+    body = imports.FileBody(file)
+    try:
+        if body.first_byte() == b"[":
+            entries, unit = imports.workers_kv_entries(body), "item"
+        else:
+            entries, unit = imports.ndjson_entries(body), "line"
+        principal = principal_for_user(request.user.pk)
+        imported = writes.import_items(
+            principal, _info(bucket), entries, unit=unit, charge=_uncounted
+        )
+    except Stopped as stopped:
+        messages.error(request, f"The import of “{file.name}” stopped. {_say(stopped)}")
+    except ApiError as error:
+        if error.status_code == 404:
+            raise Http404("bucket not found") from None  # deleted meanwhile
+        messages.error(request, _say(error))
+    else:
+        if imported:
+            keys = "key" if imported == 1 else "keys"
+            messages.success(request, f"Imported {imported:,} {keys} from “{file.name}”.")
+        else:
+            messages.warning(request, f"“{file.name}” holds no keys: nothing was imported.")
+    finally:
+        file.close()  # a temporary file is deleted now, not when the request ends
+    return back
+
+
+def _uncounted(cost: int) -> tuple[int, int]:
+    """An import from the page counts no API request: every batch may go (api.writes'
+    ChargeRequests, answered as if all of `cost` were counted)."""
+    return cost, 0
 
 
 # Tokens ------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import json
 import threading
 
 import pytest
+from django.urls import reverse
 
 from thisdb_site.front import BufferedWSGI, bulk_kind
 from thisdb_site.streams import BodyBroken, BodyTimeout
@@ -258,6 +259,23 @@ def test_a_json_array_is_streamed_and_a_json_object_is_read_whole():
 )
 def test_only_exports_and_a_buckets_ndjson_or_json_posts_are_bulk(scope, kind):
     assert bulk_kind(scope) == kind
+
+
+MULTIPART = b"multipart/form-data; boundary=x"
+
+
+def test_the_bucket_pages_download_and_import_form_are_bulk():
+    bucket = "AbCdEfGhIj0123456789"
+    download = reverse("dashboard:export", args=[bucket])
+    form = reverse("dashboard:import", args=[bucket])
+    page_get = {**EXPORT_SCOPE, "query_string": b""}
+    assert bulk_kind({**page_get, "path": download}) == "export"
+    assert bulk_kind(upload_scope(MULTIPART, path=form)) == "upload"
+    # Not the page itself, nor its other forms, nor a form of another type.
+    assert bulk_kind({**page_get, "path": reverse("dashboard:bucket", args=[bucket])}) is None
+    assert bulk_kind(upload_scope(MULTIPART, path=f"/buckets/{bucket}/key/")) is None
+    assert bulk_kind(upload_scope(b"application/x-www-form-urlencoded", path=form)) is None
+    assert bulk_kind({**page_get, "method": "POST", "path": download}) is None
 
 
 def test_a_stalled_body_raises_in_the_reading_thread_and_the_connection_closes():

@@ -1,9 +1,10 @@
 """The front of the production web tier (thisdb_site.asgi): an ASGI application that reads each
 request's body on the event loop, then runs a WSGI application in a bounded pool of threads.
 
-Bulk transfers (api.exports, and the import's streamed body) are the exception: their bodies and
-answers can be any size, so they are streamed both ways, through a small pool of threads of
-their own (thisdb_site.streams holds the two directions)."""
+Bulk transfers (api.exports, and the import's streamed body; the bucket page's download and
+import upload likewise) are the exception: their bodies and answers can be any size, so they are
+streamed both ways, through a small pool of threads of their own (thisdb_site.streams holds the
+two directions)."""
 
 import asyncio
 import io
@@ -33,6 +34,11 @@ BULK_RETRY_AFTER = b"5"  # s: about a 100,000-key export at the measured rate
 EXPORT, UPLOAD = "export", "upload"
 # /v1/<bucket> (or /v1/<bucket>/): one path segment, no key; /v1/tokens is not a bucket.
 _BUCKET_PATH = re.compile(r"/v1/([^/]+)/?")
+# The bucket page's (dashboard.urls) "Download all" and its import form's upload: bulk transfers
+# too, so an export is streamed rather than held whole and an upload of any size up to the
+# page's limit (THISDB_PAGE_IMPORT_MAX_BYTES) reaches Django, which spills it to a file.
+_PAGE_EXPORT = re.compile(r"/buckets/[A-Za-z0-9]+/export/")
+_PAGE_IMPORT = re.compile(r"/buckets/[A-Za-z0-9]+/import/")
 _JSON_BLANKS = b" \t\r\n"  # what may come before a JSON document's first byte (RFC 8259)
 
 
@@ -306,8 +312,13 @@ def content_type(scope) -> bytes:
 
 def bulk_kind(scope) -> str | None:
     """EXPORT for a bucket's GET with all= (api.exports), UPLOAD for a POST to a bucket whose
-    body may be an import (NDJSON, or JSON: an array is one), else None."""
+    body may be an import (NDJSON, or JSON: an array is one), else None. The bucket page's
+    download (a GET) and import form (a multipart POST) likewise."""
     method = scope["method"]
+    if method == "GET" and _PAGE_EXPORT.fullmatch(scope["path"]):
+        return EXPORT
+    if method == "POST" and _PAGE_IMPORT.fullmatch(scope["path"]):
+        return UPLOAD if content_type(scope) == b"multipart/form-data" else None
     if method not in ("GET", "HEAD", "POST") or not scope["path"].startswith("/v1/"):
         return None
     match = _BUCKET_PATH.fullmatch(scope["path"])

@@ -351,6 +351,10 @@ THISDB_REQUESTS_PER_HOUR = env_int("THISDB_REQUESTS_PER_HOUR", 1000)  # per API 
 THISDB_MAX_BUCKETS = env_int("THISDB_MAX_BUCKETS", 100)  # buckets per account
 THISDB_MAX_KEYS_PER_BUCKET = env_int("THISDB_MAX_KEYS_PER_BUCKET", 100_000)
 THISDB_MAX_STORED_BYTES = env_int("THISDB_MAX_STORED_BYTES", 1024**3)  # 1 GiB per account
+# The bucket page's import takes a file up to this size (1 GiB: the free plan's storage, in
+# NDJSON). Django writes an upload to a temporary file before any of it is imported: this bounds
+# the disk it takes. The API's import (and `thisdb import`) streams, with no such bound.
+THISDB_PAGE_IMPORT_MAX_BYTES = env_int("THISDB_PAGE_IMPORT_MAX_BYTES", 1024**3, minimum=1)
 # Live API keys per account: each has its own hourly requests, so this bounds an account's total.
 THISDB_MAX_API_KEYS = env_int("THISDB_MAX_API_KEYS", 10)
 # Watch streams and long-polls open at once per account (free plan): each holds a connection.
