@@ -71,7 +71,7 @@ def embedded(tmp_path):
             assert process.poll() is None, (tmp_path / "server.log").read_text()
             assert time.monotonic() < deadline, "runserver did not answer within 20 s"
             time.sleep(0.2)
-        yield Server(base_url, key), manage
+        yield Server(base_url, key, tmp_path / "db.sqlite3"), manage
     finally:
         process.terminate()
         process.wait(timeout=10)
