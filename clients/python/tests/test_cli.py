@@ -469,8 +469,10 @@ def test_import_gives_each_record_its_ttl_and_refuses_a_malformed_line(
 
 
 def test_import_keeps_one_write_per_second_per_key(
-    home, strict_server, carol, monkeypatch, platform
+    without_bulk_routes, home, strict_server, carol, monkeypatch, platform
 ):
+    """One write a key (a server without the bulk routes): the second write of k waits out
+    the server's one write per second per key."""
     monkeypatch.setenv("THISDB_URL", strict_server)
     monkeypatch.setenv("THISDB_API_KEY", carol.key)
     bucket = run_main(monkeypatch, ["bucket", "create"]).text.strip()
@@ -481,6 +483,23 @@ def test_import_keeps_one_write_per_second_per_key(
 
     assert result.status == 0, result.err
     assert time.monotonic() - started >= 0.9  # k waited for its second
+    assert platform.stored(bucket) == {"k": b"last", "o": b"x"}
+
+
+def test_a_key_twice_in_an_import_is_not_refused_by_the_per_key_limit(
+    with_bulk_routes, home, strict_server, carol, monkeypatch, platform
+):
+    """An NDJSON import does not claim one write per second per key (README, "Imports"): a
+    key on two lines of a batch is written once, with the later line, at once."""
+    monkeypatch.setenv("THISDB_URL", strict_server)
+    monkeypatch.setenv("THISDB_API_KEY", carol.key)
+    bucket = run_main(monkeypatch, ["bucket", "create"]).text.strip()
+    lines = b'{"key":"k","value":"first"}\n{"key":"o","value":"x"}\n{"key":"k","value":"last"}\n'
+
+    result = run_main(monkeypatch, ["import", bucket], stdin=lines)
+
+    assert result.status == 0, result.err
+    assert result.text == f"imported 3 keys into {bucket}\n"
     assert platform.stored(bucket) == {"k": b"last", "o": b"x"}
 
 
