@@ -299,6 +299,31 @@ def test_a_body_broken_off_raises_in_the_reading_thread():
     assert app.lines == [b"a\n"]
 
 
+@pytest.mark.parametrize("then", ["leave", "stall"])
+def test_a_read_of_a_block_gives_what_came_before_the_break_and_the_next_read_raises(then):
+    """The import reads 64 KiB at a time (api.imports): the lines that came whole before the
+    body broke off or stalled are read, and applied, even when they do not fill the block."""
+    reads: list = []
+
+    def app(environ, start_response):
+        body = environ["wsgi.input"]
+        for _ in range(3):
+            try:
+                reads.append(body.read(65536))
+            except OSError as error:
+                reads.append(error)
+        start_response("400 Bad Request", [])
+        return [b""]
+
+    parts = (b'{"key": "a"}\n', b'{"key": "b"}\n{"ke')
+    asyncio.run(
+        front(app, body_timeout=0.2)(upload_scope(), body_chunks(*parts, then=then), collector()[1])
+    )
+    assert reads[0] == b'{"key": "a"}\n{"key": "b"}\n{"ke'
+    error = BodyBroken if then == "leave" else BodyTimeout
+    assert isinstance(reads[1], error) and reads[2] is reads[1]  # and stays an error
+
+
 def test_bulk_requests_run_beside_normal_ones_and_past_their_threads_are_503():
     release = threading.Event()
     normal_served = []

@@ -112,6 +112,28 @@ class StreamedBody(io.BufferedReader):
     def __init__(self, loop, receive, timeout: float, started: list[bytes], more: bool):
         super().__init__(_BodyChunks(loop, receive, timeout, started, more), 64 * 1024)
 
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to `size` bytes, as BufferedReader.read, except when the body breaks off or
+        stalls during the read: what arrived before is returned, and the next read raises.
+        (BufferedReader's own read drops what it gathered in a call that fails: up to `size`
+        bytes the client did send, so an import would stop lines short of where it could.)"""
+        if size is None or size < 0:
+            return super().read(size)  # the whole body, or its error
+        pieces: list[bytes] = []
+        got = 0
+        while got < size:
+            try:
+                piece = self.read1(size - got)  # one chunk at most: nothing held when it fails
+            except BodyError:
+                if not pieces:
+                    raise
+                break  # kept in raw.error: the next read raises it
+            if not piece:
+                break
+            pieces.append(piece)
+            got += len(piece)
+        return b"".join(pieces)
+
     @property
     def ended(self) -> bool:
         """The client has sent the whole body (what is left of it may wait unread here)."""

@@ -468,12 +468,29 @@ def test_import_gives_each_record_its_ttl_and_refuses_a_malformed_line(
     assert platform.stored(bucket)["a"] == b"1"
 
 
-def test_an_import_writes_a_repeated_key_with_its_later_line(
-    home, strict_server, carol, monkeypatch, platform
+def test_import_keeps_one_write_per_second_per_key(
+    without_bulk_routes, home, strict_server, carol, monkeypatch, platform
 ):
-    """On the server's one-write-per-second rule: an import is exempt from it, and a key on two
-    lines of one batch is written once, with the later line (the per-key path of an older
-    server waits for the key's second instead: the same result)."""
+    """One write a key (a server without the bulk routes): the second write of k waits out
+    the server's one write per second per key."""
+    monkeypatch.setenv("THISDB_URL", strict_server)
+    monkeypatch.setenv("THISDB_API_KEY", carol.key)
+    bucket = run_main(monkeypatch, ["bucket", "create"]).text.strip()
+    lines = b'{"key":"k","value":"first"}\n{"key":"o","value":"x"}\n{"key":"k","value":"last"}\n'
+
+    started = time.monotonic()
+    result = run_main(monkeypatch, ["import", bucket], stdin=lines)
+
+    assert result.status == 0, result.err
+    assert time.monotonic() - started >= 0.9  # k waited for its second
+    assert platform.stored(bucket) == {"k": b"last", "o": b"x"}
+
+
+def test_a_key_twice_in_an_import_is_not_refused_by_the_per_key_limit(
+    with_bulk_routes, home, strict_server, carol, monkeypatch, platform
+):
+    """An NDJSON import does not claim one write per second per key (README, "Imports"): a
+    key on two lines of a batch is written once, with the later line, at once."""
     monkeypatch.setenv("THISDB_URL", strict_server)
     monkeypatch.setenv("THISDB_API_KEY", carol.key)
     bucket = run_main(monkeypatch, ["bucket", "create"]).text.strip()
@@ -482,6 +499,7 @@ def test_an_import_writes_a_repeated_key_with_its_later_line(
     result = run_main(monkeypatch, ["import", bucket], stdin=lines)
 
     assert result.status == 0, result.err
+    assert result.text == f"imported 3 keys into {bucket}\n"
     assert platform.stored(bucket) == {"k": b"last", "o": b"x"}
 
 
