@@ -25,6 +25,7 @@ same 2 cores, spends its time sending rather than formatting.
 import argparse
 import http.client
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -74,6 +75,7 @@ class Bulk(TypedDict):
     beside: Transfer  # the import while wrk GETs another account's key
     get_during: Figures
     get_without: Figures
+    load: tuple[float, float]  # the machine's 1-minute load average at the start and the end
     targets: dict[str, float]
 
 
@@ -270,7 +272,9 @@ def new_bucket(port: int, auth: dict[str, str]) -> str:
 
 
 def bulk(port: int, pids: list[int], auth: dict[str, str], args: argparse.Namespace) -> Bulk:
-    print("\nbulk (product alone): COPY of the same rows as the floor")
+    # The 2 cores are shared: the load says how far the figures are this code's.
+    load_before = os.getloadavg()[0]
+    print(f"\nbulk (product alone), load average {load_before:.2f}")
     small_body, large_body = ndjson_chunks(SMALL), ndjson_chunks(LARGE)
     buckets = {n: new_bucket(port, auth) for n in (SMALL, LARGE)}
     copy_in, copy_out = copy_floor(buckets[LARGE])
@@ -331,8 +335,10 @@ def bulk(port: int, pids: list[int], auth: dict[str, str], args: argparse.Namesp
         "beside": beside,
         "get_during": during,
         "get_without": without,
+        "load": (load_before, os.getloadavg()[0]),
         "targets": TARGETS,
     }
+    print(f"load average at the end {result['load'][1]:.2f}")
     for line in summary(result):
         print(line)
     return result

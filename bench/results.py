@@ -326,7 +326,8 @@ def bulk_section(report: dict[str, Any]) -> list[str]:
         "(its indexes and defaults), and `COPY (SELECT ... ORDER BY key) TO STDOUT` of them, "
         f"in the same run: {b['copy_in']:,.0f} rows/s in, {b['copy_out']:,.0f} rows/s out "
         "(the best of 3). Worker resident size: VmRSS of each worker just before, and the "
-        "highest sampled (every 10 ms) during the transfer.",
+        "highest sampled (every 10 ms) during the transfer. The machine's load average (1 "
+        f"minute): {b['load'][0]:.2f} when the section began, {b['load'][1]:.2f} when it ended.",
         "",
         "| transfer | keys | seconds | keys/s | ratio to COPY | worker RSS MiB before | peak |",
         "|---|---|---|---|---|---|---|",
@@ -360,14 +361,18 @@ def bulk_section(report: dict[str, Any]) -> list[str]:
 
 
 def splice(heading: str, lines: list[str]) -> None:
-    """This run's section in place of the one RESULTS.md has (or before the notes)."""
+    """This run's section in place of the one RESULTS.md has (or before the notes), and the
+    notes as NOTES.md has them now."""
     text = RESULTS.read_text()
+    notes_heading = "\n" + NOTES.read_text().splitlines()[0] + "\n"
+    notes = text.find(notes_heading)
+    if notes >= 0:
+        text = text[: notes + 1] + NOTES.read_text().strip() + "\n"
     section = "\n".join(lines) + "\n"
     start = text.find(heading + "\n")
     if start >= 0:
         end = text.find("\n## ", start + 1)
         end = len(text) if end < 0 else end + 1
     else:
-        notes = text.find("\n" + NOTES.read_text().splitlines()[0] + "\n")
         start = end = len(text) if notes < 0 else notes + 1
     RESULTS.write_text(text[:start] + section + text[end:].lstrip("\n"))
