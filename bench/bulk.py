@@ -299,7 +299,9 @@ def bulk(port: int, pids: list[int], auth: dict[str, str], args: argparse.Namesp
         imports[str(n)] = transfer(pids, n, partial(upload, port, auth, buckets[n], body))
         print_transfer("import", imports[str(n)], copy_in)
     with database_connection() as conn:
-        conn.execute("VACUUM ANALYZE api_item")  # as beat's autovacuum would, in time
+        # The export reads a settled table, as PostgreSQL's autovacuum leaves it in time (its
+        # statistics and visibility map up to date), not one written a moment ago.
+        conn.execute("VACUUM ANALYZE api_item")
     for n in (SMALL, LARGE):
         checkpoint()
         exports[str(n)] = transfer(pids, n, partial(download, port, auth, buckets[n]))
