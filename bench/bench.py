@@ -5,7 +5,8 @@ one pipelined Redis round trip and one SQL statement), both on PostgreSQL and Re
 and drives each scenario with wrk from loopback, floor and product interleaved (A/B/A/B), so the
 ratios compare figures of the same minutes. Then: the sweep of 1,000,000 expired keys (with GET's
 p99 while it runs), the resident size of the web workers, keys and ops per second by transactions
-against single sets, and watch streams (latency, memory, the requests beside them). Prints a
+against single sets, watch streams (latency, memory, the requests beside them), and bulk
+transfers (export and import against PostgreSQL's COPY). Prints a
 table and writes bench/RESULTS.md. Asserts nothing: targets are reported, not tested.
 
     .venv/bin/python bench/bench.py --help
@@ -23,6 +24,7 @@ from typing import Any
 # Run as a script (`make bench`): the project's root on the path, for the bench package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bulk import bulk  # noqa: E402
 from bench.load import Figures, interleaved, wrk  # noqa: E402
 from bench.memory import memory  # noqa: E402
 from bench.results import (  # noqa: E402
@@ -56,6 +58,7 @@ SECTIONS = (
     "sweep",
     "transactions",
     "watch",
+    "bulk",
     "servers",
     "workers",
     "pool",
@@ -205,6 +208,8 @@ def main() -> None:
             report["transactions"] = transactions(port, auth, args)
         if "watch" in only:
             report["watch"] = watch(port, floor, pids, auth, buckets, args)
+        if "bulk" in only:
+            report["bulk"] = bulk(port, pids, auth, args)
     if "servers" in only:
         report["servers"] = compare_servers(auth, buckets, args, log)
     if "workers" in only:

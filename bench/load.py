@@ -8,7 +8,7 @@ import statistics
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypedDict
+from typing import Protocol, TypedDict
 
 from bench.stack import database_connection, one_value
 
@@ -24,6 +24,12 @@ class Figures(TypedDict):
     command: str  # as RESULTS.md prints it
     p50: float  # ms
     p99: float  # ms
+
+
+class Waitable(Protocol):
+    """What a wrk run can last as long as: a process, or a thread's work (bench.bulk)."""
+
+    def wait(self) -> object: ...
 
 
 class Comparison(TypedDict):
@@ -44,9 +50,9 @@ def wrk(
     headers: dict[str, str],
     script: str | None = None,
     tag: str = "run",
-    until: subprocess.Popen | None = None,
+    until: Waitable | None = None,
 ) -> Figures:
-    """wrk's figures for `seconds`, or, with `until`, for as long as that process runs (wrk
+    """wrk's figures for `seconds`, or, with `until`, until its wait() returns (wrk
     stops at SIGINT and still reports)."""
     command = [
         "wrk",

@@ -10,6 +10,8 @@ from typing import Any
 import psycopg
 import redis
 
+from bench.bulk import LARGE, SMALL
+from bench.bulk import summary as bulk_summary
 from bench.load import Comparison
 from bench.serving import slow_summary
 from bench.stack import REDIS_URL, database_connection, one_value
@@ -19,6 +21,7 @@ from bench.watch import summary as watch_summary
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 BASELINE = Path(__file__).resolve().parent / "baseline.json"
+NOTES = Path(__file__).resolve().parent / "NOTES.md"  # its first line is a heading
 TARGETS = {"get": 0.85, "set": 0.85, "incr": 0.8}
 CONTROL = "get A/A"  # the floor against a second floor: the noise of a ratio, with no difference
 
@@ -82,13 +85,17 @@ def machine() -> dict[str, Any]:
 
 
 WATCH_HEADING = "## Watching"
+BULK_HEADING = "## Bulk transfers"
 
 
 def write_results(report: dict[str, Any], only: set[str] | None = None) -> None:
-    """RESULTS.md from this run; a run of the watch section alone (`--only watch`) replaces
-    that section of the file and leaves the rest as the last full run wrote it."""
+    """RESULTS.md from this run; a run of the watch or the bulk section alone (`--only watch`,
+    `--only bulk`) replaces that section of the file and leaves the rest as the last full run
+    wrote it."""
     if only == {"watch"} and RESULTS.exists():
-        return splice_watch(report)
+        return splice(WATCH_HEADING, watch_section(report))
+    if only == {"bulk"} and RESULTS.exists():
+        return splice(BULK_HEADING, bulk_section(report))
     info = machine()
     before = json.loads(BASELINE.read_text()) if BASELINE.exists() else None
     lines = [
@@ -222,12 +229,13 @@ def write_results(report: dict[str, Any], only: set[str] | None = None) -> None:
         lines.append("")
     if "watch" in report:
         lines += watch_section(report)
+    if "bulk" in report:
+        lines += bulk_section(report)
     lines += ["Commands (product; the floor's are the same on its port):", "", "```"]
     lines += [r["product"]["command"] for n, r in report["scenarios"].items() if n != CONTROL]
     lines += ["```", ""]
-    extra = Path(__file__).resolve().parent / "NOTES.md"
-    if extra.exists():
-        lines += [extra.read_text().strip(), ""]
+    if NOTES.exists():
+        lines += [NOTES.read_text().strip(), ""]
     RESULTS.write_text("\n".join(lines))
 
 
@@ -303,15 +311,68 @@ def watch_section(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def splice_watch(report: dict[str, Any]) -> None:
-    """This run's watch section in place of the one RESULTS.md has (or before the notes)."""
+def bulk_section(report: dict[str, Any]) -> list[str]:
+    b = report["bulk"]
+    info = machine()
+    lines = [
+        BULK_HEADING,
+        "",
+        f"Exports (`GET /v1/<bucket>?format=ndjson&values=true&all=true`) and imports (`POST "
+        f"/v1/<bucket>`, `Content-Type: application/x-ndjson`, one request whose body is sent "
+        f"chunked) on the product alone, `make serve` with {report['args']['workers']} workers "
+        f"({info['cores']} cores, {info['model']}, shared with PostgreSQL, Redis and the "
+        "bench's client); keys of 8 bytes, values of 10. The floor is PostgreSQL's own `COPY` "
+        f"of {b['copy_rows']:,} rows of the same shape into a copy of `api_item`'s definition "
+        "(its indexes and defaults), and `COPY (SELECT ... ORDER BY key) TO STDOUT` of them, "
+        f"in the same run: {b['copy_in']:,.0f} rows/s in, {b['copy_out']:,.0f} rows/s out "
+        "(the best of 3). Worker resident size: VmRSS of each worker just before, and the "
+        "highest sampled (every 10 ms) during the transfer. The machine's load average (1 "
+        f"minute): {b['load'][0]:.2f} when the section began, {b['load'][1]:.2f} when it ended.",
+        "",
+        "| transfer | keys | seconds | keys/s | ratio to COPY | worker RSS MiB before | peak |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    sizes = (str(SMALL), str(LARGE))
+    rows = [("import", b["imports"][n], b["copy_in"]) for n in sizes]
+    rows += [("export", b["exports"][n], b["copy_out"]) for n in sizes]
+    rows.append(("import beside GETs", b["beside"], b["copy_in"]))
+    for label, t, floor in rows:
+        lines.append(
+            f"| {label} | {t['keys']:,} | "
+            f"{t['seconds']:.2f} | **{t['keys_per_s']:,.0f}** | {t['keys_per_s'] / floor:.2f} | "
+            f"{', '.join(f'{v:.0f}' for v in t['rss_before'].values())} | "
+            f"{', '.join(f'{v:.0f}' for v in t['rss_peak'].values())} |"
+        )
+    d, w = b["get_during"], b["get_without"]
+    lines += [
+        "",
+        f"Another account's GET of one key (its own API key and bucket), wrk -t1 "
+        f"-c{report['args']['connections']}: p50 / p99 {d['p50']:.2f} / {d['p99']:.2f} ms "
+        f"({d['rps']:,.0f} req/s) over a whole import of {LARGE:,} keys (one wrk run from its "
+        f"start to its end), {w['p50']:.2f} / {w['p99']:.2f} ms ({w['rps']:,.0f} req/s) in a "
+        "run as long right after it.",
+        "",
+        "Against the targets:",
+        "",
+    ]
+    lines += [f"- {line}." for line in bulk_summary(b)]
+    lines.append("")
+    return lines
+
+
+def splice(heading: str, lines: list[str]) -> None:
+    """This run's section in place of the one RESULTS.md has (or before the notes), and the
+    notes as NOTES.md has them now."""
     text = RESULTS.read_text()
-    section = "\n".join(watch_section(report)) + "\n"
-    start = text.find(WATCH_HEADING + "\n")
+    notes_heading = "\n" + NOTES.read_text().splitlines()[0] + "\n"
+    notes = text.find(notes_heading)
+    if notes >= 0:
+        text = text[: notes + 1] + NOTES.read_text().strip() + "\n"
+    section = "\n".join(lines) + "\n"
+    start = text.find(heading + "\n")
     if start >= 0:
         end = text.find("\n## ", start + 1)
         end = len(text) if end < 0 else end + 1
     else:
-        notes = text.find("\n## ")
         start = end = len(text) if notes < 0 else notes + 1
     RESULTS.write_text(text[:start] + section + text[end:].lstrip("\n"))
