@@ -197,8 +197,8 @@ _RECORD_SQL = (
     f"INSERT INTO {_C} ({_COLUMNS}) "
     "SELECT %s, h.position - %s + u.n, u.d, u.k, u.v, "
     f"COALESCE(u.ver, nextval('{VERSION_SEQUENCE}')), u.e, u.r, statement_timestamp() "
-    "FROM h, unnest(%s::bool[], %s::text[], %s::bytea[], %s::bigint[], %s::timestamptz[], "
-    "%s::text[]) WITH ORDINALITY AS u(d, k, v, ver, e, r, n)"
+    "FROM h, unnest(%b::bool[], %b::text[], %b::bytea[], %b::bigint[], %b::timestamptz[], "
+    "%b::text[]) WITH ORDINALITY AS u(d, k, v, ver, e, r, n)"  # binary arrays: no escaping
 )
 
 
