@@ -603,7 +603,9 @@ def test_ctrl_c_during_an_import_prints_the_command_to_go_on(
         bucket.encode(),
         str(dump).encode(),
     )
-    assert line == skip + 1 == imported + 1 and imported >= 2
+    # At least k's first write is known; its second is stored, but its answer may not have
+    # reached the client before the interrupt: then that line is the one to go on from.
+    assert line == skip + 1 == imported + 1 and imported >= 1
     assert carol.key.encode() not in err
 
     # As printed, with the key in place of KEY: the rest comes in, the last value of k last.
