@@ -135,8 +135,12 @@ class BucketViewSet(ApiViewSet):
             ):
                 bucket = owned_bucket(principal, bucket_id)
                 return watching.open_watch(request, principal, bucket, self.count_request)
-            if request.query_params.get("all") and inputs.boolean(
-                request.query_params["all"], "all"
+            # THISDB_BULK=false: all= is not read, as on a server without exports (whose
+            # page, without X-Thisdb-Export, tells a client to page through the listing).
+            if (
+                settings.THISDB_BULK
+                and request.query_params.get("all")
+                and inputs.boolean(request.query_params["all"], "all")
             ):
                 return self._export(request, principal, bucket_id)
         paging = Paging(request.query_params)
@@ -245,6 +249,12 @@ class BucketViewSet(ApiViewSet):
     def transaction(self, request, bucket_id):
         principal = self.principal()
         bucket = owned_bucket(principal, bucket_id)
+        if not settings.THISDB_BULK:
+            # No imports: every body is read as a transaction, as on a server without them (an
+            # NDJSON or array body is then its 400, which tells a client to write key by key).
+            return self._transaction(
+                request, principal, bucket, settings.THISDB_TRANSACTION_MAX_BYTES
+            )
         body = imports.Body(request)
         if imports.is_ndjson(request._request.META):
             return self._import(principal, bucket, imports.ndjson_entries(body), "line")
@@ -253,6 +263,10 @@ class BucketViewSet(ApiViewSet):
         # A JSON object: a transaction. Its body whole, what was read to tell it included.
         limit = settings.THISDB_TRANSACTION_MAX_BYTES
         request._request._thisdb_body = body.head_and_rest(limit + 1)
+        return self._transaction(request, principal, bucket, limit)
+
+    def _transaction(self, request, principal, bucket, limit: int) -> ApiResponse:
+        """The body as a transaction (api.transactions): its checks, then its ops."""
         plan = transactions.parse(inputs.read_body(request, limit, "the transaction"))
         transactions.authorize(principal, plan)
         try:
@@ -262,7 +276,11 @@ class BucketViewSet(ApiViewSet):
         return ApiResponse(Document(answer))
 
     def streams_body(self, request) -> bool:
-        return self.action == "transaction" and imports.is_ndjson(request._request.META)
+        return (
+            settings.THISDB_BULK
+            and self.action == "transaction"
+            and imports.is_ndjson(request._request.META)
+        )
 
     def _import(self, principal, bucket, entries, unit: str) -> ApiResponse:
         """An import (api.imports): its entries written in batches (api.writes.import_items)."""

@@ -216,6 +216,7 @@ def _bucket_page(request, bucket: Bucket, *, token_form=None, status=200):
             initial={"label": bucket.label, "default_ttl": bucket.default_ttl}
         ),
         "import_max_bytes": settings.THISDB_PAGE_IMPORT_MAX_BYTES,
+        "bulk": settings.THISDB_BULK,
     }
     return render(request, "dashboard/bucket.html", context, status=status)
 
@@ -491,6 +492,13 @@ def download_key(request, bucket_id: str):
 # bulk threads they run in, as the page's other reads and writes are by the quotas.
 
 
+def _bulk_on() -> None:
+    """THISDB_BULK=false: this server has no exports or imports, the page's neither (the front
+    would no longer stream them: a download would be held whole in memory)."""
+    if not settings.THISDB_BULK:
+        raise Http404("this server has no downloads or imports (THISDB_BULK=false)")
+
+
 @never_cache
 @login_required
 @require_GET
@@ -498,6 +506,7 @@ def export_keys(request, bucket_id: str):
     """Download all: every live key of the bucket as NDJSON, the API's export (api.exports):
     the same lines, from one snapshot, read and sent a batch at a time (behind the front, in a
     bulk thread, thisdb_site.front), so memory stays flat whatever the bucket's size."""
+    _bulk_on()
     bucket = _my_bucket(request, bucket_id)
     _, chunks = exports.open_export(bucket.id, "", None)
     response = StreamingHttpResponse(chunks, content_type="application/x-ndjson")
@@ -514,6 +523,7 @@ def import_keys(request, bucket_id: str):
     """Import: an uploaded NDJSON file, or a JSON array of Workers KV's bulk format, written as
     the API's import writes its body (api.imports, api.writes.import_items). The upload's
     handlers must be set before anything reads the body, which the CSRF check does."""
+    _bulk_on()
     bucket = _my_bucket(request, bucket_id)  # another's bucket: 404, its body left unread
     upload = uploads.CappedUpload(request, settings.THISDB_PAGE_IMPORT_MAX_BYTES)
     request.upload_handlers.insert(0, upload)

@@ -278,6 +278,31 @@ def test_the_bucket_pages_download_and_import_form_are_bulk():
     assert bulk_kind({**page_get, "method": "POST", "path": download}) is None
 
 
+def test_with_bulk_off_nothing_is_streamed_and_bodies_are_read_whole():
+    """THISDB_BULK=false: an upload is read whole, as a transaction's body, and an export is
+    a normal request (the API answers them as a server without bulk routes)."""
+    app = Reader()
+    wrapped = front(app, bulk=False)
+    parts = [b'{"key": "a"}\n', b'{"key": "b"}\n']
+    asyncio.run(wrapped(upload_scope(), body_chunks(*parts), collector()[1]))
+    assert "thisdb.streamed_body" not in app.environ
+    assert app.environ["CONTENT_LENGTH"] == "26"  # the chunked body, now whole
+    assert app.lines == [b'{"key": "a"}\n', b'{"key": "b"}\n']
+
+    threads = []
+
+    def listing(environ, start_response):
+        threads.append(threading.current_thread().name)
+        start_response("200 OK", [])
+        return [b"a page"]
+
+    sent, send = collector()
+    asyncio.run(front(listing, bulk=False)(EXPORT_SCOPE, body_chunks(b""), send))
+    assert threads[0].startswith("django") and sent[1]["body"] == b"a page"
+    asyncio.run(front(listing)(EXPORT_SCOPE, body_chunks(b""), collector()[1]))
+    assert threads[1].startswith("bulk")  # with bulk on, the same request is an export
+
+
 def test_a_stalled_body_raises_in_the_reading_thread_and_the_connection_closes():
     app = Reader()
     sent, send = collector()

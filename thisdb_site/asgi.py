@@ -13,7 +13,8 @@ while it talks to PostgreSQL, a pooled connection. The front keeps both bounded:
   that reads slowly does not hold a thread either.
 - Bulk transfers are the exception (thisdb_site.streams): an export's answer and an NDJSON or
   JSON-array import's body can be any size, so they are streamed, in constant memory, in one of
-  THISDB_BULK_THREADS threads of their own (a 503 past them), never in the threads above.
+  THISDB_BULK_THREADS threads of their own (a 503 past them), never in the threads above;
+  with THISDB_BULK=false there are none, and such requests are read and answered as any other.
 
 Slow request heads are the server's to refuse (granian's --http1-header-read-timeout).
 Django runs through its WSGI handler, not its ASGI one: the ASGI handler starts a thread for
@@ -45,6 +46,7 @@ application = BufferedWSGI(
     threads=settings.THISDB_WEB_THREADS,
     # Exports and streamed imports, which can last minutes, in threads of their own.
     bulk_threads=settings.THISDB_BULK_THREADS,
+    bulk=settings.THISDB_BULK,  # false: no exports or imports, nothing streamed
     # Watch streams leave Django once opened and live on the event loop (api.watchhub).
     takeovers={PLAN_HEADER.lower().encode(): hub.serve},
     # The hub listens from the worker's start, not from its first watch: a worker that serves

@@ -55,6 +55,7 @@ class BufferedWSGI:
         body_timeout: float,
         threads: int,
         bulk_threads: int = 1,
+        bulk: bool = True,
         takeovers: dict[bytes, Callable] | None = None,
         on_startup: Callable[[], None] | None = None,
     ):
@@ -68,6 +69,9 @@ class BufferedWSGI:
         # past its client's timeout, with its upload stalled.
         self.bulk_threads = ThreadPoolExecutor(max_workers=bulk_threads, thread_name_prefix="bulk")
         self.bulk_slots = threading.BoundedSemaphore(bulk_threads)
+        # False (THISDB_BULK): the API has no exports or imports, so nothing is streamed: an
+        # all= listing is a page and an NDJSON or array body a transaction's, read whole.
+        self.bulk = bulk
         # An answer with one of these headers (lowercase) is not sent as it is: the header is
         # taken out and its handler takes the connection over, on the event loop (a watch
         # stream, api.watchhub), called with the header's value, the status, the other headers,
@@ -81,7 +85,7 @@ class BufferedWSGI:
             return await self._lifespan(receive, send)
         if scope["type"] != "http":
             return  # no websockets here
-        kind = bulk_kind(scope)
+        kind = bulk_kind(scope) if self.bulk else None
         started: list[bytes] = []  # body chunks read already (a JSON body's first bytes)
         more: bool | None = has_body(scope)
         if kind == UPLOAD:

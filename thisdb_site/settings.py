@@ -142,6 +142,11 @@ DATABASES = {
 # threads a process runs are bounded; each needs at most one database connection at a time, so
 # the pool's size follows it unless set.
 THISDB_WEB_THREADS = env_int("THISDB_WEB_THREADS", 2, minimum=1)
+# Exports (GET /v1/<bucket>?all=true) and imports (POST /v1/<bucket> with NDJSON or a JSON
+# array): false answers as a server without them does (a page of the listing; the body read as
+# a transaction, a 400), e.g. to keep every write under the per-key rule, which an import does
+# not claim. Clients then fall back to paging and one write per key.
+THISDB_BULK = env_bool("THISDB_BULK", True)
 # Bulk transfers (an export, a streamed import) at once per web process, in threads of their
 # own, so that they never take the threads above: 2, so that an export and an import (a copy
 # between buckets, piped) fit in one process. Each holds a database connection for its whole

@@ -123,6 +123,22 @@ def test_all_false_is_the_listing(alice, bucket):
     assert json.loads(response.content)["key"] == "a"
 
 
+def test_with_bulk_off_all_is_not_read_and_the_listing_pages_as_before(alice, bucket, settings):
+    """THISDB_BULK=false: the server answers as one without exports, so a client pages."""
+    settings.THISDB_BULK = False
+    varied_keys(bucket, 1500)
+    listing = alice.client.get(f"/v1/{bucket}?format=ndjson&values=true")
+    response = alice.client.get(f"/v1/{bucket}{EXPORT}")
+    assert response.status_code == 200 and not response.streaming
+    assert "X-Thisdb-Export" not in response and "X-Thisdb-Export-Keys" not in response
+    assert response["X-Next-Cursor"] == listing["X-Next-Cursor"]
+    assert without_ttl(response.content) == without_ttl(listing.content)
+    assert len(response.content.splitlines()) == 1000  # a page, not every key
+    # What only an export refuses is the listing's now: a limit, another format, any all=.
+    assert alice.client.get(f"/v1/{bucket}{EXPORT}&limit=2").status_code == 200
+    assert alice.client.get(f"/v1/{bucket}?format=json&all=maybe").json()["next_cursor"]
+
+
 def test_a_token_exports_only_inside_its_prefix(alice, bucket):
     for key in ["p/1", "p/2", "q/1"]:
         alice.set(bucket, key, "v")

@@ -309,6 +309,41 @@ def test_a_json_object_is_still_a_transaction(alice, bucket):
     assert response.status_code == 200 and response.json()["ok"] is True
 
 
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (ndjson(numbered(3)), NDJSON),
+        (ndjson(numbered(1)), NDJSON),  # one line: a JSON object, not a transaction's
+        (json.dumps(numbered(3)).encode(), "application/json"),
+    ],
+)
+def test_with_bulk_off_an_import_is_read_as_a_transaction_and_refused(
+    alice, bucket, settings, body, content_type
+):
+    """THISDB_BULK=false: the server answers as one without imports, a 400 naming no line
+    (nothing applied), which tells a client to write key by key."""
+    settings.THISDB_BULK = False
+    response = post(alice.client, bucket, body, content_type)
+    assert response.status_code == 400
+    answer = response.json()
+    assert "line" not in answer and "item" not in answer and "imported" not in answer
+    assert answer["error"].startswith(("the body must be a JSON object", "the body: unknown"))
+    assert stored(bucket) == {}
+    transaction = json.dumps({"ops": [{"op": "set", "key": "a", "value": "1"}]}).encode()
+    response = post(alice.client, bucket, transaction, NDJSON)  # its type is no matter now
+    assert response.status_code == 200 and response.json()["ok"] is True
+    assert stored(bucket) == {"a": b"1"}
+
+
+def test_with_bulk_off_a_body_over_the_transaction_limit_is_a_413(alice, bucket, settings):
+    settings.THISDB_BULK = False
+    settings.THISDB_TRANSACTION_MAX_BYTES = 1000
+    response = post(alice.client, bucket, ndjson(numbered(100)))
+    assert response.status_code == 413
+    assert "the transaction is larger than the limit of 1000 bytes" in response.json()["error"]
+    assert stored(bucket) == {}
+
+
 # The rules of a single write.
 
 

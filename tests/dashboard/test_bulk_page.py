@@ -51,6 +51,19 @@ def test_the_page_offers_both_without_script(alice, bucket):
     assert f"thisdb export {bucket} &gt; {bucket}.ndjson" in html  # the command line's way
 
 
+def test_with_bulk_off_the_page_offers_neither_and_both_are_404(alice, bucket, settings):
+    """THISDB_BULK=false: no exports or imports on this server, the page's neither."""
+    settings.THISDB_BULK = False
+    alice.set(bucket, "a", "1")
+    html = alice.browser.get(f"/buckets/{bucket}/").content.decode()
+    assert 'id="download-all"' not in html and 'id="import-file"' not in html
+    assert "This server has no downloads or imports" in html
+    assert f"thisdb export {bucket} &gt; {bucket}.ndjson" in html  # which falls back
+    assert download(alice, bucket).status_code == 404
+    assert upload(alice, bucket, ndjson(numbered(2))).status_code == 404
+    assert stored(bucket) == {"a": b"1"}
+
+
 def test_download_all_is_the_apis_export_as_a_file(alice, bucket):
     alice.set(bucket, "text", "héllo")
     alice.set(bucket, "binary", b"\x00\xff\x80")

@@ -58,19 +58,26 @@ def home(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
-@pytest.fixture(scope="session")
-def bulk_routes(platform) -> bool:
-    """Whether the platform streams whole exports (`X-Thisdb-Export: all`), and so takes NDJSON
-    imports: the bulk routes, which a server of an older version does not have."""
+def has_bulk_routes(platform: Platform, url: str) -> bool:
+    """Whether the server at `url` streams whole exports (`X-Thisdb-Export: all`), and so takes
+    NDJSON imports: the bulk routes, which a server of an older version does not have (nor
+    one run with THISDB_BULK=false)."""
     owner = platform.persona("bulk-probe")
     bucket = platform.new_bucket(owner)
     answer = httpx.get(
-        f"{platform.url}/v1/{bucket}",
+        f"{url}/v1/{bucket}",
         params={"format": "ndjson", "values": "true", "all": "true"},
         headers={"X-Api-Key": owner.key},
         timeout=30,
     )
+    answer.raise_for_status()
     return answer.headers.get("X-Thisdb-Export", "").lower() == "all"
+
+
+@pytest.fixture(scope="session")
+def bulk_routes(platform) -> bool:
+    """Whether the platform's main server has the bulk routes."""
+    return has_bulk_routes(platform, platform.url)
 
 
 @pytest.fixture
@@ -80,9 +87,37 @@ def with_bulk_routes(bulk_routes) -> None:
         pytest.skip("the server has no bulk routes (no X-Thisdb-Export: all on an export)")
 
 
+@pytest.fixture(scope="session")
+def older_server(platform, bulk_routes) -> str:
+    """A server without the bulk routes, with the spec's one write per second per key: for the
+    tests of the client's fallbacks (paging, one write per key). The platform started by the
+    tests serves itself so with THISDB_BULK=false (live_platform.py); a named one, at
+    THISDB_TEST_OLDER_URL, or its strict server when it is of a version without the routes."""
+    url = platform.older_url
+    if url is None and not bulk_routes:
+        url = platform.strict_url
+    if url is None:
+        pytest.skip(
+            "THISDB_TEST_OLDER_URL is not set: no server without the bulk routes (THISDB_BULK="
+            "false) to test the client's fallbacks against"
+        )
+    # A server that has the routes would test the bulk path twice and the fallback never.
+    assert not has_bulk_routes(platform, url), f"{url} has the bulk routes: is THISDB_BULK=false?"
+    return url
+
+
+@pytest.fixture(params=["bulk routes", "without them"])
+def either_server(request, server) -> str:
+    """The platform's URL with the bulk routes, then a server without them (older_server): a
+    test of what must be the same either way (the client falls back to paging and one write
+    per key) runs against both."""
+    if request.param == "bulk routes":
+        return server
+    url: str = request.getfixturevalue("older_server")
+    return url
+
+
 @pytest.fixture
-def without_bulk_routes(bulk_routes) -> None:
-    """For the tests of the fallbacks (paging, one write per key): skipped against a server
-    with the bulk routes, which the client then uses."""
-    if bulk_routes:
-        pytest.skip("the server has the bulk routes: the fallback is not taken")
+def either_client(either_server, carol) -> Iterator[thisdb.Client]:
+    with thisdb.Client(carol.key, base_url=either_server) as client:
+        yield client

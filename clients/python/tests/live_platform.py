@@ -1,11 +1,13 @@
 """The ThisDB platform the online tests talk to over HTTP.
 
 Named by the environment (THISDB_TEST_URL, THISDB_TEST_MANAGE, THISDB_TEST_STRICT_URL,
-THISDB_TEST_STREAM_URL: see the README), or else started here from the checkout these tests sit
-in (clients/python/../..): a scratch database of its own on the PostgreSQL of DATABASE_URL,
-`manage.py migrate`, and gunicorn twice on free ports, both with Redis at REDIS_URL under a
-prefix of the run's (and, for the tests of watches only, granian, the production front, which
-streams); all of it removed at the end. Either way the tests reach the platform's database
+THISDB_TEST_STREAM_URL, THISDB_TEST_OLDER_URL: see the README), or else started here from the
+checkout these tests sit in (clients/python/../..): a scratch database of its own on the
+PostgreSQL of DATABASE_URL, `manage.py migrate`, and gunicorn twice on free ports, both with
+Redis at REDIS_URL under a prefix of the run's (and, started by the first test that asks, granian,
+the production front: once as it is, which streams, for the tests of watches; once with
+THISDB_BULK=false, a server without exports and imports, for the tests of the client's
+fallbacks); all of it removed at the end. Either way the tests reach the platform's database
 through its `manage.py shell`, which runs server_side.py; this process needs no Django.
 """
 
@@ -58,11 +60,14 @@ class Platform:
         manage: list[str],
         env: Mapping[str, str],
         serve_streams: Callable[[], str] | None = None,
+        serve_older: Callable[[], str] | None = None,
     ):
         self.url = url  # the per-key write limit off: tests write a key twice quickly
         self.strict_url = strict_url  # the spec's one write per second per key
         self._serve_streams = serve_streams
         self._stream_url: str | None = None
+        self._serve_older = serve_older
+        self._older_url: str | None = None
         self._errors = tempfile.TemporaryFile()
         self._side = subprocess.Popen(
             [*manage, "shell", "--no-imports", "-c", SERVER_SIDE.read_text()],
@@ -81,6 +86,16 @@ class Platform:
         if self._stream_url is None:
             self._stream_url = self._serve_streams() if self._serve_streams else self.url
         return self._stream_url
+
+    @property
+    def older_url(self) -> str | None:
+        """The platform served as a server without the bulk routes (THISDB_BULK=false), with
+        the spec's one write per second per key, for the tests of the client's fallbacks:
+        started on first use, as only those need it; None if there is none."""
+        if self._older_url is None and self._serve_older is not None:
+            self._older_url = self._serve_older()
+            self._serve_older = None
+        return self._older_url
 
     def _ask(self, do: str, **arguments: Any) -> Any:
         assert self._side.stdin and self._side.stdout
@@ -170,12 +185,18 @@ def running_platform() -> Iterator[Platform]:
             "THISDB_TEST_URL is set, but not THISDB_TEST_MANAGE: the command that runs that "
             "platform's manage.py (the tests make their users and keys with it)"
         )
-    strict, streams = (
+    strict, streams, older = (
         os.environ.get("THISDB_TEST_STRICT_URL"),
         os.environ.get("THISDB_TEST_STREAM_URL"),
+        os.environ.get("THISDB_TEST_OLDER_URL"),
     )
     named = Platform(
-        url, strict, shlex.split(manage), os.environ, (lambda: streams) if streams else None
+        url,
+        strict,
+        shlex.split(manage),
+        os.environ,
+        (lambda: streams) if streams else None,
+        (lambda: older) if older else None,
     )
     try:
         yield named
@@ -226,7 +247,16 @@ def started_from_checkout() -> Iterator[Platform]:
                 granian(python, {**env, "THISDB_KEY_WRITES_PER_SECOND": "0"})
             )
 
-        started = Platform(url, strict, [python, str(PROJECT / "manage.py")], env, serve_streams)
+        def serve_older() -> str:
+            # The operator's switch (THISDB_BULK=false) makes it answer as a server of a
+            # version before exports and imports, on the production front (which then streams
+            # nothing); the per-key rule on, as such a server has it and a test needs it.
+            older = {**env, "THISDB_KEY_WRITES_PER_SECOND": "1", "THISDB_BULK": "false"}
+            return stack.enter_context(granian(python, older))
+
+        started = Platform(
+            url, strict, [python, str(PROJECT / "manage.py")], env, serve_streams, serve_older
+        )
         stack.callback(started.close)
         stack.callback(started.forget_redis_keys)
         yield started

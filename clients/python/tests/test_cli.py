@@ -375,8 +375,9 @@ def test_a_binary_value_on_a_terminal_says_how_to_save_it(home, server, carol, t
 # Export and import
 
 
-def test_export_then_import_gives_identical_contents(home, server, carol, platform):
-    env = {**os.environ, "THISDB_URL": server, "THISDB_API_KEY": carol.key}
+def test_export_then_import_gives_identical_contents(home, either_server, carol, platform):
+    """With the bulk routes, and through the fallbacks of a server without them."""
+    env = {**os.environ, "THISDB_URL": either_server, "THISDB_API_KEY": carol.key}
     source = script("bucket", "create", env=env).text.strip()
     contents = {f"k{n:04d}": f"value {n}".encode() for n in range(100)}
     contents |= {
@@ -392,6 +393,7 @@ def test_export_then_import_gives_identical_contents(home, server, carol, platfo
     platform.put_items(source, contents, expiries)
     dump = home / "dump.ndjson"
 
+    started = time.monotonic()
     with dump.open("wb") as file:
         exported = subprocess.run([THISDB, "export", source], stdout=file, env=env, timeout=60)
     assert exported.returncode == 0
@@ -400,6 +402,7 @@ def test_export_then_import_gives_identical_contents(home, server, carol, platfo
         imported = subprocess.run(
             [THISDB, "import", target], stdin=file, capture_output=True, env=env, timeout=120
         )
+    took = time.monotonic() - started
 
     assert imported.returncode == 0, imported.stderr
     assert imported.stdout == f"imported 106 keys into {target}\n".encode()
@@ -413,13 +416,15 @@ def test_export_then_import_gives_identical_contents(home, server, carol, platfo
         "encoding": "base64",
     }
     assert by_key["lines"]["value"] == "a\nb\r\n\tc"
-    # Remaining TTLs travel with the keys (0: never expires), within a second.
+    # Remaining TTLs travel with the keys (0: never expires), within a second; a copy may
+    # expire later by up to the time the copy took (a line's ttl is reckoned when it is read,
+    # and one write a key writes it up to a batch later).
     copied = platform.expiries(target)
     for key, expires_at in expiries.items():
         if expires_at is None:
             assert by_key[key]["ttl"] == 0 and copied[key] is None, key
         else:
-            assert abs(copied[key] - expires_at) < 1, key
+            assert expires_at - 1 < copied[key] < expires_at + 1 + took, key
 
 
 def test_import_skips_keys_that_expired_since_the_export(cli, bucket, tmp_path, platform):
@@ -469,11 +474,11 @@ def test_import_gives_each_record_its_ttl_and_refuses_a_malformed_line(
 
 
 def test_import_keeps_one_write_per_second_per_key(
-    without_bulk_routes, home, strict_server, carol, monkeypatch, platform
+    home, older_server, carol, monkeypatch, platform
 ):
     """One write a key (a server without the bulk routes): the second write of k waits out
     the server's one write per second per key."""
-    monkeypatch.setenv("THISDB_URL", strict_server)
+    monkeypatch.setenv("THISDB_URL", older_server)
     monkeypatch.setenv("THISDB_API_KEY", carol.key)
     bucket = run_main(monkeypatch, ["bucket", "create"]).text.strip()
     lines = b'{"key":"k","value":"first"}\n{"key":"o","value":"x"}\n{"key":"k","value":"last"}\n'
@@ -503,9 +508,12 @@ def test_a_key_twice_in_an_import_is_not_refused_by_the_per_key_limit(
     assert platform.stored(bucket) == {"k": b"last", "o": b"x"}
 
 
-def test_import_stops_at_the_hourly_limit_and_says_where(without_bulk_routes, cli, carol, platform):
-    """One write a key: the first request (an NDJSON import, which the server refuses) and
-    k0 are the two requests of the hour; k1 is refused."""
+def test_import_stops_at_the_hourly_limit_and_says_where(
+    older_server, cli, carol, platform, monkeypatch
+):
+    """One write a key (a server without the bulk routes): the first request (an NDJSON import,
+    which the server refuses) and k0 are the two requests of the hour; k1 is refused."""
+    monkeypatch.setenv("THISDB_URL", older_server)
     platform.set_requests_per_hour(carol, 2)
     bucket = platform.new_bucket(carol)
     lines = b"".join(b'{"key":"k%d","value":"v"}\n' % n for n in range(5))
@@ -554,21 +562,22 @@ def test_the_resume_command_repeats_the_imports_options(home, server, carol, tmp
 
 
 def test_ctrl_c_during_an_import_prints_the_command_to_go_on(
-    without_bulk_routes, home, strict_server, carol, tmp_path, platform
+    home, older_server, carol, tmp_path, platform
 ):
     """Interrupted, the import says how far it got and the command that goes on from the first
     line not known to be written (that line again: writing it twice is harmless). One write a
-    key, each waiting for its second: an import slow enough to interrupt."""
+    key (a server without the bulk routes), each waiting for its second (the per-key rule): an
+    import slow enough to interrupt."""
     bucket = platform.new_bucket(carol)
     # One key written over and over: the one-write-per-second rule makes each line wait.
-    lines = [b'{"key":"k","value":"%d"}\n' % n for n in range(30)] + [
+    lines = [b'{"key":"k","value":"%d"}\n' % n for n in range(10)] + [
         b'{"key":"end","value":"x"}\n'
     ]
     dump = tmp_path / "dump.ndjson"
     dump.write_bytes(b"".join(lines))
     env = {**os.environ, "HOME": str(home)}
     process = subprocess.Popen(
-        [THISDB, "--url", strict_server, "--api-key", carol.key, "--timeout", "20",
+        [THISDB, "--url", older_server, "--api-key", carol.key, "--timeout", "20",
          "import", bucket, "--file", str(dump), "--ttl", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
     )  # fmt: skip
@@ -590,11 +599,13 @@ def test_ctrl_c_during_an_import_prints_the_command_to_go_on(
     assert said, err
     imported, line, skip = int(said[1]), int(said[2]), int(said[6])
     assert (said[3], said[4], said[5]) == (
-        strict_server.encode(),
+        older_server.encode(),
         bucket.encode(),
         str(dump).encode(),
     )
-    assert line == skip + 1 == imported + 1 and imported >= 2
+    # At least k's first write is known; its second is stored, but its answer may not have
+    # reached the client before the interrupt: then that line is the one to go on from.
+    assert line == skip + 1 == imported + 1 and imported >= 1
     assert carol.key.encode() not in err
 
     # As printed, with the key in place of KEY: the rest comes in, the last value of k last.
@@ -605,7 +616,7 @@ def test_ctrl_c_during_an_import_prints_the_command_to_go_on(
         env={**env, "PATH": os.path.dirname(THISDB) + os.pathsep + env["PATH"]},
     )  # fmt: skip
     assert resumed.returncode == 0, resumed.stderr
-    assert platform.stored(bucket) == {"k": b"29", "end": b"x"}
+    assert platform.stored(bucket) == {"k": b"9", "end": b"x"}
 
 
 # thisdb -c
