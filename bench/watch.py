@@ -4,9 +4,10 @@ the other requests down.
 
 - Latency: with 1, 100 and 5,000 streams on one prefix, a writer sets new keys of that prefix at
   a steady pace over one keep-alive connection; each write's key names its sequence number. The
-  writer notes when each write's 200 arrives, each stream when each event arrives (one event
-  loop in a thread of this process holds the writer and all the streams, so both times are of
-  one clock): latency = the event's arrival - the write's 200, over every (write, stream).
+  writer notes when each write's 200 arrives, each stream's reader when each event arrives
+  (CLOCK_MONOTONIC, one clock for the machine's processes): latency = the event's arrival - the
+  write's 200, over every (write, stream). It can be below 0: the event is sent as the write
+  commits, and may reach its stream before the write's answer reaches the writer.
 - Memory: the web workers' resident size (VmRSS, summed over granian's workers) with no stream
   open and with 5,000 idle ones: the difference over 5,000, per stream.
 - GET and SET against their floor (the requests section's scenarios, the same interleaved
