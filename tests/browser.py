@@ -21,7 +21,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.conftest import RUN_PREFIX
+from tests.conftest import RUN_PREFIX, Persona
 from tests.serving import free_port
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -199,3 +199,16 @@ def confirmation_link(log: Path, email: str) -> str:
                 return match.group()
         time.sleep(0.2)
     raise AssertionError(f"no confirmation email in the server's console:\n{text[-3000:]}")
+
+
+def signed_in_with_a_bucket(visit: Visit, username: str) -> Persona:
+    """A new persona logged in to the browser (its session's cookie), with a bucket."""
+    person = Persona(username)
+    visit.open("/")
+    visit.driver.add_cookie(
+        {"name": "sessionid", "value": person.browser.cookies["sessionid"].value}
+    )
+    status, body = api(visit.base_url, "POST", "/v1/", person.key, b"")
+    assert status == 200
+    person.bucket = body.decode()
+    return person

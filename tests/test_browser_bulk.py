@@ -21,8 +21,8 @@ import pytest
 from django.db import connection
 from selenium.webdriver.common.by import By
 
-from tests.browser import DESKTOP, PHONE, Visit, api, screenshots_folder
-from tests.conftest import RUN_PREFIX, Persona
+from tests.browser import DESKTOP, PHONE, Visit, screenshots_folder, signed_in_with_a_bucket
+from tests.conftest import RUN_PREFIX
 from tests.serving import served
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,15 +54,7 @@ def visit(platform, browser, tmp_path):
 @pytest.fixture
 def alice(visit):
     """alice, logged in to the browser (her session's cookie), with a bucket."""
-    person = Persona("alice")
-    visit.open("/")
-    visit.driver.add_cookie(
-        {"name": "sessionid", "value": person.browser.cookies["sessionid"].value}
-    )
-    status, body = api(visit.base_url, "POST", "/v1/", person.key, b"")
-    assert status == 200
-    person.bucket = body.decode()
-    return person
+    return signed_in_with_a_bucket(visit, "alice")
 
 
 def write_lines(path, lines: list[dict]) -> None:

@@ -20,8 +20,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from api.models import Token
 from dashboard.roundtrip import key_ref
-from tests.browser import DESKTOP, PHONE, Visit, api, screenshots_folder
-from tests.conftest import Persona, fill_keys
+from tests.browser import DESKTOP, PHONE, Visit, api, screenshots_folder, signed_in_with_a_bucket
+from tests.conftest import fill_keys
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,15 +35,7 @@ def visit(live_server_url, browser, tmp_path):
 @pytest.fixture
 def alice(visit):
     """alice, logged in to the browser (her session's cookie), with a bucket."""
-    person = Persona("alice")
-    visit.open("/")
-    visit.driver.add_cookie(
-        {"name": "sessionid", "value": person.browser.cookies["sessionid"].value}
-    )
-    status, body = api(visit.base_url, "POST", "/v1/", person.key, b"")
-    assert status == 200
-    person.bucket = body.decode()
-    return person
+    return signed_in_with_a_bucket(visit, "alice")
 
 
 def put(visit, person, key: str, value: bytes, ttl: int | None = None) -> None:

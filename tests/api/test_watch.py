@@ -172,9 +172,7 @@ def test_a_stream_opens_at_the_head_and_sends_each_change_under_its_prefix(port,
     assert [change(e) for e in events] == [r for r in rows(bucket)[1:] if r[2].startswith("a:")]
 
 
-def test_a_reader_too_far_behind_is_cut_off_alone_and_resumes_from_its_last_id(
-    port, alice, bucket
-):
+def test_a_reader_too_far_behind_is_cut_off_alone_and_resumes_from_its_last_id(port, alice, bucket):
     """A client that stops reading fills its connection; the hub keeps its events until they
     pass MAX_PENDING_BYTES (4 MiB), then ends that stream alone: a reader beside it gets every
     event meanwhile, and the slow one resumes from the last id it received, losing nothing."""
