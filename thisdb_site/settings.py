@@ -253,6 +253,9 @@ ACCOUNT_FORMS = {"signup": "accounts.forms.SignupForm"}
 ACCOUNT_SESSION_REMEMBER = None  # the login form asks
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[ThisDB] "
 ACCOUNT_USER_DISPLAY = "accounts.identity.user_display"  # by email, never the made-up username
+# Logins, failed logins, password and email changes written to the security log, each in the
+# transaction of its change (accounts.security).
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 # An email to the person when their password, email or two-factor settings change, saying from
 # which address and browser: a change they did not make is then noticed.
 ACCOUNT_EMAIL_NOTIFICATIONS = True
@@ -298,6 +301,11 @@ _BASE_HOST = urlsplit(THISDB_BASE_URL).hostname or "localhost"
 if _BASE_HOST.replace(".", "").isdigit():
     _BASE_HOST = "localhost"  # an address, not a name a mailbox can live at
 THISDB_SUPPORT_EMAIL = os.environ.get("THISDB_SUPPORT_EMAIL") or f"support@{_BASE_HOST}"
+
+# The security log (accounts.security) keeps each event this many days, then beat deletes it.
+# 90: a stolen password or key is often used weeks after it leaked, and a quarter lets its owner
+# look back that far; the log holds client addresses, personal data kept no longer than that.
+THISDB_SECURITY_LOG_DAYS = env_int("THISDB_SECURITY_LOG_DAYS", 90, minimum=1)
 
 # How many proxies in front of the platform append to X-Forwarded-For (1 behind the shipped
 # nginx site, deploy/nginx/thisdb.conf); 0 trusts no such header. See ForwardedForMiddleware.
@@ -514,6 +522,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.tasks.expire_api_keys",
         "schedule": 600.0,
         "options": {"expires": 590},
+    },
+    # Delete security events older than THISDB_SECURITY_LOG_DAYS, 5,000 a statement
+    # (accounts.security.prune), resting as long as each took; budget: a few ms an hour.
+    "prune-security-events": {
+        "task": "accounts.tasks.prune_security_events",
+        "schedule": 3600.0,
+        "options": {"expires": 3590},
     },
 }
 
