@@ -14,7 +14,8 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from accounts import security
-from accounts.models import ApiKey, SecurityEvent
+from accounts.models import ApiKey
+from accounts.security import SecurityEvent
 
 log = logging.getLogger(__name__)
 

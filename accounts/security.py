@@ -1,5 +1,6 @@
 """The security log: each account's logins, failed logins, API keys, tokens and settings changes,
-with when and from where (accounts.models.SecurityEvent).
+with when and from where (SecurityEvent, a model of accounts, here with the functions that write
+it so that accounts.models can log a new key without importing itself back).
 
 `record` is the one way an event is written. Call it inside the transaction of the change it
 records, so that both are kept or neither: a change rolled back leaves no event, and an event
@@ -12,8 +13,91 @@ import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import models
+from django.utils import timezone
 
-from accounts.models import SecurityEvent
+
+class SecurityEvent(models.Model):
+    """Something that changed who can reach an account, or an attempt to: shown to its owner on
+    the account page and to staff in the console, kept THISDB_SECURITY_LOG_DAYS. Written only by
+    `record` (below), in the transaction of the change it records. Never a secret: a
+    key by its visible prefix, no password, token or code."""
+
+    class Kind(models.TextChoices):
+        KEY_CREATED = "key_created", "API key created"
+        KEY_REVOKED = "key_revoked", "API key revoked"
+        KEY_EXPIRED = "key_expired", "API key expired"
+        TOKEN_CREATED = "token_created", "Token created in the browser"
+        LOGIN = "login", "Logged in"
+        LOGIN_FAILED = "login_failed", "Failed login"
+        TWO_FACTOR_ON = "two_factor_on", "Two-factor turned on"
+        TWO_FACTOR_OFF = "two_factor_off", "Two-factor turned off"
+        RECOVERY_CODE_USED = "recovery_code_used", "Recovery code used"
+        PASSWORD_CHANGED = "password_changed", "Password changed"
+        EMAIL_CHANGED = "email_changed", "Email changed"
+        SUSPENDED = "suspended", "Suspended by staff"
+        REACTIVATED = "reactivated", "Reactivated by staff"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="security_events"
+    )
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    at = models.DateTimeField(default=timezone.now)
+    # The client's address as the platform sees it (REMOTE_ADDR, set from X-Forwarded-For behind
+    # THISDB_PROXY_COUNT proxies); none for beat's and staff's events.
+    address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=200, blank=True)  # cut to its first 200 characters
+    # What the event was about, from DETAIL_FIELDS (below) only.
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        indexes = [
+            # The account page: an account's latest events.
+            models.Index(fields=["user", "-at"], name="securityevent_user_at"),
+            # Beat's pruning of events past THISDB_SECURITY_LOG_DAYS, oldest first.
+            models.Index(fields=["at"], name="securityevent_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+    @property
+    def description(self) -> str:
+        """What happened, in a sentence of the account page."""
+        d, Kind = self.detail, self.Kind
+        key = f"{d.get('key', '')}\u2026 ({d.get('name') or 'unnamed'})"
+        by_staff = " by staff" if d.get("by") == "staff" else ""
+        again = " (asked again to confirm it was you)" if d.get("reauthentication") else ""
+        match self.kind:
+            case Kind.KEY_CREATED:
+                return f"API key {key} created{by_staff}"
+            case Kind.KEY_REVOKED:
+                return f"API key {key} revoked{by_staff}"
+            case Kind.KEY_EXPIRED:
+                return f"API key {key} expired"
+            case Kind.TOKEN_CREATED:
+                scope = (
+                    f"keys starting with \u201c{d['scope']}\u201d" if d.get("scope") else "all keys"
+                )
+                return (
+                    f"Token #{d.get('token')} created in the browser for bucket {d.get('bucket')} "
+                    f"({scope}), acting for API key {d.get('key')}\u2026"
+                )
+            case Kind.LOGIN_FAILED:
+                what = "two-factor code" if d.get("step") == "two-factor code" else "password"
+                return f"Failed login: wrong {what}{again}"
+            case Kind.RECOVERY_CODE_USED:
+                return f"Recovery code used{again}"
+            case Kind.PASSWORD_CHANGED:
+                if d.get("how") == "reset":
+                    return "Password reset with a link sent by email"
+                return f"Password changed{by_staff}"
+            case Kind.EMAIL_CHANGED:
+                return f"Email changed from {d.get('from_email')} to {d.get('to_email')}"
+            case Kind.TWO_FACTOR_ON | Kind.TWO_FACTOR_OFF:
+                return f"{self.get_kind_display()}{by_staff}"
+        return self.get_kind_display()
+
 
 Kind = SecurityEvent.Kind
 

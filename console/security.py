@@ -4,7 +4,7 @@ searched by email."""
 
 from django.contrib import admin
 
-from accounts.models import SecurityEvent
+from accounts.security import SecurityEvent
 
 
 class AccountFilter(admin.SimpleListFilter):

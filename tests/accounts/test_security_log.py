@@ -13,7 +13,8 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts import expiry, security
-from accounts.models import ApiKey, SecurityEvent
+from accounts.models import ApiKey
+from accounts.security import SecurityEvent
 from api import lifecycle
 from api.models import Token
 from tests.accounts.test_two_factor_limits import TwoFactorPersona, send_code, totp_code

@@ -8,7 +8,8 @@ import pytest
 from django.utils import timezone
 
 from accounts import expiry, security, tasks
-from accounts.models import ApiKey, SecurityEvent
+from accounts.models import ApiKey
+from accounts.security import SecurityEvent
 from tests.api.test_tasks import TASK_TIMEOUT, worker  # noqa: F401 (the worker fixture)
 from tests.conftest import Persona
 
