@@ -12,7 +12,8 @@ ADDR ?= 127.0.0.1:8000
 TEST_DATABASE_URL ?= postgres://root@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install run serve web worker beat test check format migrations bench screenshots
+.PHONY: install run serve web worker beat test check format migrations bench screenshots \
+	backup restore
 
 # What running the platform needs: the project without its dev extras.
 $(RUN_STAMP): pyproject.toml
@@ -76,6 +77,14 @@ worker: $(RUN_STAMP)
 beat: $(RUN_STAMP)
 	mkdir -p var
 	$(VENV)/bin/celery -A thisdb_site beat --loglevel=INFO --schedule=var/celerybeat-schedule
+
+# A pg_dump file of DATABASE_URL's PostgreSQL database, var/backups/thisdb-<UTC time>.dump; and
+# one restored into an empty database, then migrated (docs/operations.md, "Backups").
+backup:
+	bash deploy/backup/backup.sh
+
+restore: $(RUN_STAMP)
+	PYTHON=$(PY) bash deploy/backup/restore.sh "$(FILE)"
 
 test: $(DEV_STAMP)
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \

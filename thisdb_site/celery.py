@@ -13,6 +13,10 @@ from celery.signals import before_task_publish, task_postrun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "thisdb_site.settings")
 
+# A JSON line per task run, and the worker's and beat's lines as JSON, with THISDB_LOG_FORMAT=json
+# (its signal handlers connect as it is imported).
+from thisdb_site import requestlog  # noqa: E402, F401
+
 app = Celery("thisdb")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

@@ -79,6 +79,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every answer gets the request's id (X-Request-Id), and its log line is written here.
+    "thisdb_site.requestlog.RequestLogMiddleware",
     "thisdb_site.middleware.CorsMiddleware",
     # /v1/ requests go from here straight to their view: what follows serves the web pages.
     # (Their nosniff header is the API's own, api.dispatch; the https rules, SSL redirect and
@@ -311,7 +313,8 @@ THISDB_SECURITY_LOG_DAYS = env_int("THISDB_SECURITY_LOG_DAYS", 90, minimum=1)
 # nginx site, deploy/nginx/thisdb.conf); 0 trusts no such header. See ForwardedForMiddleware.
 THISDB_PROXY_COUNT = env_int("THISDB_PROXY_COUNT", 0)
 if THISDB_PROXY_COUNT:
-    MIDDLEWARE.insert(0, "thisdb_site.middleware.ForwardedForMiddleware")
+    # Right after the request log's: it logs the address this one finds.
+    MIDDLEWARE.insert(1, "thisdb_site.middleware.ForwardedForMiddleware")
 
 # Behind a TLS-terminating proxy (see the README): opt in to trusting its X-Forwarded-Proto, so
 # request.is_secure() is true and CSRF accepts the https Origin.
@@ -446,8 +449,16 @@ SPECTACULAR_SETTINGS = {
 # "*" is all it needs), and says where to resume in Last-Event-ID.
 CORS_ALLOW_ALL_ORIGINS = True
 CORS_URLS_REGEX = r"^/v1(/|\Z)"  # not `.*$`: `.` stops at a newline, which a key may hold
-CORS_ALLOW_HEADERS = ["accept", "content-type", "x-api-key", "x-token", "last-event-id"]
+CORS_ALLOW_HEADERS = [
+    "accept",
+    "content-type",
+    "x-api-key",
+    "x-token",
+    "last-event-id",
+    "x-request-id",  # a page may name its request, to find it in the logs
+]
 CORS_EXPOSE_HEADERS = [
+    "x-request-id",
     "x-next-cursor",
     "retry-after",
     "x-ratelimit-limit",
@@ -532,10 +543,24 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# "text" (the default): Python's plain lines, and no line per request. "json": one JSON object a
+# line, with a line per request and per Celery task run (thisdb_site.requestlog), for a log
+# shipper to parse.
+THISDB_LOG_FORMAT = os.environ.get("THISDB_LOG_FORMAT", "text").strip().lower() or "text"
+if THISDB_LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(
+        f"THISDB_LOG_FORMAT must be text or json, not {os.environ['THISDB_LOG_FORMAT']!r}"
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"json": {"()": "thisdb_site.requestlog.JsonLines"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            **({"formatter": "json"} if THISDB_LOG_FORMAT == "json" else {}),
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # The pool warns at every failed connection attempt (a few a second per process during an
     # outage); thisdb_site.outages logs one line per outage per process instead.
