@@ -2,15 +2,20 @@
 the API's operations, its 429s and the platform's figures read there."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from prometheus_client import CollectorRegistry, multiprocess
 from prometheus_client.parser import text_string_to_metric_families
 
 from api import limits
 from api.rollups import refresh_stored_figures
+from thisdb_site import metrics
 
 TOKEN = "metrics-secret-1"
 ITEM_ROUTE = "v1/<str:bucket_id>/<key:key>"
@@ -171,7 +176,6 @@ def test_measuring_adds_no_statement_to_a_request(settings, alice, bucket):
 
 def test_the_sampler_reads_open_watch_streams(db):
     from api.watchhub import hub
-    from thisdb_site import metrics
 
     hub.serving += 2
     try:
@@ -180,3 +184,30 @@ def test_the_sampler_reads_open_watch_streams(db):
     finally:
         hub.serving -= 2
         metrics.sample()
+
+
+def test_a_dead_processs_gauges_are_dropped_and_its_counters_kept(tmp_path):
+    """What a granian worker that was replaced leaves in the folder: its counters still count,
+    its pool and streams no longer do."""
+    script = (
+        "from prometheus_client import Counter, Gauge\n"
+        "Gauge('thisdb_watch_streams_open', 'x', multiprocess_mode='livesum').set(5)\n"
+        "Counter('thisdb_rate_limited', 'x', ['reason']).labels('key_writes').inc(3)\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True)
+
+    def read() -> dict:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, str(tmp_path))
+        return {
+            (s.name, *sorted(s.labels.items())): s.value
+            for family in registry.collect()
+            for s in family.samples
+        }
+
+    assert value(read(), "thisdb_watch_streams_open") == 5
+    metrics.forget_dead_processes(str(tmp_path))
+    after = read()
+    assert ("thisdb_watch_streams_open",) not in after
+    assert value(after, "thisdb_rate_limited_total", reason="key_writes") == 3
