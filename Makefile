@@ -55,12 +55,18 @@ WEB_WORKER_MAX_RSS ?= 1024
 # the open-files limit raised to the hard one (5,000 streams measured, bench/RESULTS.md).
 WEB_MAX_CONNECTIONS ?= 10000
 SERVE_APP ?= thisdb_site.asgi:application
+# Metrics (THISDB_METRICS_TOKEN): each service's processes keep them in a folder of their own
+# under PROMETHEUS_MULTIPROC_DIR (var/metrics by default), emptied when the service starts, so
+# that a restart counts from zero and no process of a former run is summed in.
+METRICS_DIR ?= $(abspath $(or $(PROMETHEUS_MULTIPROC_DIR),var/metrics))
+fresh_metrics = mkdir -p $(1) && rm -f $(1)/*.db
 SERVE_HOST = $(word 1,$(subst :, ,$(ADDR)))
 SERVE_PORT = $(word 2,$(subst :, ,$(ADDR)))
 serve: $(RUN_STAMP)
 	$(PY) manage.py migrate --noinput
+	$(call fresh_metrics,$(METRICS_DIR)/web)
 	ulimit -n "$$(ulimit -Hn)" 2>/dev/null; \
-	THISDB_WEB_THREADS=$(WEB_THREADS) exec $(VENV)/bin/granian $(SERVE_APP) \
+	PROMETHEUS_MULTIPROC_DIR=$(METRICS_DIR)/web THISDB_WEB_THREADS=$(WEB_THREADS) exec $(VENV)/bin/granian $(SERVE_APP) \
 		--interface asgi --http 1 --no-ws --host $(SERVE_HOST) --port $(SERVE_PORT) \
 		--workers $(WEB_WORKERS) --runtime-threads 1 --backlog 2048 \
 		--backpressure $(WEB_MAX_CONNECTIONS) \
@@ -71,8 +77,11 @@ serve: $(RUN_STAMP)
 # `make web` is `make serve` (the production web tier).
 web: serve
 
+# WORKER_ARGS: more of celery worker's options (e.g. --concurrency=2).
 worker: $(RUN_STAMP)
-	$(VENV)/bin/celery -A thisdb_site worker --loglevel=INFO
+	$(call fresh_metrics,$(METRICS_DIR)/worker)
+	PROMETHEUS_MULTIPROC_DIR=$(METRICS_DIR)/worker \
+		exec $(VENV)/bin/celery -A thisdb_site worker --loglevel=INFO $(WORKER_ARGS)
 
 beat: $(RUN_STAMP)
 	mkdir -p var

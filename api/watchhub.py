@@ -344,6 +344,7 @@ class Hub:
         self.tasks: list[asyncio.Task] = []
         self.released: list[tuple[int, str]] = []  # watch slots to give back (_release)
         self.releasing: asyncio.Task | None = None
+        self.serving = 0  # streams and long-polls open now (thisdb_site.metrics samples it)
 
     # Starting, and what it listens to.
 
@@ -612,6 +613,7 @@ class Hub:
         self._start()
         watcher = Watcher(json.loads(plan_text))
         del plan_text  # this frame lives as long as the stream: it keeps only what it needs
+        self.serving += 1
         headers = [(n, v) for n, v in headers if n != b"content-length"]
         watcher.listen(receive)
         try:
@@ -632,6 +634,7 @@ class Hub:
         except OSError:
             pass  # the client is gone
         finally:
+            self.serving -= 1
             if watcher.listening is not None:
                 watcher.listening.cancel()
             self._leave(watcher)

@@ -397,6 +397,16 @@ THISDB_REDIS_PREFIX = os.environ.get("THISDB_REDIS_PREFIX", "thisdb")
 # requests, a minute of figures lost at most when the process stops.
 THISDB_LOCAL_ROLLUP_SECONDS = env_int("THISDB_LOCAL_ROLLUP_SECONDS", 60, minimum=1)
 
+# Metrics (thisdb_site.metrics): GET /metrics in Prometheus' text format, answered only with
+# `Authorization: Bearer <this token>`; unset, /metrics is a 404 and nothing is measured.
+THISDB_METRICS_TOKEN = os.environ.get("THISDB_METRICS_TOKEN", "")
+if THISDB_METRICS_TOKEN:
+    # First: it times the whole request, the API's short way through included.
+    MIDDLEWARE.insert(0, "thisdb_site.metrics.MetricsMiddleware")
+# Where the Celery worker serves its own metrics (the same token): its tasks run in processes
+# of their own, maybe on another machine than the web tier (docs/operations.md, "Metrics").
+THISDB_WORKER_METRICS_ADDRESS = os.environ.get("THISDB_WORKER_METRICS_ADDRESS", "127.0.0.1:9808")
+
 # Failed API key or token attempts per client IP, by django-ratelimit on the cache: guessing keys
 # is refused with 429 past this (budget: 60 a minute). Fails open if the cache is unreachable.
 THISDB_AUTH_FAILURES_RATE = os.environ.get("THISDB_AUTH_FAILURES_RATE", "60/m")
