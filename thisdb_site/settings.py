@@ -447,10 +447,12 @@ CORS_EXPOSE_HEADERS = [
     "x-ratelimit-reset",
 ]
 
-# --- Celery: Redis as broker; without REDIS_URL, kombu's filesystem transport in var/celery/ ----
+# --- Celery: CELERY_BROKER_URL, else Redis, else kombu's filesystem transport in var/celery/ -----
 
-CELERY_BROKER_URL = REDIS_URL or "filesystem://"
-if not REDIS_URL:
+# RabbitMQ (amqp://user:password@host:5672/vhost) is Celery's own recommendation for production:
+# a broker apart from the Redis of the counters, which may then be a Redis Cluster (not a broker).
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL or "filesystem://"
+if CELERY_BROKER_URL.startswith("filesystem:"):
     _CELERY_DIR = Path(os.environ.get("THISDB_CELERY_DIR", BASE_DIR / "var" / "celery"))
     for _folder in ("queue", "processed", "results", "control"):
         (_CELERY_DIR / _folder).mkdir(parents=True, exist_ok=True)
@@ -462,8 +464,12 @@ if not REDIS_URL:
         "control_folder": str(_CELERY_DIR / "control"),
     }
     CELERY_RESULT_BACKEND = f"file://{_CELERY_DIR / 'results'}"
-else:
+elif CELERY_BROKER_URL == REDIS_URL:
     CELERY_RESULT_BACKEND = REDIS_URL
+# On any other broker (RabbitMQ), no result backend: nothing in the platform reads a task's
+# result. Beat sends and forgets; the staff overview learns that tasks ran from the heartbeats
+# the worker writes to PostgreSQL (console.TaskHeartbeat) and pings workers through the broker.
+# (Celery's rpc:// backend would queue each of beat's results in RabbitMQ for nobody to read.)
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_SERIALIZER = CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
