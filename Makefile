@@ -12,7 +12,7 @@ ADDR ?= 127.0.0.1:8000
 TEST_DATABASE_URL ?= postgres://root@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install run serve web worker beat test check format migrations bench screenshots \
+.PHONY: install run serve web worker beat test test-pgbouncer check format migrations bench screenshots \
 	backup restore
 
 # What running the platform needs: the project without its dev extras.
@@ -98,6 +98,25 @@ restore: $(RUN_STAMP)
 test: $(DEV_STAMP)
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(PY) -m pytest $(ARGS)
+
+# The API's core tests through PgBouncer in transaction mode (deploy/cluster/pgbouncer.sh, on a
+# free port) with DATABASE_PREPARED_STATEMENTS=false. Their database is made through it and kept
+# (--reuse-db: PgBouncer's server connections would refuse its DROP), then dropped once it stops.
+PGBOUNCER_UPSTREAM ?= 127.0.0.1:5432
+PGBOUNCER_DATABASE ?= pgbouncer
+PGBOUNCER_TESTS ?= tests/api/test_transactions.py tests/api/test_increment.py tests/api/test_keys.py
+test-pgbouncer: $(DEV_STAMP)
+	port=$$($(PY) -c "from tests.serving import free_port; print(free_port())"); \
+	dir=$$(mktemp -d); \
+	bash deploy/cluster/pgbouncer.sh start $$dir $$port $(PGBOUNCER_UPSTREAM) && \
+	DATABASE_PREPARED_STATEMENTS=false \
+		DATABASE_URL=postgres://root@127.0.0.1:$$port/$(PGBOUNCER_DATABASE) \
+		REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+		$(PY) -m pytest --reuse-db --create-db -p no:cacheprovider $(PGBOUNCER_TESTS) $(ARGS); \
+	status=$$?; bash deploy/cluster/pgbouncer.sh stop $$dir $$port $(PGBOUNCER_UPSTREAM); \
+	dropdb --if-exists -h $(word 1,$(subst :, ,$(PGBOUNCER_UPSTREAM))) \
+		-p $(word 2,$(subst :, ,$(PGBOUNCER_UPSTREAM))) -U root test_$(PGBOUNCER_DATABASE); \
+	rm -rf $$dir; exit $$status
 
 # The end-to-end browser test, keeping its screenshots of the main pages for the README.
 screenshots: $(DEV_STAMP)

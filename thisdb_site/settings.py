@@ -8,9 +8,10 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import dj_database_url
 from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+
+from thisdb_site import database_urls
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -123,17 +124,6 @@ TEMPLATES = [
     },
 ]
 
-# PostgreSQL from DATABASE_URL; a SQLite file beside the project otherwise.
-DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
-        # No "SELECT 1" before each request's first query: a connection that fails is closed at
-        # the end of its request (Django checks one that saw an error) and the next reconnects,
-        # so a broken connection costs one 503, where a check would cost every request a trip.
-        conn_health_checks=False,
-    )
-}
 # PostgreSQL connections come from a pool of a fixed size in each web (and Celery) process
 # (psycopg_pool, Django's own support): every process together opens at most
 # processes x DATABASE_POOL_SIZE connections, which must stay well under max_connections minus
@@ -161,36 +151,75 @@ THISDB_BODY_TIMEOUT = env_int("THISDB_BODY_TIMEOUT", 30, minimum=1)
 # ms a read lasts.
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", THISDB_WEB_THREADS + THISDB_BULK_THREADS)
 DATABASE_POOL_TIMEOUT = env_int("DATABASE_POOL_TIMEOUT", 2, minimum=1)
-if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # Write-ahead logging: a reader (an export's snapshot, api.exports, for as long as it is
-    # sent) never blocks a writer, nor a writer a reader. The file stays in this mode.
-    DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = "PRAGMA journal_mode=WAL"
-if DATABASES["default"]["ENGINE"].endswith("postgresql"):
-    # Django's backend, refusing a connection at once while this process knows the server is
-    # unreachable (a 503 within milliseconds, not after the pool's timeout; thisdb_site.outages).
-    DATABASES["default"]["ENGINE"] = "thisdb_site.postgresql"
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 3)  # s: fail fast
-    # Parameters bound by the server, and a statement run a 5th time on a connection prepared:
-    # PostgreSQL parses and plans each of the API's few statements once per connection instead
-    # of once per request, which halves its CPU per request (bench/NOTES.md). Django leaves
-    # this off for external poolers; ours is in-process. DATABASE_PREPARED_STATEMENTS=false
-    # for a pooler that cannot keep them (PgBouncer before 1.21 in transaction mode).
-    if env_bool("DATABASE_PREPARED_STATEMENTS", True):
-        DATABASES["default"]["OPTIONS"]["server_side_binding"] = True
-        DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 5  # psycopg's own default
-    if DATABASE_POOL_SIZE:
-        DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections
-        DATABASES["default"]["OPTIONS"]["pool"] = {
-            "min_size": 1,
-            "max_size": DATABASE_POOL_SIZE,
-            "timeout": DATABASE_POOL_TIMEOUT,
-            "max_idle": 60,  # seconds: after a burst the pool shrinks back within a minute
-            # A connection the pool fails to open is retried after 1, 2, 4... s; it gives up
-            # after 2 s. Meanwhile the process's breaker is open (thisdb_site.outages): requests
-            # are refused at once, and its probe, twice a second, finds the database again
-            # within a second of its return, however long it was away (tests/test_outage.py).
-            "reconnect_timeout": 2,
-        }
+# Parameters bound by the server, and a statement run a 5th time on a connection prepared:
+# PostgreSQL parses and plans each of the API's few statements once per connection instead
+# of once per request, which halves its CPU per request (bench/NOTES.md). Django leaves
+# this off for external poolers; ours is in-process. DATABASE_PREPARED_STATEMENTS=false
+# for a pooler that cannot keep them (PgBouncer before 1.21 in transaction mode): plain
+# client-side binding then, which no statement of the platform depends on.
+DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
+
+
+def database(url: str) -> dict:
+    """One entry of DATABASES, from DATABASE_URL or DATABASE_REPLICA_URL. Either may name
+    several PostgreSQL hosts, libpq's way (`postgres://u@h1:5432,h2:5432/db?
+    target_session_attrs=read-write`): each new connection tries them in turn and keeps the one
+    that takes writes, so after a failover the pool finds the new primary by itself."""
+    db = database_urls.parse(
+        url,
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        # No "SELECT 1" before each request's first query: a connection that fails is closed at
+        # the end of its request (Django checks one that saw an error) and the next reconnects,
+        # so a broken connection costs one 503, where a check would cost every request a trip.
+        conn_health_checks=False,
+    )
+    options = db.setdefault("OPTIONS", {})
+    if db["ENGINE"].endswith("sqlite3"):
+        # Write-ahead logging: a reader (an export's snapshot, api.exports, for as long as it is
+        # sent) never blocks a writer, nor a writer a reader. The file stays in this mode.
+        options["init_command"] = "PRAGMA journal_mode=WAL"
+    if db["ENGINE"].endswith("postgresql"):
+        # Django's backend, refusing a connection at once while this process knows the server is
+        # unreachable (a 503 within milliseconds, not after the pool's timeout;
+        # thisdb_site.outages).
+        db["ENGINE"] = "thisdb_site.postgresql"
+        options.setdefault("connect_timeout", 3)  # s: fail fast (per host of a multi-host URL)
+        if DATABASE_PREPARED_STATEMENTS:
+            options["server_side_binding"] = True
+            options["prepare_threshold"] = 5  # psycopg's own default
+        if DATABASE_POOL_SIZE:
+            db["CONN_MAX_AGE"] = 0  # the pool keeps the connections
+            options["pool"] = {
+                "min_size": 1,
+                "max_size": DATABASE_POOL_SIZE,
+                "timeout": DATABASE_POOL_TIMEOUT,
+                "max_idle": 60,  # seconds: after a burst the pool shrinks back within a minute
+                # A connection the pool fails to open is retried after 1, 2, 4... s; it gives up
+                # after 2 s. Meanwhile the process's breaker is open (thisdb_site.outages):
+                # requests are refused at once, and its probe, twice a second, finds the database
+                # again within a second of its return, however long it was away
+                # (tests/test_outage.py). No `check` before lending a connection (a round trip
+                # per request): one the server closed (a restart, a failover) fails its request
+                # with a 503 and the pool drops it when it comes back broken.
+                "reconnect_timeout": 2,
+            }
+    return db
+
+
+# PostgreSQL from DATABASE_URL; a SQLite file beside the project otherwise.
+DATABASES = {
+    "default": database(os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+}
+# A streaming replica of it for the pages' heavy reads (usage charts, the staff overview, bucket
+# figures; thisdb_site.routers); the API and every write stay on the primary.
+DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "")
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = database(DATABASE_REPLICA_URL)
+    # Tests make no database of their own for it: in tests, "replica" is the test database
+    # itself (Django's mirror), so the pages' reads find what the test wrote.
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    DATABASE_ROUTERS = ["thisdb_site.routers.ReplicaRouter"]
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis from REDIS_URL; in-process fallbacks otherwise (one process only: fine for `make run`).
@@ -476,10 +505,12 @@ CORS_EXPOSE_HEADERS = [
     "x-ratelimit-reset",
 ]
 
-# --- Celery: Redis as broker; without REDIS_URL, kombu's filesystem transport in var/celery/ ----
+# --- Celery: CELERY_BROKER_URL, else Redis, else kombu's filesystem transport in var/celery/ -----
 
-CELERY_BROKER_URL = REDIS_URL or "filesystem://"
-if not REDIS_URL:
+# RabbitMQ (amqp://user:password@host:5672/vhost) is Celery's own recommendation for production:
+# a broker apart from the Redis of the counters, which may then be a Redis Cluster (not a broker).
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL or "filesystem://"
+if CELERY_BROKER_URL.startswith("filesystem:"):
     _CELERY_DIR = Path(os.environ.get("THISDB_CELERY_DIR", BASE_DIR / "var" / "celery"))
     for _folder in ("queue", "processed", "results", "control"):
         (_CELERY_DIR / _folder).mkdir(parents=True, exist_ok=True)
@@ -491,8 +522,12 @@ if not REDIS_URL:
         "control_folder": str(_CELERY_DIR / "control"),
     }
     CELERY_RESULT_BACKEND = f"file://{_CELERY_DIR / 'results'}"
-else:
+elif CELERY_BROKER_URL == REDIS_URL:
     CELERY_RESULT_BACKEND = REDIS_URL
+# On any other broker (RabbitMQ), no result backend: nothing in the platform reads a task's
+# result. Beat sends and forgets; the staff overview learns that tasks ran from the heartbeats
+# the worker writes to PostgreSQL (console.TaskHeartbeat) and pings workers through the broker.
+# (Celery's rpc:// backend would queue each of beat's results in RabbitMQ for nobody to read.)
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_SERIALIZER = CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
