@@ -109,7 +109,7 @@ test-pgbouncer: $(DEV_STAMP)
 	port=$$($(PY) -c "from tests.serving import free_port; print(free_port())"); \
 	dir=$$(mktemp -d); \
 	bash deploy/cluster/pgbouncer.sh start $$dir $$port $(PGBOUNCER_UPSTREAM) && \
-	DATABASE_PREPARED_STATEMENTS=false \
+	DATABASE_PREPARED_STATEMENTS=false DATABASE_TRANSACTION_POOLING=true \
 		DATABASE_URL=postgres://root@127.0.0.1:$$port/$(PGBOUNCER_DATABASE) \
 		REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(PY) -m pytest --reuse-db --create-db -p no:cacheprovider $(PGBOUNCER_TESTS) $(ARGS); \

@@ -158,6 +158,14 @@ DATABASE_POOL_TIMEOUT = env_int("DATABASE_POOL_TIMEOUT", 2, minimum=1)
 # for a pooler that cannot keep them (PgBouncer before 1.21 in transaction mode): plain
 # client-side binding then, which no statement of the platform depends on.
 DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
+# Behind a pooler in transaction mode (PgBouncer's pool_mode = transaction) a client's
+# consecutive transactions may run on different server connections, so nothing may outlive a
+# transaction. The one thing that did is a transaction's bucket lock, taken before its BEGIN so
+# that its REPEATABLE READ snapshot follows the lock (api.history.transaction_lock). With this
+# on, a transaction takes the lock inside itself instead, exclusive, at READ COMMITTED: each of
+# its statements then sees every write before the lock, and no other write to the bucket comes
+# in until it commits. The price: a bucket's transactions run one at a time (README).
+DATABASE_TRANSACTION_POOLING = env_bool("DATABASE_TRANSACTION_POOLING", False)
 
 
 def database(url: str) -> dict:
