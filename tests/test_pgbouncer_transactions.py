@@ -53,7 +53,7 @@ def bouncer():
 
 
 def call(port: int, key: str, method: str, path: str, body: object = None):
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
     return request(
         port, method, path, body=data, headers={"X-Api-Key": key}, timeout=ANSWER_SECONDS
     )
@@ -142,4 +142,3 @@ def changes_after(port: int, key: str, bucket: str, since: str) -> list[dict]:
             return events
         events += page["events"]
         since = page["next"]
-
