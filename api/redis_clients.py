@@ -71,6 +71,7 @@ async def subscribed(client, channel: str):
             await pubsub.subscribe(channel)
             yield pubsub
         return
+    await client.initialize()  # once: the nodes, and how each command finds its keys
     await client.nodes_manager.initialize()  # the slots as the cluster says now
     node = client.get_node_from_key(channel)
     if node is None:
@@ -84,6 +85,15 @@ async def subscribed(client, channel: str):
             yield pubsub
     finally:
         await shard.aclose()
+
+
+async def messages(pubsub):
+    """What a subscription receives, until its connection fails. (Not pubsub.listen(), which
+    ends at once on a sharded subscription: redis-py counts only plain channels as one.)"""
+    while True:
+        message = await pubsub.get_message(timeout=None)
+        if message is not None:
+            yield message
 
 
 # A notice on the channel: "message" (SUBSCRIBE), "smessage" (SSUBSCRIBE).

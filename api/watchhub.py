@@ -412,7 +412,7 @@ class Hub:
                     await self._announce(list(self.feeds), ask=True)
                     for feed in list(self.feeds.values()):
                         self._refresh(feed)
-                    async for message in pubsub.listen():
+                    async for message in redis_clients.messages(pubsub):
                         if message["type"] in redis_clients.NOTICE_TYPES:
                             self.heard(json.loads(message["data"]))
                         elif message["type"] in redis_clients.MOVED_TYPES:

@@ -40,6 +40,7 @@ class Cluster:
         self.folder = folder
         self.url = url
         self.client = RedisCluster.from_url(url)
+        self.ports = range(BASE_PORT, BASE_PORT + 6)
 
     def keyslot(self, name: str) -> int:
         """The slot as the cluster itself says (CLUSTER KEYSLOT)."""
