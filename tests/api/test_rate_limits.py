@@ -14,7 +14,7 @@ from django.conf import settings as django_settings
 from django.test import Client
 
 from accounts.models import Account
-from api import limits
+from api import limits, redis_clients
 from tests.conftest import Persona, token_client
 from tests.serving import free_port
 
@@ -175,7 +175,7 @@ def test_no_counter_in_redis_is_left_without_an_expiry(settings, alice, bucket):
     alice.set(bucket, "a", "1")
     alice.set(bucket, "a", "2")  # refused: marker exists
     alice.client.get(f"/v1/{bucket}")
-    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    client = redis_clients.connect(django_settings.REDIS_URL)
     names = list(client.scan_iter(match=f"{django_settings.THISDB_REDIS_PREFIX}:*"))
     assert len(names) >= 3  # the hour's counter, the hour's key set, the write marker
     for name in names:
