@@ -63,6 +63,7 @@ def test_a_killed_master_is_replaced_without_a_5xx_and_limits_return(restored, t
         cluster,
         THISDB_WATCH_POLL_SECONDS="3600",  # changes reach the stream only by a notice
         THISDB_KEY_WRITES_PER_SECOND="0",
+        THISDB_REQUESTS_PER_HOUR="1000000",  # thousands of answers: none may be a 429 either
         WEB_WORKERS="1",
         WEB_THREADS="2",
     )
