@@ -232,20 +232,36 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis from REDIS_URL; in-process fallbacks otherwise (one process only: fine for `make run`).
 REDIS_URL = os.environ.get("REDIS_URL", "")
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": os.environ.get("THISDB_REDIS_PREFIX", "thisdb"),
-            "OPTIONS": {
-                "SOCKET_CONNECT_TIMEOUT": 0.25,
-                "SOCKET_TIMEOUT": 0.25,
-                # A cache that cannot be reached is a miss, never a 500.
-                "IGNORE_EXCEPTIONS": True,
-            },
-        }
+# REDIS_CLUSTER=true: REDIS_URL names any node of a Redis Cluster (api.redis_clients).
+REDIS_CLUSTER = env_bool("REDIS_CLUSTER", False)
+if REDIS_CLUSTER and not REDIS_URL:
+    raise ImproperlyConfigured("REDIS_CLUSTER is true but REDIS_URL is not set: name a node.")
+
+
+def redis_cache(url: str, cluster: bool) -> dict:
+    """The Django cache on the Redis of `url` (django-redis)."""
+    options: dict = {
+        "SOCKET_CONNECT_TIMEOUT": 0.25,
+        "SOCKET_TIMEOUT": 0.25,
+        # A cache that cannot be reached is a miss, never a 500.
+        "IGNORE_EXCEPTIONS": True,
     }
+    if cluster:
+        # django-redis, kept on a cluster for what the platform relies on (a cache that fails
+        # open, delete_pattern), with its pluggable client and connection factory: it ships
+        # none for a cluster, nor does Django's own Redis backend (thisdb_site.cluster_cache).
+        options["CLIENT_CLASS"] = "thisdb_site.cluster_cache.ClusterClient"
+        options["CONNECTION_FACTORY"] = "thisdb_site.cluster_cache.ClusterConnectionFactory"
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": url,
+        "KEY_PREFIX": os.environ.get("THISDB_REDIS_PREFIX", "thisdb"),
+        "OPTIONS": options,
+    }
+
+
+if REDIS_URL:
+    CACHES = {"default": redis_cache(REDIS_URL, REDIS_CLUSTER)}
     DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -517,6 +533,12 @@ CORS_EXPOSE_HEADERS = [
 
 # RabbitMQ (amqp://user:password@host:5672/vhost) is Celery's own recommendation for production:
 # a broker apart from the Redis of the counters, which may then be a Redis Cluster (not a broker).
+if REDIS_CLUSTER and not os.environ.get("CELERY_BROKER_URL"):
+    # kombu's Redis transport and Celery's Redis result backend speak to one Redis only.
+    raise ImproperlyConfigured(
+        "REDIS_CLUSTER is true but CELERY_BROKER_URL is not set: Celery cannot use a Redis "
+        "Cluster as its broker. Set CELERY_BROKER_URL (e.g. amqp://guest@127.0.0.1:5672//)."
+    )
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL or "filesystem://"
 if CELERY_BROKER_URL.startswith("filesystem:"):
     _CELERY_DIR = Path(os.environ.get("THISDB_CELERY_DIR", BASE_DIR / "var" / "celery"))
@@ -530,8 +552,8 @@ if CELERY_BROKER_URL.startswith("filesystem:"):
         "control_folder": str(_CELERY_DIR / "control"),
     }
     CELERY_RESULT_BACKEND = f"file://{_CELERY_DIR / 'results'}"
-elif CELERY_BROKER_URL == REDIS_URL:
-    CELERY_RESULT_BACKEND = REDIS_URL
+elif CELERY_BROKER_URL.startswith(("redis:", "rediss:")):
+    CELERY_RESULT_BACKEND = CELERY_BROKER_URL
 # On any other broker (RabbitMQ), no result backend: nothing in the platform reads a task's
 # result. Beat sends and forgets; the staff overview learns that tasks ran from the heartbeats
 # the worker writes to PostgreSQL (console.TaskHeartbeat) and pings workers through the broker.
