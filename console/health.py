@@ -3,66 +3,19 @@ overview shows them. Every probe is bounded in time and answers, never raises. A
 embedded default runs without (no REDIS_URL: in-process limits, the filesystem broker) is "not
 configured", never "up": nothing there can be up for the whole platform."""
 
-import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import cast
 
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
-from api import limits
 from console.models import TaskHeartbeat
+
+# PostgreSQL and Redis are probed by the site (its /readyz and /metrics ask them too).
+from thisdb_site.probes import Check, database, redis  # noqa: F401
 
 PING_TIMEOUT_SECONDS = 0.5  # the overview waits at most this for workers to answer a ping
 # Beat sends a task every minute; a worker that has not finished one for 3 minutes is suspect.
 STALE_AFTER = timedelta(minutes=3)
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool  # nothing to worry about (a part that is not configured is not a failure)
-    detail: str
-    latency_ms: float | None = None
-    configured: bool = True
-
-    @property
-    def state(self) -> str:
-        if not self.configured:
-            return "not configured"
-        return "up" if self.ok else "down"
-
-
-def _timed(probe) -> tuple[object, float]:
-    start = time.perf_counter()
-    result = probe()
-    return result, (time.perf_counter() - start) * 1000
-
-
-def database() -> Check:
-    try:
-        with connection.cursor() as cursor:
-            _, ms = _timed(lambda: cursor.execute("SELECT 1"))
-        return Check("database", True, connection.vendor, ms)
-    except Exception as error:  # any failure is the answer, not a 500
-        return Check("database", False, f"{type(error).__name__}: {error}")
-
-
-def redis() -> Check:
-    if not settings.REDIS_URL:
-        detail = "no REDIS_URL: in-process limits (one process only)"
-        return Check("redis", True, detail, configured=False)
-    limiter = cast(limits.RedisLimiter, limits.limiter())  # REDIS_URL is set
-    try:
-        # On a cluster a node of its choice answers, once a node has told the client of them
-        # all (limiter.client); a failed master's slots are its replica's within seconds.
-        _, ms = _timed(lambda: limiter.client.ping())
-        detail = "PING answered" + (" (Redis Cluster)" if settings.REDIS_CLUSTER else "")
-        return Check("redis", True, detail, ms)
-    except Exception as error:
-        return Check("redis", False, f"{type(error).__name__}: {error}")
 
 
 def _latest(event: str) -> tuple[datetime | None, list[TaskHeartbeat]]:

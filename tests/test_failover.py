@@ -82,7 +82,8 @@ def test_the_platform_finds_the_primary_and_after_a_failover_the_new_one(pair, t
     with served(
         url,
         log,
-        THISDB_REDIS_PREFIX=RUN_PREFIX,
+        # Its own counters: a private database numbers its accounts from 1, as others do.
+        THISDB_REDIS_PREFIX=f"{RUN_PREFIX}-failover",
         THISDB_KEY_WRITES_PER_SECOND="0",
         THISDB_REQUESTS_PER_HOUR="1000000",
         WEB_WORKERS="2",

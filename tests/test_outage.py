@@ -107,7 +107,7 @@ def test_an_outage_under_load_is_503_then_recovers_losing_no_acknowledged_write(
     with served(
         url,
         log,
-        THISDB_REDIS_PREFIX=RUN_PREFIX,
+        THISDB_REDIS_PREFIX=f"{RUN_PREFIX}-outage",  # its own counters (accounts from 1)
         THISDB_KEY_WRITES_PER_SECOND="0",
         THISDB_REQUESTS_PER_HOUR="1000000",
         WEB_WORKERS="2",
@@ -209,7 +209,7 @@ def test_while_the_database_is_down_each_request_is_503_at_once_and_logged_once_
     with served(
         url,
         log,
-        THISDB_REDIS_PREFIX=RUN_PREFIX,
+        THISDB_REDIS_PREFIX=f"{RUN_PREFIX}-outage-2",  # its own counters (accounts from 1)
         THISDB_KEY_WRITES_PER_SECOND="0",
         THISDB_REQUESTS_PER_HOUR="1000000",
         WEB_WORKERS="2",

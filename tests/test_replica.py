@@ -72,7 +72,8 @@ def test_api_requests_stay_on_the_primary_and_the_pages_heavy_reads_go_to_the_re
         primary.url,
         tmp_path / "server.log",
         DATABASE_REPLICA_URL=standby.url,
-        THISDB_REDIS_PREFIX=RUN_PREFIX,
+        # Its own counters: a private database numbers its accounts from 1, as others do.
+        THISDB_REDIS_PREFIX=f"{RUN_PREFIX}-replica",
         THISDB_KEY_WRITES_PER_SECOND="0",
         # Other tests' private databases number their accounts from 1 too, under this run's
         # Redis prefix: their requests must not count against this one's hour.

@@ -39,7 +39,8 @@ def test_a_write_on_a_connection_to_a_standby_is_a_503_and_the_connection_is_rep
         WEB_WORKERS="1",
         WEB_THREADS="1",
         DATABASE_POOL_SIZE=str(POOL),
-        THISDB_REDIS_PREFIX=RUN_PREFIX,
+        # Its own counters: a private database numbers its accounts from 1, as others do.
+        THISDB_REDIS_PREFIX=f"{RUN_PREFIX}-standby_writes",
         THISDB_KEY_WRITES_PER_SECOND="0",
     ) as port:
         status, _, bucket = request(port, "POST", "/v1/", b"", headers)

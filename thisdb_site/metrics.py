@@ -258,9 +258,9 @@ class PlatformCollector(Collector):
     """Beat's figures and whether PostgreSQL and Redis answer, asked at each scrape."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from console import health
+        from thisdb_site import probes
 
-        database, redis = health.database(), health.redis()
+        database, redis = probes.database(), probes.redis()
         yield GaugeMetricFamily(
             "thisdb_postgresql_up", "Whether PostgreSQL answers (1) or not (0).", database.ok
         )

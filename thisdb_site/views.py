@@ -7,7 +7,7 @@ from django.views.decorators.cache import never_cache
 from django.views.defaults import server_error as django_server_error
 
 from api.dispatch import error_answer
-from thisdb_site import outages
+from thisdb_site import outages, probes
 from thisdb_site.middleware import is_api_path
 
 
@@ -44,9 +44,7 @@ def healthz(request):
 @never_cache
 def readyz(request):
     """Readiness: PostgreSQL and Redis answer; 503 if either does not, with each one's latency."""
-    from console import health
-
-    checks = [health.database(), health.redis()]
+    checks = [probes.database(), probes.redis()]
     body = {
         check.name: {"ok": check.ok, "latency_ms": check.latency_ms, "detail": check.detail}
         for check in checks

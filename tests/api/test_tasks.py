@@ -22,9 +22,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def worker():
     """A worker thread consuming a queue of this test run's own (so no other worker takes our
     tasks), on the broker and result backend of settings (Redis in CI)."""
+    default_queue = app.conf.task_default_queue
     app.conf.task_default_queue = RUN_PREFIX
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30) as w:
-        yield w
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30) as w:
+            yield w
+    finally:
+        # Back to the queue that workers of other tests' own processes listen on.
+        app.conf.task_default_queue = default_queue
     connection.close()
 
 
