@@ -12,7 +12,8 @@ ADDR ?= 127.0.0.1:8000
 TEST_DATABASE_URL ?= postgres://root@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install run serve web worker beat test check format migrations bench screenshots
+.PHONY: install run serve web worker beat test check format migrations bench screenshots \
+	cluster cluster-down test-cluster
 
 # What running the platform needs: the project without its dev extras.
 $(RUN_STAMP): pyproject.toml
@@ -70,12 +71,15 @@ serve: $(RUN_STAMP)
 # `make web` is `make serve` (the production web tier).
 web: serve
 
+# WORKER_ARGS: more options for the worker, e.g. `-n worker2@%h` for a second one on a host.
+WORKER_ARGS ?=
 worker: $(RUN_STAMP)
-	$(VENV)/bin/celery -A thisdb_site worker --loglevel=INFO
+	$(VENV)/bin/celery -A thisdb_site worker --loglevel=INFO $(WORKER_ARGS)
 
+BEAT_SCHEDULE ?= var/celerybeat-schedule
 beat: $(RUN_STAMP)
-	mkdir -p var
-	$(VENV)/bin/celery -A thisdb_site beat --loglevel=INFO --schedule=var/celerybeat-schedule
+	mkdir -p $(dir $(BEAT_SCHEDULE))
+	$(VENV)/bin/celery -A thisdb_site beat --loglevel=INFO --schedule=$(BEAT_SCHEDULE)
 
 test: $(DEV_STAMP)
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
@@ -107,3 +111,13 @@ bench: $(DEV_STAMP)
 	command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || \
 		{ apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }
 	$(PY) bench/bench.py $(ARGS)
+
+# The platform past one machine, simulated on this one (docs/scaling.md): two web nodes behind
+# nginx, PgBouncer, PostgreSQL with a synchronous standby under Patroni on etcd, a Redis
+# Cluster, Celery on RabbitMQ. Debian's packages are installed when missing (as root); data, logs
+# and pid files in var/cluster/. `make cluster-down` stops it all (safe to run twice).
+cluster: $(RUN_STAMP)
+	bash deploy/cluster/cluster.sh start
+
+cluster-down:
+	bash deploy/cluster/cluster.sh stop
