@@ -121,3 +121,14 @@ cluster: $(RUN_STAMP)
 
 cluster-down:
 	bash deploy/cluster/cluster.sh stop
+
+# The tests of that topology (tests/cluster/, not part of `make test`): against the running
+# one, or else one started here, with the settings the client's online tests need
+# (clients/python/README.md), and stopped at the end. ARGS="-m quick": CI's part.
+test-cluster: $(DEV_STAMP)
+	@if curl -sf -o /dev/null http://127.0.0.1:8100/readyz; then started=; else \
+		THISDB_KEY_WRITES_PER_SECOND=0 THISDB_AUTH_FAILURES_RATE=100000/m \
+			bash deploy/cluster/cluster.sh start || \
+			{ bash deploy/cluster/cluster.sh stop; exit 1; }; started=1; fi; \
+	THISDB_CLUSTER_TESTS=true $(PY) -m pytest tests/cluster $(ARGS); status=$$?; \
+	if [ -n "$$started" ]; then bash deploy/cluster/cluster.sh stop; fi; exit $$status
