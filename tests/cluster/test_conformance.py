@@ -50,8 +50,16 @@ def nodes_since(line: int) -> set[str]:
 @pytest.mark.quick
 def test_the_clients_sdk_tests_pass_through_nginx_across_both_nodes(topology):
     before = len(upstream_lines())
-    # All of test_sdk.py but the test of the per-key write limit, which needs a server with it.
-    run_client_tests(f"{CLIENT_TESTS}/test_sdk.py", "-k", "not within_the_second")
+    # All of test_sdk.py but the test of the per-key write limit, which needs a server with it,
+    # and test_buckets_create_update_delete: a bucket deleted through one node is still in the
+    # other's short cache of bucket lookups (api.scoping, THISDB_AUTH_CACHE_SECONDS), which
+    # answers a GET of its key 404 "key not found" where the test expects "bucket not found"
+    # (docs/scaling.md, "What differs across nodes").
+    run_client_tests(
+        f"{CLIENT_TESTS}/test_sdk.py",
+        "-k",
+        "not within_the_second and not test_buckets_create_update_delete",
+    )
     assert nodes_since(before) == {f"127.0.0.1:{port}" for port in WEB_PORTS}
 
 
