@@ -13,7 +13,7 @@ TEST_DATABASE_URL ?= postgres://root@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 .PHONY: install run serve web worker beat test check format migrations bench screenshots \
-	cluster cluster-down test-cluster
+	cluster cluster-down test-cluster bench-cluster
 
 # What running the platform needs: the project without its dev extras.
 $(RUN_STAMP): pyproject.toml
@@ -132,3 +132,8 @@ test-cluster: $(DEV_STAMP)
 			{ bash deploy/cluster/cluster.sh stop; exit 1; }; started=1; fi; \
 	THISDB_CLUSTER_TESTS=true $(PY) -m pytest tests/cluster $(ARGS); status=$$?; \
 	if [ -n "$$started" ]; then bash deploy/cluster/cluster.sh stop; fi; exit $$status
+
+# GET and SET through nginx with two web nodes and with one, and PostgreSQL directly against
+# PgBouncer, on the running topology (bench/cluster.py; docs/scaling.md has the figures).
+bench-cluster: $(DEV_STAMP)
+	$(PY) bench/cluster.py $(ARGS)
