@@ -120,6 +120,7 @@ def test_a_redis_master_killed_its_replica_takes_over_without_a_5xx(topology, lo
     assert_every_acknowledged_write_stored(load, bucket)
 
 
+@pytest.mark.quick
 def test_a_web_node_stopped_loses_no_read_through_nginx(topology, load_account):
     bucket = new_bucket(load_account)
     with Load(load_account, bucket) as load:
@@ -175,6 +176,7 @@ def test_the_postgresql_primary_killed_the_synchronous_standby_takes_over(topolo
     wait_until(lambda: role_of("sync_standby") == leader, 120, f"{leader} back as a standby")
 
 
+@pytest.mark.quick
 def test_pgbouncer_restarted_answers_503_with_retry_after_until_it_is_back(topology, load_account):
     bucket = new_bucket(load_account)
     primary = role_of("leader")
