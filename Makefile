@@ -12,8 +12,8 @@ ADDR ?= 127.0.0.1:8000
 TEST_DATABASE_URL ?= postgres://root@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: install run serve web worker beat test check format migrations bench screenshots \
-	cluster cluster-down test-cluster bench-cluster
+.PHONY: install run serve web worker beat test test-pgbouncer check format migrations bench screenshots \
+	backup restore cluster cluster-down test-cluster bench-cluster
 
 # What running the platform needs: the project without its dev extras.
 $(RUN_STAMP): pyproject.toml
@@ -55,12 +55,18 @@ WEB_WORKER_MAX_RSS ?= 1024
 # the open-files limit raised to the hard one (5,000 streams measured, bench/RESULTS.md).
 WEB_MAX_CONNECTIONS ?= 10000
 SERVE_APP ?= thisdb_site.asgi:application
+# Metrics (THISDB_METRICS_TOKEN): each service's processes keep them in a folder of their own
+# under PROMETHEUS_MULTIPROC_DIR (var/metrics by default), emptied when the service starts, so
+# that a restart counts from zero and no process of a former run is summed in.
+METRICS_DIR ?= $(abspath $(or $(PROMETHEUS_MULTIPROC_DIR),var/metrics))
+fresh_metrics = mkdir -p $(1) && rm -f $(1)/*.db
 SERVE_HOST = $(word 1,$(subst :, ,$(ADDR)))
 SERVE_PORT = $(word 2,$(subst :, ,$(ADDR)))
 serve: $(RUN_STAMP)
 	$(PY) manage.py migrate --noinput
+	$(call fresh_metrics,$(METRICS_DIR)/web)
 	ulimit -n "$$(ulimit -Hn)" 2>/dev/null; \
-	THISDB_WEB_THREADS=$(WEB_THREADS) exec $(VENV)/bin/granian $(SERVE_APP) \
+	PROMETHEUS_MULTIPROC_DIR=$(METRICS_DIR)/web THISDB_WEB_THREADS=$(WEB_THREADS) exec $(VENV)/bin/granian $(SERVE_APP) \
 		--interface asgi --http 1 --no-ws --host $(SERVE_HOST) --port $(SERVE_PORT) \
 		--workers $(WEB_WORKERS) --runtime-threads 1 --backlog 2048 \
 		--backpressure $(WEB_MAX_CONNECTIONS) \
@@ -71,19 +77,48 @@ serve: $(RUN_STAMP)
 # `make web` is `make serve` (the production web tier).
 web: serve
 
-# WORKER_ARGS: more options for the worker, e.g. `-n worker2@%h` for a second one on a host.
-WORKER_ARGS ?=
+# WORKER_ARGS: more of celery worker's options (e.g. --concurrency=2, or `-n worker2@%h` for a
+# second worker on a host).
 worker: $(RUN_STAMP)
-	$(VENV)/bin/celery -A thisdb_site worker --loglevel=INFO $(WORKER_ARGS)
+	$(call fresh_metrics,$(METRICS_DIR)/worker)
+	PROMETHEUS_MULTIPROC_DIR=$(METRICS_DIR)/worker \
+		exec $(VENV)/bin/celery -A thisdb_site worker --loglevel=INFO $(WORKER_ARGS)
 
 BEAT_SCHEDULE ?= var/celerybeat-schedule
 beat: $(RUN_STAMP)
 	mkdir -p $(dir $(BEAT_SCHEDULE))
 	$(VENV)/bin/celery -A thisdb_site beat --loglevel=INFO --schedule=$(BEAT_SCHEDULE)
 
+# A pg_dump file of DATABASE_URL's PostgreSQL database, var/backups/thisdb-<UTC time>.dump; and
+# one restored into an empty database, then migrated (docs/operations.md, "Backups").
+backup:
+	bash deploy/backup/backup.sh
+
+restore: $(RUN_STAMP)
+	PYTHON=$(PY) bash deploy/backup/restore.sh "$(FILE)"
+
 test: $(DEV_STAMP)
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(PY) -m pytest $(ARGS)
+
+# The API's core tests through PgBouncer in transaction mode (deploy/cluster/pgbouncer.sh, on a
+# free port) with DATABASE_PREPARED_STATEMENTS=false. Their database is made through it and kept
+# (--reuse-db: PgBouncer's server connections would refuse its DROP), then dropped once it stops.
+PGBOUNCER_UPSTREAM ?= 127.0.0.1:5432
+PGBOUNCER_DATABASE ?= pgbouncer
+PGBOUNCER_TESTS ?= tests/api/test_transactions.py tests/api/test_increment.py tests/api/test_keys.py
+test-pgbouncer: $(DEV_STAMP)
+	port=$$($(PY) -c "from tests.serving import free_port; print(free_port())"); \
+	dir=$$(mktemp -d); \
+	bash deploy/cluster/pgbouncer.sh start $$dir $$port $(PGBOUNCER_UPSTREAM) && \
+	DATABASE_PREPARED_STATEMENTS=false DATABASE_TRANSACTION_POOLING=true \
+		DATABASE_URL=postgres://root@127.0.0.1:$$port/$(PGBOUNCER_DATABASE) \
+		REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+		$(PY) -m pytest --reuse-db --create-db -p no:cacheprovider $(PGBOUNCER_TESTS) $(ARGS); \
+	status=$$?; bash deploy/cluster/pgbouncer.sh stop $$dir $$port $(PGBOUNCER_UPSTREAM); \
+	dropdb --if-exists -h $(word 1,$(subst :, ,$(PGBOUNCER_UPSTREAM))) \
+		-p $(word 2,$(subst :, ,$(PGBOUNCER_UPSTREAM))) -U root test_$(PGBOUNCER_DATABASE); \
+	rm -rf $$dir; exit $$status
 
 # The end-to-end browser test, keeping its screenshots of the main pages for the README.
 screenshots: $(DEV_STAMP)

@@ -5,7 +5,8 @@ from django.contrib.auth import get_user_model
 from django.db import models, transaction
 from django.utils import timezone
 
-from accounts import keys
+from accounts import keys, security
+from accounts.security import SecurityEvent  # noqa: F401  (a model of this app, defined there)
 
 EXPIRY_CHOICES = [(30, "30 days"), (90, "90 days"), (365, "365 days"), (0, "never")]
 
@@ -29,12 +30,15 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
         *,
         expires_in_days: int = 0,
         read_only: bool = False,
+        request=None,
     ) -> tuple["ApiKey", str]:
         """Create a key for `user`; return it with its secret, which is shown this once only.
-        Raise TooManyApiKeys when the account has its plan's number of live keys.
+        Raise TooManyApiKeys when the account has its plan's number of live keys. The security
+        log records it, with the address and browser of `request` if given.
 
         expires_in_days=0: the key never expires.
         """
+
         secret = keys.new_secret()
         now = timezone.now()
         with transaction.atomic():
@@ -53,6 +57,13 @@ class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
                 created_at=now,
                 expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
                 read_only=read_only,
+            )
+            security.record(
+                user,
+                security.Kind.KEY_CREATED,
+                request,
+                key=api_key.display_prefix,
+                name=name,
             )
         return api_key, secret
 

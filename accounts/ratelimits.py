@@ -219,6 +219,7 @@ def too_many(request, seconds: int):
         status=429,
     )
     response["Retry-After"] = str(seconds)
+    response.thisdb_limit = "accounts"  # type: ignore[attr-defined]  # for thisdb_site.metrics
     return response
 
 

@@ -1,6 +1,7 @@
 """Two-factor codes (TOTP or a recovery code) where allauth asks for them, at login and at
 re-authentication, and where we do, at account deletion: each counted by the budgets of
-accounts.ratelimits before it is checked (MFA_FORMS points allauth at these forms)."""
+accounts.ratelimits before it is checked (MFA_FORMS points allauth at these forms). At login and
+re-authentication, a wrong code and a recovery code used go to the security log."""
 
 from collections.abc import Callable
 
@@ -8,8 +9,10 @@ from allauth.core import context
 from allauth.mfa.base import forms as mfa_forms
 from allauth.mfa.models import Authenticator
 from allauth.mfa.utils import is_mfa_enabled
+from django.core.exceptions import ValidationError
+from django.db import transaction
 
-from accounts import ratelimits
+from accounts import ratelimits, security
 
 
 def checked_code(request, user, check: Callable[[], str]) -> str:
@@ -36,15 +39,34 @@ def is_enabled(user) -> bool:
     return is_mfa_enabled(user)
 
 
+def logged_code(form, check: Callable[[], str], *, reauthentication: bool) -> str:
+    """checked_code, with the security log: a recovery code used up is recorded in the
+    transaction that marks it used; a wrong code as a failed login (outside it, which the
+    failure rolls back)."""
+    request = context.request
+    detail = {"reauthentication": True} if reauthentication else {}
+    try:
+        with transaction.atomic():
+            code = checked_code(request, form.user, check)
+            if form.authenticator.type == Authenticator.Type.RECOVERY_CODES:
+                security.record(form.user, security.Kind.RECOVERY_CODE_USED, request, **detail)
+    except ValidationError:
+        security.record(
+            form.user, security.Kind.LOGIN_FAILED, request, step="two-factor code", **detail
+        )
+        raise
+    return code
+
+
 class AuthenticateForm(mfa_forms.AuthenticateForm):
     """The code step of login."""
 
     def clean_code(self) -> str:
-        return checked_code(context.request, self.user, super().clean_code)
+        return logged_code(self, super().clean_code, reauthentication=False)
 
 
 class ReauthenticateForm(mfa_forms.ReauthenticateForm):
     """The code asked again before changing two-factor settings or other sensitive ones."""
 
     def clean_code(self) -> str:
-        return checked_code(context.request, self.user, super().clean_code)
+        return logged_code(self, super().clean_code, reauthentication=True)

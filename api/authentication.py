@@ -99,6 +99,7 @@ def _count_failure(request) -> None:
             "too many requests with a wrong API key or token from your address: "
             "wait a minute, then check your credentials",
             retry_after=60,
+            reason="wrong_credentials",
         )
 
 

@@ -56,6 +56,8 @@ class ApiViewSet(viewsets.ViewSet):
 
     metadata_class = None  # OPTIONS is for CORS preflight only (answered by the middleware)
     _counted = False
+    operations: dict[str | None, str] = {}  # action: the operation's name in the metrics
+    operation: str | None = None  # set by an action that is another operation than its own
     _decision: limits.Decision | None = None
     _principal: Principal  # set by initial(), which every action runs after
 
@@ -111,6 +113,11 @@ class ApiViewSet(viewsets.ViewSet):
         try:
             return self._respond(request, *args, **kwargs)
         finally:
+            # What was done, by name, for the metrics (thisdb_site.metrics reads it): an action
+            # may name itself (an import, an export, a watch), else the viewset's table does.
+            request.thisdb_operation = self.operation or self.operations.get(
+                self.__dict__.get("action")
+            )
             # DRF's Request holds itself and the view in its parser_context, and the view holds
             # the request: reference cycles that hold the whole request (about 36 objects), which
             # only the garbage collector frees. That made a collection every ~24 requests, ~11 us
@@ -198,12 +205,14 @@ class ApiViewSet(viewsets.ViewSet):
                 f"{limits.OPS_PER_REQUEST} ops) and this API key has {decision.remaining} of its "
                 f"{decision.limit} left this hour; nothing was applied, see Retry-After",
                 retry_after=decision.retry_after(time.time()),
+                reason="hourly_requests",
             )
         if decision.write_wait_ms:
             raise TooManyRequests(
                 "a key of this transaction was written less than a second ago: keys take one "
                 "write per second; nothing was applied",
                 retry_after=decision.retry_after(time.time()),
+                reason="key_writes",
             )
 
     def charge_requests(self, cost: int) -> tuple[int, int]:
@@ -238,6 +247,7 @@ class ApiViewSet(viewsets.ViewSet):
             f"{decision.remaining} of its {decision.limit} left this hour; nothing was "
             f"sent, {advice}",
             retry_after=decision.retry_after(time.time()),
+            reason="hourly_requests",
         )
 
     def _count_batch(self, cost: int, writes: list[tuple[str, str]]) -> limits.BatchDecision | None:
@@ -285,11 +295,13 @@ class ApiViewSet(viewsets.ViewSet):
                 f"rate limit reached: {decision.limit} requests per hour for this API key; "
                 "see Retry-After",
                 retry_after=decision.retry_after(time.time()),
+                reason="hourly_requests",
             )
         if decision.write_wait_ms:
             raise TooManyRequests(
                 "this key was written less than a second ago: keys take one write per second",
                 retry_after=decision.retry_after(time.time()),
+                reason="key_writes",
             )
 
     def handle_exception(self, exc):

@@ -49,11 +49,14 @@ class PreconditionFailed(ApiError):
 
 
 class TooManyRequests(ApiError):
+    """A 429; `reason` names the limit (the metrics count them by it: thisdb_site.metrics)."""
+
     status_code = status.HTTP_429_TOO_MANY_REQUESTS
 
-    def __init__(self, message: str, retry_after: int):
+    def __init__(self, message: str, retry_after: int, reason: str):
         super().__init__(message)
         self.retry_after = retry_after
+        self.reason = reason
 
 
 class ServiceUnavailable(ApiError):
@@ -73,6 +76,7 @@ class Stopped(ApiError):
         super().__init__(message)
         self.status_code = cause.status_code
         self.retry_after = getattr(cause, "retry_after", None)
+        self.reason = getattr(cause, "reason", None)
         self.fields = fields
 
 
@@ -120,6 +124,9 @@ def exception_handler(exc, context):
     retry_after = getattr(exc, "retry_after", None) or getattr(exc, "wait", None)
     if retry_after:
         response["Retry-After"] = str(max(1, int(retry_after)))
+    reason = getattr(exc, "reason", None)
+    if reason is not None:
+        response.thisdb_limit = reason  # type: ignore[attr-defined]  # thisdb_site.metrics
     if isinstance(exc, ServiceUnavailable):
         # Reported once per outage, not per request (Django's private flag; not in its stubs).
         response._has_been_logged = True  # type: ignore[attr-defined]

@@ -9,9 +9,10 @@
 Both happen in one Lua script, so they cost one round trip and are atomic: a counter is never left
 without an expiry, and two racing requests cannot both take the last slot. Every key the script
 touches carries its account's id as a Redis Cluster hash tag ({42}), so all of them live in one
-slot and the script runs unchanged on a cluster; an account is the unit because its API keys
-share the one-write-per-second rule. The first request of an hour of an API key also adds its
-account to the hour's list for beat's roll-up (a second round trip, once a key and hour).
+slot and the script runs unchanged on a cluster (REDIS_CLUSTER, api.redis_clients); an account
+is the unit because its API keys share the one-write-per-second rule. The first request of an
+hour of an API key also adds its account to the hour's list for beat's roll-up (a second round
+trip, once a key and hour).
 Without REDIS_URL an in-process table does the same for the single-process embedded default,
 and that process rolls its counters into the usage table itself (api.rollups.keep_rolling_up).
 If Redis cannot be reached, requests are served with limits off (logged at most once a minute)
@@ -25,9 +26,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from django.conf import settings
+
+from api import redis_clients
 
 log = logging.getLogger(__name__)
 
@@ -225,15 +229,32 @@ def write_window_ms() -> int:
 
 class RedisLimiter:
     def __init__(self, url: str):
-        self.client = redis.Redis.from_url(
-            url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
-        )
-        self.script = self.client.register_script(_LUA)
-        self.write_script = self.client.register_script(_WRITE_LUA)
-        self.batch_script = self.client.register_script(_BATCH_LUA)
-        self.watch_script = self.client.register_script(_WATCH_LUA)
+        self.url = url
+        self._client: redis_clients.Client | None = None
+        self._connecting = threading.Lock()
         self.down_until = 0.0
         self.last_warning = 0.0
+
+    @property
+    def client(self) -> redis_clients.Client:
+        """The client, made on first use: a cluster's is made by asking a node for the others,
+        which raises (redis_clients.ERRORS) while none answers; the next use asks again."""
+        if self._client is None:
+            with self._connecting:
+                if self._client is None:
+                    client = redis_clients.connect(
+                        self.url,
+                        socket_timeout=REDIS_TIMEOUT_SECONDS,
+                        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                    )
+                    # RedisCluster's register_script is Redis's (typed for Redis alone).
+                    registering: Any = client
+                    self.script = registering.register_script(_LUA)
+                    self.write_script = registering.register_script(_WRITE_LUA)
+                    self.batch_script = registering.register_script(_BATCH_LUA)
+                    self.watch_script = registering.register_script(_WATCH_LUA)
+                    self._client = client
+        return self._client
 
     def count(self, keys: list[str], args: list) -> tuple[int, int] | None:
         """Run the script; None if Redis cannot be reached (limits are then off)."""
@@ -244,20 +265,21 @@ class RedisLimiter:
         # EVALSHA itself: redis-py's Script.__call__ costs as much Python again on every request
         # (it imports and checks for a pipeline first). Script.__call__ is the way back when
         # Redis has forgotten the script (a restart): it loads it and runs it.
+        client = self.client
         try:
-            return self.client.evalsha(self.script.sha, len(keys), *keys, *args)
+            return client.evalsha(self.script.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
             return self.script(keys=keys, args=args)
 
     def count_batch(self, keys: list[str], args: list) -> list[int] | None:
         """Run the transaction's script (_BATCH_LUA); None if Redis cannot be reached."""
-        result = self._call(self.batch_script, keys, args)
+        result = self._call(lambda keys, args: self.batch_script(keys, args), keys, args)
         return None if result is None else [int(n) for n in result]
 
     def write_slot(self, marker: str, window_ms: int) -> int | None:
         """The wait in ms before `marker`'s key may be written (0: now, and the slot is taken);
         None if Redis is down."""
-        result = self._call(self.write_script, [marker], [window_ms])
+        result = self._call(lambda keys, args: self.write_script(keys, args), [marker], [window_ms])
         return None if result is None else int(result)
 
     def block(self, name: str, seconds: int) -> None:
@@ -277,21 +299,27 @@ class RedisLimiter:
         return None if found is None else {int(m) for m in found}
 
     def counts(self, names: list[str]) -> list[int] | None:
-        found = self._call(lambda keys, args: self.client.mget(names), [], []) if names else []
+        found = (
+            self._call(lambda keys, args: redis_clients.mget(self.client, names), [], [])
+            if names
+            else []
+        )
         return None if found is None else [int(c or 0) for c in found]
 
     def unblock(self, name: str) -> None:
         self._call(lambda keys, args: self.client.delete(name), [], [])
 
     def publish(self, channel: str, message: str) -> None:
-        self._call(lambda keys, args: self.client.publish(channel, message), [], [])
+        self._call(lambda keys, args: redis_clients.publish(self.client, channel, message), [], [])
 
     def close_watch(self, name: str, stream: str) -> None:
         self._call(lambda keys, args: self.client.zrem(name, stream), [], [])
 
     def open_watch(self, name: str, stream: str, limit: int, now: float) -> bool | None:
         result = self._call(
-            self.watch_script, [name], [now, now + WATCH_SLOT_SECONDS, limit, stream]
+            lambda keys, args: self.watch_script(keys, args),
+            [name],
+            [now, now + WATCH_SLOT_SECONDS, limit, stream],
         )
         return None if result is None else bool(result)
 
@@ -300,8 +328,9 @@ class RedisLimiter:
         if now < self.down_until:
             return None
         try:
+            _ = self.client  # made on first use: raises while no node of a cluster answers
             return script(keys=keys, args=args)
-        except redis.RedisError as exc:
+        except redis_clients.ERRORS as exc:
             self.down_until = now + REDIS_RETRY_SECONDS
             if now - self.last_warning >= WARN_EVERY_SECONDS:
                 self.last_warning = now

@@ -6,8 +6,9 @@ therefore loses nothing; the hub's slower reads find the change within
 THISDB_WATCH_POLL_SECONDS.
 
 With Redis, notices go over one pub/sub channel that every hub listens to, so a write on one web
-node wakes the watchers on all of them. A write publishes only if some hub watches its bucket:
-the hubs say which buckets they watch on the same channel (and again every
+node wakes the watchers on all of them; on a Redis Cluster, a sharded channel (SPUBLISH and
+SSUBSCRIBE on the master of its slot, api.redis_clients). A write publishes only if some hub
+watches its bucket: the hubs say which buckets they watch on the same channel (and again every
 ANNOUNCE_EVERY_SECONDS), and each process keeps what it heard in `watched`, so a write to a
 bucket nobody watches costs no Redis command at all. Without Redis (the embedded default, one
 process), notices go straight to this process's hub.

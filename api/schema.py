@@ -674,6 +674,11 @@ HEADERS = {
         "schema": _INTEGER,
         "description": "When the hour ends and the count starts again (Unix time, seconds).",
     },
+    "X-Request-Id": {
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+        "description": "This request's id, in the platform's logs: the one it was sent with "
+        "when that was 1 to 64 of these characters, else a new one.",
+    },
     "Retry-After": {
         "schema": {"type": "integer", "minimum": 1},
         "description": "Seconds to wait before trying again.",
@@ -747,7 +752,8 @@ def postprocess(result, generator, request, public):
     The JSON shapes and the response headers as components. X-RateLimit-* come on every answer
     to a request with a valid key or token (not when Redis is down, so never required);
     Retry-After on every 429 (and on a 503 when the wait is known); X-Next-Cursor on a list
-    page when more keys follow, X-Thisdb-Export(-Keys) on an export. Empty query values, and the
+    page when more keys follow, X-Thisdb-Export(-Keys) on an export; X-Request-Id on every
+    answer. Empty query values, and the
     bodies that are required.
     """
     components = result.setdefault("components", {})
@@ -780,6 +786,8 @@ def postprocess(result, generator, request, public):
                 }
                 if status in ETAG_STATUSES.get(operation.get("operationId"), ()):
                     response["headers"]["ETag"] = {"$ref": "#/components/headers/ETag"}
+                # On every answer (thisdb_site.requestlog): spelled out to say so.
+                response["headers"]["X-Request-Id"] = {**HEADERS["X-Request-Id"], "required": True}
                 if status == "429":
                     # A reference cannot say "required" here: spell the header out.
                     response["headers"]["Retry-After"] = {

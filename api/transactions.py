@@ -21,6 +21,12 @@ the same body may simply be sent again.
 A checked key that is only read (not written) and does not exist cannot be locked: a concurrent
 transaction may create it. Checks on keys the transaction writes are exact.
 
+Behind a pooler in transaction mode (DATABASE_TRANSACTION_POOLING) the bucket's lock cannot be
+held from before BEGIN: the transaction takes it exclusive as its first statement and runs at
+READ COMMITTED. No one else writes the bucket while it holds the lock, so each of its statements
+sees the bucket as the first one did, plus its own changes: the same answers, one transaction
+of a bucket at a time.
+
 The embedded SQLite default runs the ops one by one with the single writes of api.statements,
 in one database transaction under their process-wide write lock.
 """
@@ -338,17 +344,23 @@ def _with_retries(applying: "_Run") -> dict:
     # Inside a transaction already (tests, a caller's atomic block) this one is a savepoint:
     # the isolation level is the outer one's, and a retry rolls back to the savepoint.
     nested = connection.in_atomic_block
+    # Behind a transaction-mode pooler no lock may outlive a transaction: the bucket's lock is
+    # then the transaction's own, taken first, at READ COMMITTED (settings,
+    # DATABASE_TRANSACTION_POOLING); record() finds out whether the bucket is watched.
+    inside = nested or settings.DATABASE_TRANSACTION_POOLING
     for attempt in range(1, ATTEMPTS + 1):
         try:
+            if inside:
+                with transaction.atomic(), history.bucket_lock([applying.bucket.id]):
+                    applying.recording = True
+                    return applying.batched()
             # The bucket's lock before BEGIN (api.history.transaction_lock).
             with (
-                history.transaction_lock(applying.bucket.id)
-                if not nested
-                else history.bucket_lock([applying.bucket.id]) as watched,
+                history.transaction_lock(applying.bucket.id) as watched,
                 _repeatable_read(nested),
                 transaction.atomic(),
             ):
-                applying.recording = watched is not False  # None: unknown, record() decides
+                applying.recording = watched  # not watched: nothing to record
                 return applying.batched()
         except OperationalError as exc:
             if getattr(exc.__cause__, "sqlstate", None) not in _RETRYABLE:

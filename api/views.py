@@ -71,6 +71,14 @@ class BucketViewSet(ApiViewSet):
     # The action a watch is (GET /v1/<bucket>?watch=true): the one that may take its token from
     # the query string (api.authentication.query_token).
     watch_action = "retrieve"
+    operations = {
+        "create": "create_bucket",
+        "list_buckets": "list_buckets",
+        "retrieve": "list_keys",  # or a watch, or an export
+        "partial_update": "update_bucket",
+        "destroy": "delete_bucket",
+        "transaction": "transaction",  # or an import
+    }
 
     @extend_schema(
         summary="Create a bucket",
@@ -133,6 +141,7 @@ class BucketViewSet(ApiViewSet):
                 and request.method == "GET"  # a HEAD of a watch is the listing's HEAD
                 and inputs.boolean(request.query_params["watch"], "watch")
             ):
+                self.operation = "watch"
                 bucket = owned_bucket(principal, bucket_id)
                 return watching.open_watch(request, principal, bucket, self.count_request)
             # THISDB_BULK=false: all= is not read, as on a server without exports (whose
@@ -167,6 +176,7 @@ class BucketViewSet(ApiViewSet):
         """all=true: every live key in one NDJSON answer, from one snapshot (api.exports),
         counted up front, one request per 1,000 keys: refused whole (429) when the hour's
         requests cannot cover it, never cut off midway."""
+        self.operation = "export"
         params = request.query_params
         if request.accepted_renderer.format != "ndjson" or not inputs.boolean(
             params.get("values"), "values"
@@ -284,6 +294,7 @@ class BucketViewSet(ApiViewSet):
 
     def _import(self, principal, bucket, entries, unit: str) -> ApiResponse:
         """An import (api.imports): its entries written in batches (api.writes.import_items)."""
+        self.operation = "import"
         # Refused before any of the body is read: nothing could be written.
         if principal.token is None:
             require_writer(principal, "write keys")
@@ -309,6 +320,13 @@ def _default_ttl(fields: dict[str, str]) -> int:
 
 class ItemViewSet(ApiViewSet):
     """/v1/<bucket>/<key>: get, set (POST or PUT), increment (PATCH), delete."""
+
+    operations = {
+        "retrieve": "get",
+        "update": "set",
+        "partial_update": "increment",
+        "destroy": "delete",
+    }
 
     def _scope(self, bucket_id: str, key: str, *, write: bool):
         principal = self.principal()
@@ -401,6 +419,8 @@ class ItemViewSet(ApiViewSet):
 
 class TokenViewSet(ApiViewSet):
     """POST /v1/tokens: a token for one bucket, one prefix, read and/or write, for ttl seconds."""
+
+    operations = {"create": "create_token"}
 
     @extend_schema(
         summary="Create a token",

@@ -5,7 +5,7 @@ calls serve(). From then on the stream is a coroutine here: no thread of Django'
 database connection while it waits.
 
 One Feed per watched bucket reads the bucket's history (api.history) on a notice that it changed
-(api.notify: Redis pub/sub, or this process directly) and at least every
+(api.notify: Redis pub/sub, sharded on a cluster, or this process directly) and at least every
 THISDB_WATCH_POLL_SECONDS without one, one query for all the bucket's watchers of this process,
 in a thread of its own; it then hands each watcher the events under its prefix. So adding
 watchers adds no database or Redis load, and a lost notice delays a change, never loses it.
@@ -28,7 +28,7 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.models import ApiKey
-from api import history, limits, notify, watching
+from api import history, limits, notify, redis_clients, watching
 from api.models import Token
 
 log = logging.getLogger(__name__)
@@ -341,9 +341,11 @@ class Hub:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.database = ThreadPoolExecutor(1, thread_name_prefix="watch-db")
         self.redis = None
+        self.turns = asyncio.Semaphore(REDIS_CONNECTIONS - 1)  # Redis commands at once (_start)
         self.tasks: list[asyncio.Task] = []
         self.released: list[tuple[int, str]] = []  # watch slots to give back (_release)
         self.releasing: asyncio.Task | None = None
+        self.serving = 0  # streams and long-polls open now (thisdb_site.metrics samples it)
 
     # Starting, and what it listens to.
 
@@ -367,15 +369,11 @@ class Hub:
         self.tasks.append(loop.create_task(self._renew()))
         self.tasks.append(loop.create_task(self._tick()))
         if settings.REDIS_URL:
-            import redis.asyncio
-
             # Few connections, waited for rather than opened on demand: the subscription holds
             # one, and the rest is a round trip at a time per task (5,000 streams closing at
-            # once once opened a connection each).
-            pool = redis.asyncio.BlockingConnectionPool.from_url(
-                settings.REDIS_URL, max_connections=REDIS_CONNECTIONS
-            )
-            self.redis = redis.asyncio.Redis(connection_pool=pool)
+            # once once opened a connection each). A cluster's client cannot wait for one (it
+            # fails past its bound): `turns` makes the tasks wait on either.
+            self.redis = redis_clients.connect_async(settings.REDIS_URL, REDIS_CONNECTIONS)
             self.tasks.append(loop.create_task(self._listen()))
 
     def heard(self, notice: dict) -> None:
@@ -408,17 +406,18 @@ class Hub:
         while True:
             try:
                 assert self.redis is not None
-                async with self.redis.pubsub() as pubsub:
-                    await pubsub.subscribe(notify.channel())
+                async with redis_clients.subscribed(self.redis, notify.channel()) as pubsub:
                     warned = False
                     # Asking the other hubs to announce their buckets now: until this process
                     # knows them, its writes to them publish no notice.
                     await self._announce(list(self.feeds), ask=True)
                     for feed in list(self.feeds.values()):
                         self._refresh(feed)
-                    async for message in pubsub.listen():
-                        if message["type"] == "message":
+                    async for message in redis_clients.messages(pubsub):
+                        if message["type"] in redis_clients.NOTICE_TYPES:
                             self.heard(json.loads(message["data"]))
+                        elif message["type"] in redis_clients.MOVED_TYPES:
+                            break  # the channel's slot moved: subscribe where it is now
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -437,7 +436,8 @@ class Hub:
             return
         try:
             notice = notify.announce(buckets, ask=ask)
-            await self.redis.publish(notify.channel(), json.dumps(notice))
+            async with self.turns:
+                await redis_clients.publish_async(self.redis, notify.channel(), json.dumps(notice))
         except Exception:
             pass  # the listener says Redis is away; the next announcement will tell
 
@@ -481,7 +481,8 @@ class Hub:
                         in_process.keep_watches(limits.watches_key(user), streams, time.time())
                 continue
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
+                # On a cluster, one round trip to each master that holds an account's slots.
+                async with self.turns, self.redis.pipeline(transaction=False) as pipe:
                     for user, streams in by_user.items():
                         pipe.zadd(limits.watches_key(user), dict.fromkeys(streams, until))
                     await pipe.execute()
@@ -521,7 +522,7 @@ class Hub:
         released, self.released = self.released, []
         assert self.redis is not None
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
+            async with self.turns, self.redis.pipeline(transaction=False) as pipe:
                 for user, stream in released:
                     pipe.zrem(limits.watches_key(user), stream)
                 await pipe.execute()
@@ -612,6 +613,7 @@ class Hub:
         self._start()
         watcher = Watcher(json.loads(plan_text))
         del plan_text  # this frame lives as long as the stream: it keeps only what it needs
+        self.serving += 1
         headers = [(n, v) for n, v in headers if n != b"content-length"]
         watcher.listen(receive)
         try:
@@ -632,6 +634,7 @@ class Hub:
         except OSError:
             pass  # the client is gone
         finally:
+            self.serving -= 1
             if watcher.listening is not None:
                 watcher.listening.cancel()
             self._leave(watcher)

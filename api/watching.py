@@ -55,6 +55,7 @@ def open_watch(request, principal: Principal, bucket: BucketInfo, count_request)
             f"too many open watches: your plan allows {principal.quotas.max_watches} at once "
             "(streams and long-polls); close one to open another",
             retry_after=5,
+            reason="open_watches",
         )
     try:
         return _answer(request, principal, bucket, fmt, prefix, since, snapshot, wait, stream)

@@ -55,6 +55,7 @@ def claim_write(bucket: BucketInfo, key: str) -> None:
         raise TooManyRequests(
             "This key was changed less than a second ago. Try again in a moment.",
             retry_after=1,
+            reason="key_writes",
         )
 
 
@@ -431,6 +432,7 @@ class _Import:
             f"rate limit reached: an import counts one request per {limits.OPS_PER_REQUEST} "
             f"lines and this API key has used its {left} for this hour; see Retry-After",
             retry_after=retry_after,
+            reason="hourly_requests",
         )
 
     def stopped(self, place: int, error: ApiError) -> Stopped:

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.bulk import bulk  # noqa: E402
 from bench.load import Figures, interleaved, wrk  # noqa: E402
 from bench.memory import memory  # noqa: E402
+from bench.metrics import metrics_cost  # noqa: E402
 from bench.results import (  # noqa: E402
     BASELINE,
     CONTROL,
@@ -62,7 +63,10 @@ SECTIONS = (
     "servers",
     "workers",
     "pool",
+    "metrics",
 )
+# Run only when asked (`--only metrics`): its figures are printed, not written to RESULTS.md.
+ON_REQUEST = ("metrics",)
 
 
 def main() -> None:
@@ -85,8 +89,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        default=",".join(SECTIONS),
-        help=f"comma-separated sections to run, of {','.join(SECTIONS)} (default: all)",
+        default=",".join(s for s in SECTIONS if s not in ON_REQUEST),
+        help=f"comma-separated sections to run, of {','.join(SECTIONS)} (default: all but "
+        f"{','.join(ON_REQUEST)})",
     )
     parser.add_argument("--quick", action="store_true", help="--only requests")
     parser.add_argument(
@@ -210,6 +215,8 @@ def main() -> None:
             report["watch"] = watch(port, floor, pids, auth, buckets, args)
         if "bulk" in only:
             report["bulk"] = bulk(port, pids, auth, args)
+        if "metrics" in only:
+            report["metrics"] = metrics_cost(port, auth, buckets, args, log)
     if "servers" in only:
         report["servers"] = compare_servers(auth, buckets, args, log)
     if "workers" in only:
@@ -222,8 +229,9 @@ def main() -> None:
         BASELINE.write_text(json.dumps(report, indent=1))
     # The run's figures as data too, to write RESULTS.md again without running again.
     (ROOT / "var" / "bench-report.json").write_text(json.dumps(report, indent=1))
-    write_results(report, only)
-    print(f"\nwritten: {RESULTS.relative_to(ROOT)}")
+    if only - set(ON_REQUEST):
+        write_results(report, only)
+        print(f"\nwritten: {RESULTS.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

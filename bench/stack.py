@@ -120,8 +120,11 @@ def call(
 
 
 @contextmanager
-def serving(app: str, workers: int, threads: int, log: Path) -> Iterator[tuple[int, list[int]]]:
-    """`make serve` with SERVE_APP=app; yields (port, the workers' pids)."""
+def serving(
+    app: str, workers: int, threads: int, log: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[int, list[int]]]:
+    """`make serve` with SERVE_APP=app (and `env` beside the bench's); yields (port, the
+    workers' pids)."""
     port = free_port()
     command = [
         "make",
@@ -133,7 +136,7 @@ def serving(app: str, workers: int, threads: int, log: Path) -> Iterator[tuple[i
         f"SERVE_APP={app}",
     ]
     # make runs granian (its shell exec's into it), granian its workers.
-    with running(command, port, log, {}, lambda pid: grandchildren(pid)) as pids:
+    with running(command, port, log, env or {}, lambda pid: grandchildren(pid)) as pids:
         yield port, pids
 
 

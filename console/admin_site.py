@@ -19,6 +19,7 @@ from accounts.models import Account
 from api.models import Bucket
 from console import health
 from dashboard import usage
+from thisdb_site.routers import replica_reads
 
 
 class AdminSite(admin.AdminSite):
@@ -45,21 +46,23 @@ class AdminSite(admin.AdminSite):
         day_ago = now - timedelta(days=1)
         users = get_user_model().objects
         series = usage.series(None)
-        buckets = Bucket.objects.aggregate(keys=Sum("key_count"))
-        figures = {
-            "accounts": users.count(),
-            "suspended": users.filter(is_active=False).count(),
-            "active_last_day": users.filter(
-                Q(last_login__gte=day_ago) | Q(api_keys__last_used_at__gte=day_ago)
-            )
-            .distinct()
-            .count(),
-            "buckets": Bucket.objects.count(),
-            "keys": buckets["keys"] or 0,
-            "stored_bytes": Account.objects.aggregate(n=Sum("stored_bytes"))["n"] or 0,
-            "requests_last_hour": series["total_hourly"][-1],
-            "requests_last_day": sum(series["total_hourly"][-24:]),
-        }
+        # Counts over every account and bucket: the replica's, if there is one.
+        with replica_reads():
+            buckets = Bucket.objects.aggregate(keys=Sum("key_count"))
+            figures = {
+                "accounts": users.count(),
+                "suspended": users.filter(is_active=False).count(),
+                "active_last_day": users.filter(
+                    Q(last_login__gte=day_ago) | Q(api_keys__last_used_at__gte=day_ago)
+                )
+                .distinct()
+                .count(),
+                "buckets": Bucket.objects.count(),
+                "keys": buckets["keys"] or 0,
+                "stored_bytes": Account.objects.aggregate(n=Sum("stored_bytes"))["n"] or 0,
+                "requests_last_hour": series["total_hourly"][-1],
+                "requests_last_day": sum(series["total_hourly"][-24:]),
+            }
         context = {
             **self.each_context(request),
             "title": "Overview",

@@ -54,10 +54,13 @@ def redis() -> Check:
     if not settings.REDIS_URL:
         detail = "no REDIS_URL: in-process limits (one process only)"
         return Check("redis", True, detail, configured=False)
-    client = cast(limits.RedisLimiter, limits.limiter()).client  # REDIS_URL is set
+    limiter = cast(limits.RedisLimiter, limits.limiter())  # REDIS_URL is set
     try:
-        _, ms = _timed(client.ping)
-        return Check("redis", True, "PING answered", ms)
+        # On a cluster a node of its choice answers, once a node has told the client of them
+        # all (limiter.client); a failed master's slots are its replica's within seconds.
+        _, ms = _timed(lambda: limiter.client.ping())
+        detail = "PING answered" + (" (Redis Cluster)" if settings.REDIS_CLUSTER else "")
+        return Check("redis", True, detail, ms)
     except Exception as error:
         return Check("redis", False, f"{type(error).__name__}: {error}")
 

@@ -7,6 +7,7 @@ confirmation that asks for the reason (recorded with it).
 """
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
 from django.contrib.admin.models import CHANGE, LogEntry
@@ -62,7 +63,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request, queryset):
         for api_key in queryset.select_related("user"):
-            lifecycle.revoke_api_key(api_key)
+            lifecycle.revoke_api_key(api_key, by_staff=True)
             log_action(request, api_key.user, f"Revoked API key {api_key.display_prefix}")
 
 
@@ -165,12 +166,19 @@ class UserAdmin(DjangoUserAdmin):
     actions = ["suspend", "reactivate", "revoke_keys", "change_plan"]
     # No "active" checkbox: suspension is the Suspend and Reactivate buttons (with a reason),
     # which also refuse or restore the person's keys and tokens at once on every worker.
-    readonly_fields = ("staff_actions", "summary", "suspension", "last_login", "date_joined")
+    readonly_fields = (
+        "staff_actions",
+        "security_log",
+        "summary",
+        "suspension",
+        "last_login",
+        "date_joined",
+    )
     fieldsets = (
         (None, {"fields": ("summary", "username", "email", "password")}),
         ("Status", {"fields": ("suspension", "is_staff", "is_superuser", "groups")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
-        ("Staff actions", {"fields": ("staff_actions",)}),
+        ("Staff actions", {"fields": ("staff_actions", "security_log")}),
     )
 
     def get_queryset(self, request):
@@ -291,6 +299,15 @@ class UserAdmin(DjangoUserAdmin):
         )
         return format_html("<ul>{}</ul>", rows)
 
+    @admin.display(description="Security log")
+    def security_log(self, user):
+        if user.pk is None:
+            return "-"
+        url = reverse("admin:accounts_securityevent_changelist") + f"?user={user.pk}"
+        count = user.security_events.count()
+        days = settings.THISDB_SECURITY_LOG_DAYS
+        return format_html('<a href="{}">{} event(s) in the last {} days</a>', url, count, days)
+
     def suspend_view(self, request, id):
         return self._suspension_view(request, id, suspend=True)
 
@@ -359,7 +376,7 @@ class UserAdmin(DjangoUserAdmin):
         for user in queryset:
             revoked = list(ApiKey.objects.filter(user=user, revoked_at__isnull=True))
             for api_key in revoked:
-                lifecycle.revoke_api_key(api_key)
+                lifecycle.revoke_api_key(api_key, by_staff=True)
             if revoked:
                 log_action(request, user, f"Revoked all {len(revoked)} API key(s)")
             done += len(revoked)

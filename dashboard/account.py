@@ -1,17 +1,20 @@
-"""The account's pages: API keys (created, shown once, revoked), account settings, deletion.
+"""The account's pages: API keys (created, shown once, revoked), account settings with the
+latest of the security log, the security log itself, deletion.
 
 Here rather than in accounts because revoking a key and deleting the account must reach the
 API's caches (api.lifecycle), and accounts never imports the API.
 """
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from accounts import twofactor
+from accounts import security, twofactor
 from accounts.forms import ApiKeyForm, DeleteAccountForm
 from accounts.models import Account, ApiKey, TooManyApiKeys, plan_name
 from accounts.quotas import platform_defaults
@@ -59,6 +62,7 @@ def keys(request):
             name=form.cleaned_data["name"],
             expires_in_days=form.cleaned_data["expires_in_days"],
             read_only=form.cleaned_data["read_only"],
+            request=request,
         )
     except TooManyApiKeys as exc:
         form.add_error(None, str(exc))
@@ -76,7 +80,7 @@ def keys(request):
 def revoke_key(request, key_id: int):
     api_key = get_object_or_404(ApiKey, pk=key_id, user=request.user)
     if request.method == "POST":
-        lifecycle.revoke_api_key(api_key)
+        lifecycle.revoke_api_key(api_key, request)
         messages.success(
             request, f"Revoked {api_key.display_prefix}… ({api_key.name}). It no longer works."
         )
@@ -84,15 +88,38 @@ def revoke_key(request, key_id: int):
     return render(request, "accounts/revoke_key.html", {"nav": "keys", "key": api_key})
 
 
+LATEST_EVENTS = 10  # on the account page; the security log's own page has them all
+EVENTS_PER_PAGE = 50
+
+
 @login_required
 def settings_page(request):
     account = getattr(request.user, "account", None)
+    events = list(security.for_user(request.user)[: LATEST_EVENTS + 1])
     context = {
         "nav": "account",
         "plan": plan_name(account),
         "two_factor": twofactor.is_enabled(request.user),
+        "events": events[:LATEST_EVENTS],
+        "more_events": len(events) > LATEST_EVENTS,
+        "log_days": settings.THISDB_SECURITY_LOG_DAYS,
     }
     return render(request, "accounts/settings.html", context)
+
+
+@login_required
+def security_log(request):
+    """Every event of the account's security log, latest first, 50 a page (?page=N)."""
+    page = Paginator(security.for_user(request.user), EVENTS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    context = {
+        "nav": "account",
+        "page": page,
+        "events": page.object_list,
+        "log_days": settings.THISDB_SECURITY_LOG_DAYS,
+    }
+    return render(request, "accounts/security_log.html", context)
 
 
 @login_required

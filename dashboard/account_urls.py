@@ -10,5 +10,6 @@ urlpatterns = [
     path("keys/", account.keys, name="keys"),
     path("keys/<int:key_id>/revoke/", account.revoke_key, name="revoke-key"),
     path("account/", account.settings_page, name="settings"),
+    path("account/security/", account.security_log, name="security-log"),
     path("account/delete/", account.delete_account, name="delete"),
 ]

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from api.models import Bucket, Item
 from console.models import TaskHeartbeat
+from thisdb_site.routers import replica_reads
 
 # Keys a bucket's page counts exactly: one range scan of the bucket's index and up to this many
 # rows, about 3 ms on PostgreSQL (tests/dashboard/test_figures.py checks that even the generic
@@ -52,6 +53,7 @@ def beat_figures(bucket: Bucket, as_of: datetime | None) -> Figures:
     return Figures(bucket.key_count, bucket.stored_bytes, exact=False, as_of=as_of)
 
 
+@replica_reads()  # up to COUNT_CAP rows counted: the replica's, if there is one
 def for_bucket(bucket: Bucket) -> Figures:
     """The bucket's live keys and bytes counted now, or beat's past COUNT_CAP keys. Bytes are
     counted as the quota counts them: the key's characters and the value's bytes."""

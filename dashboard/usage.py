@@ -12,6 +12,7 @@ from api import limits
 from api.models import Bucket
 from dashboard import figures as bucket_figures
 from dashboard.charts import Bar, bar_chart
+from thisdb_site.routers import replica_reads
 
 HOURS = 48  # hourly chart: the last two days
 DAYS = 30  # daily chart: the last month
@@ -27,6 +28,7 @@ def _day_starts(now: datetime) -> list[datetime]:
     return [today - timedelta(days=i) for i in range(DAYS - 1, -1, -1)]
 
 
+@replica_reads()  # a month of hourly rows: the replica's, if there is one
 def series(
     key_ids: list[int] | None, now: datetime | None = None, user_id: int | None = None
 ) -> dict:
@@ -133,7 +135,10 @@ def for_user(user, now: datetime | None = None) -> dict:
     keys = list(ApiKey.objects.filter(user=user).order_by("revoked_at", "-created_at"))
     figures = series([k.pk for k in keys], now, user_id=user.pk)
     this_hour = {k: hourly[-1] for k, (hourly, _) in figures["per_key"].items()}
-    buckets = Bucket.objects.for_user(user.pk).aggregate(n=Count("pk"), largest=Max("key_count"))
+    with replica_reads():
+        buckets = Bucket.objects.for_user(user.pk).aggregate(
+            n=Count("pk"), largest=Max("key_count")
+        )
     per_key = []
     for key in keys:
         hourly, daily = figures["per_key"].get(key.pk, ([0] * HOURS, [0] * DAYS))

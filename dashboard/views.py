@@ -13,6 +13,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db import IntegrityError, transaction
 from django.http import Http404, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.defaultfilters import filesizeformat
@@ -26,7 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 
-from accounts import keys
+from accounts import keys, security
 from api import (
     exports,
     history,
@@ -595,17 +596,31 @@ def tokens(request, bucket_id: str):
         return _bucket_page(request, bucket, token_form=form, status=400)
     data = form.cleaned_data
     try:
-        secret = writes.create_token(
-            data["api_key"].pk,
-            bucket.id,
-            data["prefix"],
-            read=data["read"],
-            write=data["write"],
-            ttl=data["ttl"],
-        )
-    except ApiError:
-        raise Http404("bucket not found") from None  # deleted meanwhile
-    token_id = Token.objects.values_list("pk", flat=True).get(hashed_token=keys.hash_secret(secret))
+        with transaction.atomic():  # the token and its line in the security log
+            secret = writes.create_token(
+                data["api_key"].pk,
+                bucket.id,
+                data["prefix"],
+                read=data["read"],
+                write=data["write"],
+                ttl=data["ttl"],
+            )
+            token_id = Token.objects.values_list("pk", flat=True).get(
+                hashed_token=keys.hash_secret(secret)
+            )
+            security.record(
+                request.user,
+                security.Kind.TOKEN_CREATED,
+                request,
+                token=token_id,
+                bucket=bucket.id,
+                scope=data["prefix"],
+                key=data["api_key"].display_prefix,
+            )
+    # Deleted meanwhile: create_token finds out, or, the foreign key being checked at the end
+    # of the transaction, its commit does.
+    except (ApiError, IntegrityError):
+        raise Http404("bucket not found") from None
     shown_once.keep(request.session, bucket.id, secret, token_id)
     return HttpResponseRedirect(reverse("dashboard:tokens", args=[bucket.id]), status=303)
 

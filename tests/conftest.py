@@ -9,7 +9,6 @@ import time
 import uuid
 
 import pytest
-import redis
 from allauth.account.models import EmailAddress
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
@@ -18,7 +17,7 @@ from django.db import connection
 from django.test import Client
 
 from accounts.models import ApiKey
-from api import limits, principals, scoping
+from api import limits, principals, redis_clients, scoping
 
 # The browser and server fixtures of the end-to-end tests (tests/test_browser*.py).
 pytest_plugins = ["tests.browser"]
@@ -41,7 +40,7 @@ def _redis_prefix():
     django_settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     yield
     if django_settings.REDIS_URL:
-        client = redis.Redis.from_url(django_settings.REDIS_URL)
+        client = redis_clients.connect(django_settings.REDIS_URL)
         for name in client.scan_iter(match=f"{RUN_PREFIX}:*", count=1000):
             client.delete(name)
 

@@ -10,6 +10,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
+# The variables that point the platform at its engines: the embedded default's tests start it
+# without them.
+PLATFORM_SETTINGS = ("DATABASE_URL", "REDIS_URL", "REDIS_CLUSTER", "CELERY_BROKER_URL")
 
 
 def free_port() -> int:

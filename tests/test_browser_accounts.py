@@ -2,7 +2,8 @@
 PostgreSQL and Redis: sign up with "Sign up" and "Log in" throughout, a new API key shown once
 (a reload makes no second key and shows no secret), two-factor turned on with a code computed
 here, then a login whose code step refuses guesses past the budget with a page saying when, and
-refuses the right code too while locked."""
+refuses the right code too while locked. The account page's security log shows the login and the
+new key."""
 
 import re
 import time
@@ -111,8 +112,18 @@ def test_keys_shown_once_two_factor_on_and_guessed_codes_refused(
     assert visit.text().count("deploy bot") == 1
     assert ApiKey.objects.filter(user__email=email, name="deploy bot").count() == 1
 
-    # The account page says two-factor is off, and leads to setting it up.
+    # The account page's security log lists the login and the new key, with the browser's
+    # address; at phone width too.
     visit.click_link("Account")
+    events = browser.find_element(By.ID, "security-events").text
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d\s+Logged in\s+127\.0\.0\.1", events), events
+    assert re.search(r"API key tdb_\w{8}… \(deploy bot\) created\s+127\.0\.0\.1", events), events
+    assert events.index("deploy bot") < events.index("Logged in")  # the latest first
+    visit.driver.set_window_size(*PHONE)
+    visit.check_page()
+    visit.driver.set_window_size(*DESKTOP)
+
+    # The account page says two-factor is off, and leads to setting it up.
     assert re.search(r"Two-factor authentication:\s*off", visit.text())
     visit.click_link("Set it up")
     if browser.find_elements(By.NAME, "password"):  # asked to re-enter the password first

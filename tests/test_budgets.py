@@ -99,6 +99,34 @@ def test_each_operation_costs_one_statement_and_one_redis_command(wire, tmp_path
     assert Item.objects.filter(bucket_id=bucket, key="fresh").exists()
 
 
+def test_json_request_logs_cost_no_statement_and_no_redis_command(wire, tmp_path):
+    """THISDB_LOG_FORMAT=json: each request's line is made of what the request holds already,
+    so every key operation and a list page still cost one statement and one Redis command."""
+    postgres, redis, _ = wire
+    alice = Persona("alice")
+    bucket = alice.new_bucket()
+    for name, value in (("k", "v"), ("n", "1"), ("gone", "v")):
+        alice.set(bucket, name, value)
+    key = {"X-Api-Key": alice.key}
+    small = [entry for entry in REQUESTS if "{big}" not in entry[2]]
+    log = tmp_path / "server.log"
+    with serve_through(
+        wire, tmp_path, THISDB_AUTH_CACHE_SECONDS="300", THISDB_LOG_FORMAT="json"
+    ) as port:
+        assert request(port, "GET", f"/v1/{bucket}/k", headers=key)[0] == 200  # warm up
+        costs = {}
+        for what, method, path, body, status in small:
+            postgres.reset(), redis.reset()
+            answer = request(port, method, path.format(b=bucket), body, key)
+            assert answer[0] == status, (what, answer)
+            costs[what] = (postgres.reset(), redis.reset())
+
+    assert costs == {what: (1, 1) for what in costs}, costs
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    logged = [line for line in lines if line.get("logger") == "thisdb.requests"]
+    assert [line["status"] for line in logged[-len(small) :]] == [entry[4] for entry in small]
+
+
 def test_an_uncached_lookup_costs_its_statements_once(wire, tmp_path):
     """The first request of a key (the key's and the bucket's lookups, its last use) pays what
     the cache then saves: the second request costs one statement."""

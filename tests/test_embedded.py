@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving import free_port
+from tests.serving import PLATFORM_SETTINGS, free_port
 
 MANAGE_PY = Path(__file__).parents[1] / "manage.py"
 KEY_RE = re.compile(r"tdb_[0-9A-Za-z]{46}")
@@ -70,7 +70,7 @@ def server(tmp_path_factory):
     env = {
         name: value
         for name, value in os.environ.items()
-        if name not in ("REDIS_URL", "DATABASE_URL") and not name.startswith("THISDB_")
+        if name not in PLATFORM_SETTINGS and not name.startswith("THISDB_")
     }
     # Still SQLite, as the embedded default, but never the project's own db.sqlite3.
     env["DATABASE_URL"] = f"sqlite:///{folder}/db.sqlite3"

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.serving import PLATFORM_SETTINGS
+
 PROJECT = Path(__file__).resolve().parents[1]
 CELERY = str(Path(sys.executable).with_name("celery"))
 
@@ -33,7 +35,11 @@ print(sorted(Item.objects.values_list("key", flat=True)))
 
 @pytest.fixture
 def embedded_env(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("THISDB_", "REDIS_URL"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in PLATFORM_SETTINGS and not k.startswith("THISDB_")
+    }
     env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     env["THISDB_CELERY_DIR"] = str(tmp_path / "celery")
     env["DJANGO_SETTINGS_MODULE"] = "thisdb_site.settings"

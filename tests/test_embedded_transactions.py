@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.serving import PLATFORM_SETTINGS
+
 PROJECT = Path(__file__).parents[1]
 
 # Run in a process of its own: the test process's database is PostgreSQL.
@@ -66,7 +68,7 @@ def test_a_transaction_on_the_embedded_default(tmp_path):
     env = {
         name: value
         for name, value in os.environ.items()
-        if name not in ("REDIS_URL", "DATABASE_URL") and not name.startswith("THISDB_")
+        if name not in PLATFORM_SETTINGS and not name.startswith("THISDB_")
     }
     env["DATABASE_URL"] = f"sqlite:///{tmp_path}/db.sqlite3"
     env["DJANGO_SETTINGS_MODULE"] = "thisdb_site.settings"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.serving import free_port, wait_until_answering
+from tests.serving import PLATFORM_SETTINGS, free_port, wait_until_answering
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,7 @@ def embedded(tmp_path_factory):
     env = {
         name: value
         for name, value in os.environ.items()
-        if name not in ("REDIS_URL", "DATABASE_URL") and not name.startswith("THISDB_")
+        if name not in PLATFORM_SETTINGS and not name.startswith("THISDB_")
     }
     env["DATABASE_URL"] = f"sqlite:///{folder}/db.sqlite3"
     env["THISDB_WATCH_POLL_SECONDS"] = "3600"  # so only this process's own notices deliver

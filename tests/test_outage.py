@@ -4,89 +4,26 @@ under load, every answer is a 503 with Retry-After (the API's format on /v1/, a 
 never a 500; started again, answers are 200 within seconds without restarting the web server,
 and every write that was answered 200 is there."""
 
-import glob
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import psycopg
 import pytest
 from django.db import connection
 
 from tests.conftest import RUN_PREFIX
+from tests.private_postgres import PrivatePostgres
 from tests.serving import PROJECT, free_port, request, served
 from thisdb_site.outages import breaker
 from thisdb_site.postgresql.base import WatchedConnection
 
-PG_BIN = Path(sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1])
 WRITERS = 6
 RECOVERY_SECONDS = 10  # budget: answers are 200 again this soon after PostgreSQL is back
-
-
-class PrivatePostgres:
-    def __init__(self):
-        self.folder = Path(tempfile.mkdtemp(prefix="thisdb-pg-"))
-        shutil.chown(self.folder, "postgres")
-        self.data = self.folder / "data"
-        self.port = free_port()
-        self.url = f"postgres://postgres@127.0.0.1:{self.port}/thisdb"
-        self._as_postgres(
-            PG_BIN / "initdb",
-            "-D",
-            self.data,
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--no-instructions",
-        )
-
-    def _as_postgres(self, *command) -> None:
-        # initdb and postgres refuse to run as root.
-        subprocess.run(
-            ["runuser", "-u", "postgres", "--", *map(str, command)],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
-        self._as_postgres(
-            PG_BIN / "pg_ctl",
-            "-D",
-            self.data,
-            "-o",
-            options,
-            "-l",
-            self.folder / "log",
-            "-w",
-            "start",
-        )
-
-    def stop(self) -> None:
-        self._as_postgres(PG_BIN / "pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop")
-
-    def connect(self, dbname: str = "thisdb"):
-        return psycopg.connect(
-            host="127.0.0.1", port=self.port, user="postgres", dbname=dbname, autocommit=True
-        )
-
-    def remove(self) -> None:
-        try:
-            self.stop()
-        except subprocess.CalledProcessError:
-            pass  # already stopped
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 @pytest.fixture

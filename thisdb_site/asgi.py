@@ -53,6 +53,9 @@ application = BufferedWSGI(
     # no watch must still hear which buckets the others watch, or its writes would not wake
     # them (api.notify) and their watchers would wait for the next poll.
     on_startup=hub.start,
+    # Its own answers (408, 400, a bulk transfer's 503) logged as Django's are.
+    log_requests=settings.THISDB_LOG_FORMAT == "json",
+    proxy_count=settings.THISDB_PROXY_COUNT,
 )
 
 # The URLconf and the views it imports, now rather than at the first request: a broken one stops

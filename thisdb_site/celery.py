@@ -9,9 +9,13 @@ import os
 from typing import TypedDict
 
 from celery import Celery
-from celery.signals import before_task_publish, task_postrun
+from celery.signals import before_task_publish, task_postrun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "thisdb_site.settings")
+
+# A JSON line per task run, and the worker's and beat's lines as JSON, with THISDB_LOG_FORMAT=json
+# (its signal handlers connect as it is imported).
+from thisdb_site import requestlog  # noqa: E402, F401
 
 app = Celery("thisdb")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -55,3 +59,17 @@ def _sent(sender=None, **kwargs):
 def _finished(task=None, **kwargs):
     if task is not None:
         _record(task.name, "finished")
+
+
+@worker_init.connect
+def _measure(**kwargs):
+    """With THISDB_METRICS_TOKEN, count and time this worker's task runs and serve them at
+    THISDB_WORKER_METRICS_ADDRESS (thisdb_site.metrics); in the worker's main process, before
+    its pool's processes start, so that each of them counts too."""
+    from django.conf import settings
+
+    if settings.THISDB_METRICS_TOKEN:
+        from thisdb_site import metrics
+
+        metrics.watch_tasks()
+        metrics.serve_worker_metrics(settings.THISDB_WORKER_METRICS_ADDRESS)

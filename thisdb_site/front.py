@@ -12,10 +12,12 @@ import logging
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qsl, unquote_to_bytes
 
+from thisdb_site import requestlog
 from thisdb_site.streams import ClientGone, StreamedAnswer, StreamedBody
 
 logger = logging.getLogger(__name__)
@@ -58,6 +60,8 @@ class BufferedWSGI:
         bulk: bool = True,
         takeovers: dict[bytes, Callable] | None = None,
         on_startup: Callable[[], None] | None = None,
+        log_requests: bool = False,
+        proxy_count: int = 0,
     ):
         self.wsgi_app = wsgi_app
         self.max_body = max_body
@@ -79,12 +83,17 @@ class BufferedWSGI:
         self.takeovers = takeovers or {}
         # Called on the worker's event loop when it starts (ASGI lifespan), before any request.
         self.on_startup = on_startup
+        # The answers the front gives itself get a request id and, when true, a log line, as
+        # Django's do (thisdb_site.requestlog; the client's address behind proxy_count proxies).
+        self.log_requests = log_requests
+        self.proxy_count = proxy_count
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
             return await self._lifespan(receive, send)
         if scope["type"] != "http":
             return  # no websockets here
+        arrived = time.perf_counter()  # a request's duration counts its body's arrival too
         kind = bulk_kind(scope) if self.bulk else None
         started: list[bytes] = []  # body chunks read already (a JSON body's first bytes)
         more: bool | None = has_body(scope)
@@ -98,30 +107,31 @@ class BufferedWSGI:
                     async with asyncio.timeout(self.body_timeout):
                         started, more, first = await self._peek(receive)
                 except TimeoutError:
-                    return await self._refuse(send, 408, BODY_TOO_SLOW)
+                    return await self._refuse(scope, arrived, send, 408, BODY_TOO_SLOW)
                 if more is None:
-                    return await self._refuse(send, 400, BODY_MALFORMED)
+                    return await self._refuse(scope, arrived, send, 400, BODY_MALFORMED)
                 if first != b"[":
                     kind = None
         if kind is not None:
-            return await self._bulk(scope, receive, send, started, more)
+            return await self._bulk(scope, arrived, receive, send, started, more)
         if more:
             try:
                 async with asyncio.timeout(self.body_timeout):
                     body, complete = await self._read(receive, started)
             except TimeoutError:
-                return await self._refuse(send, 408, BODY_TOO_SLOW)
+                return await self._refuse(scope, arrived, send, 408, BODY_TOO_SLOW)
             if complete is None:
                 # granian ends a body with a disconnect when the client left, but also when the
                 # body is malformed (a chunk size that is not hex) or ends early (fewer bytes
                 # than Content-Length, then a half-close). Left unanswered, granian answers 500:
                 # answer 400, which reaches the client if it is still there.
-                return await self._refuse(send, 400, BODY_MALFORMED)
+                return await self._refuse(scope, arrived, send, 400, BODY_MALFORMED)
         else:
             # No Content-Length, no Transfer-Encoding: no body (or a JSON body read whole).
             body, complete = b"".join(started), True
         environ = wsgi_environ(scope, body, complete)
         environ["thisdb.front"] = True  # what can take a connection over is here (api.watching)
+        environ[requestlog.ENVIRON_STARTED] = arrived
         del body, started
         loop = asyncio.get_running_loop()
         outcome = await loop.run_in_executor(self.threads, self._run, environ)
@@ -131,19 +141,22 @@ class BufferedWSGI:
         del environ, scope, outcome
         await finish
 
-    async def _bulk(self, scope, receive, send, started: list[bytes], more: bool | None) -> None:
+    async def _bulk(
+        self, scope, arrived: float, receive, send, started: list[bytes], more: bool | None
+    ) -> None:
         """An export or a streamed upload: Django starts at once, in a bulk thread, reading the
         body as it arrives (StreamedBody) and sending a streamed answer as it is made
         (StreamedAnswer)."""
         if not self.bulk_slots.acquire(blocking=False):
             headers = [(b"retry-after", BULK_RETRY_AFTER)]
-            return await self._refuse(send, 503, BULK_BUSY, headers)
+            return await self._refuse(scope, arrived, send, 503, BULK_BUSY, headers)
         loop = asyncio.get_running_loop()
         body = StreamedBody(loop, receive, self.body_timeout, started, bool(more))
         answer = StreamedAnswer(loop, send, receive, self.body_timeout, body)
         streamed = more or bool(started)  # a body, even one that came whole in the peek
         environ = wsgi_environ(scope, b"", True, stream=body if streamed else None)
         environ["thisdb.front"] = True
+        environ[requestlog.ENVIRON_STARTED] = arrived
         try:
             outcome = await loop.run_in_executor(self.bulk_threads, self._run_bulk, environ, answer)
         finally:
@@ -245,12 +258,24 @@ class BufferedWSGI:
         finally:
             self.bulk_slots.release()
 
-    @classmethod
-    async def _refuse(cls, send, status: int, message: bytes, headers=()) -> None:
-        """An answer of the front's own, in plain text; the connection closes after it (what is
-        left of the body cannot be told from a next request)."""
-        head = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
-        await cls._answer(send, status, [*head, *headers], message)
+    async def _refuse(
+        self, scope, arrived: float, send, status: int, message: bytes, headers=()
+    ) -> None:
+        """An answer of the front's own, in plain text, with the request's id (and its log
+        line); the connection closes after it (what is left of the body cannot be told from a
+        next request)."""
+        rid = requestlog.request_id(_header(scope, b"x-request-id"))
+        head = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"connection", b"close"),
+            (b"x-request-id", rid.encode()),
+        ]
+        await self._answer(send, status, [*head, *headers], message)
+        if self.log_requests:
+            client = scope.get("client") or ("", 0)
+            forwarded = _header(scope, b"x-forwarded-for")
+            address = requestlog.client_address(client[0], forwarded, self.proxy_count)
+            requestlog.log_request(rid, scope["method"], None, status, arrived, None, address)
 
     @staticmethod
     async def _answer(send, status: int, headers: list, content: bytes) -> None:
@@ -304,6 +329,12 @@ def has_body(scope) -> bool:
         if name == b"transfer-encoding" or (name == b"content-length" and value != b"0"):
             return True
     return False
+
+
+def _header(scope, wanted: bytes) -> str | None:
+    """A request header's value (several: joined by commas, as WSGI joins them), or None."""
+    values = [v for n, v in scope.get("headers", ()) if n.lower() == wanted]
+    return b",".join(values).decode("latin-1") if values else None
 
 
 def content_type(scope) -> bytes:

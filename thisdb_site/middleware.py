@@ -11,6 +11,7 @@ from django.urls import get_resolver
 
 from api.dispatch import error_answer
 from thisdb_site import outages
+from thisdb_site.requestlog import client_address
 
 API_URLCONF = "api.urls"  # the root URLconf includes it at "": the same routes, found sooner
 HTTPS_REQUIRED = (
@@ -125,11 +126,10 @@ class ForwardedForMiddleware:
         self.count = settings.THISDB_PROXY_COUNT
 
     def __call__(self, request):
-        forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+        meta = request.META
+        forwarded = meta.get("HTTP_X_FORWARDED_FOR")
         if forwarded:
-            hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
-            if len(hops) >= self.count:
-                request.META["REMOTE_ADDR"] = hops[-self.count]
+            meta["REMOTE_ADDR"] = client_address(meta.get("REMOTE_ADDR", ""), forwarded, self.count)
         return self.get_response(request)
 
 

@@ -8,9 +8,10 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import dj_database_url
 from csp.constants import NONCE, NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
+
+from thisdb_site import database_urls
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -79,6 +80,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every answer gets the request's id (X-Request-Id), and its log line is written here.
+    "thisdb_site.requestlog.RequestLogMiddleware",
     "thisdb_site.middleware.CorsMiddleware",
     # /v1/ requests go from here straight to their view: what follows serves the web pages.
     # (Their nosniff header is the API's own, api.dispatch; the https rules, SSL redirect and
@@ -121,17 +124,6 @@ TEMPLATES = [
     },
 ]
 
-# PostgreSQL from DATABASE_URL; a SQLite file beside the project otherwise.
-DATABASES = {
-    "default": dj_database_url.config(
-        default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
-        # No "SELECT 1" before each request's first query: a connection that fails is closed at
-        # the end of its request (Django checks one that saw an error) and the next reconnects,
-        # so a broken connection costs one 503, where a check would cost every request a trip.
-        conn_health_checks=False,
-    )
-}
 # PostgreSQL connections come from a pool of a fixed size in each web (and Celery) process
 # (psycopg_pool, Django's own support): every process together opens at most
 # processes x DATABASE_POOL_SIZE connections, which must stay well under max_connections minus
@@ -159,54 +151,117 @@ THISDB_BODY_TIMEOUT = env_int("THISDB_BODY_TIMEOUT", 30, minimum=1)
 # ms a read lasts.
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", THISDB_WEB_THREADS + THISDB_BULK_THREADS)
 DATABASE_POOL_TIMEOUT = env_int("DATABASE_POOL_TIMEOUT", 2, minimum=1)
-if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # Write-ahead logging: a reader (an export's snapshot, api.exports, for as long as it is
-    # sent) never blocks a writer, nor a writer a reader. The file stays in this mode.
-    DATABASES["default"].setdefault("OPTIONS", {})["init_command"] = "PRAGMA journal_mode=WAL"
-if DATABASES["default"]["ENGINE"].endswith("postgresql"):
-    # Django's backend, refusing a connection at once while this process knows the server is
-    # unreachable (a 503 within milliseconds, not after the pool's timeout; thisdb_site.outages).
-    DATABASES["default"]["ENGINE"] = "thisdb_site.postgresql"
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 3)  # s: fail fast
-    # Parameters bound by the server, and a statement run a 5th time on a connection prepared:
-    # PostgreSQL parses and plans each of the API's few statements once per connection instead
-    # of once per request, which halves its CPU per request (bench/NOTES.md). Django leaves
-    # this off for external poolers; ours is in-process. DATABASE_PREPARED_STATEMENTS=false
-    # for a pooler that cannot keep them (PgBouncer before 1.21 in transaction mode).
-    if env_bool("DATABASE_PREPARED_STATEMENTS", True):
-        DATABASES["default"]["OPTIONS"]["server_side_binding"] = True
-        DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 5  # psycopg's own default
-    if DATABASE_POOL_SIZE:
-        DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections
-        DATABASES["default"]["OPTIONS"]["pool"] = {
-            "min_size": 1,
-            "max_size": DATABASE_POOL_SIZE,
-            "timeout": DATABASE_POOL_TIMEOUT,
-            "max_idle": 60,  # seconds: after a burst the pool shrinks back within a minute
-            # A connection the pool fails to open is retried after 1, 2, 4... s; it gives up
-            # after 2 s. Meanwhile the process's breaker is open (thisdb_site.outages): requests
-            # are refused at once, and its probe, twice a second, finds the database again
-            # within a second of its return, however long it was away (tests/test_outage.py).
-            "reconnect_timeout": 2,
-        }
+# Parameters bound by the server, and a statement run a 5th time on a connection prepared:
+# PostgreSQL parses and plans each of the API's few statements once per connection instead
+# of once per request, which halves its CPU per request (bench/NOTES.md). Django leaves
+# this off for external poolers; ours is in-process. DATABASE_PREPARED_STATEMENTS=false
+# for a pooler that cannot keep them (PgBouncer before 1.21 in transaction mode): plain
+# client-side binding then, which no statement of the platform depends on.
+DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
+# Behind a pooler in transaction mode (PgBouncer's pool_mode = transaction) a client's
+# consecutive transactions may run on different server connections, so nothing may outlive a
+# transaction. The one thing that did is a transaction's bucket lock, taken before its BEGIN so
+# that its REPEATABLE READ snapshot follows the lock (api.history.transaction_lock). With this
+# on, a transaction takes the lock inside itself instead, exclusive, at READ COMMITTED: each of
+# its statements then sees every write before the lock, and no other write to the bucket comes
+# in until it commits. The price: a bucket's transactions run one at a time (README).
+DATABASE_TRANSACTION_POOLING = env_bool("DATABASE_TRANSACTION_POOLING", False)
+
+
+def database(url: str) -> dict:
+    """One entry of DATABASES, from DATABASE_URL or DATABASE_REPLICA_URL. Either may name
+    several PostgreSQL hosts, libpq's way (`postgres://u@h1:5432,h2:5432/db?
+    target_session_attrs=read-write`): each new connection tries them in turn and keeps the one
+    that takes writes, so after a failover the pool finds the new primary by itself."""
+    db = database_urls.parse(
+        url,
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
+        # No "SELECT 1" before each request's first query: a connection that fails is closed at
+        # the end of its request (Django checks one that saw an error) and the next reconnects,
+        # so a broken connection costs one 503, where a check would cost every request a trip.
+        conn_health_checks=False,
+    )
+    options = db.setdefault("OPTIONS", {})
+    if db["ENGINE"].endswith("sqlite3"):
+        # Write-ahead logging: a reader (an export's snapshot, api.exports, for as long as it is
+        # sent) never blocks a writer, nor a writer a reader. The file stays in this mode.
+        options["init_command"] = "PRAGMA journal_mode=WAL"
+    if db["ENGINE"].endswith("postgresql"):
+        # Django's backend, refusing a connection at once while this process knows the server is
+        # unreachable (a 503 within milliseconds, not after the pool's timeout;
+        # thisdb_site.outages).
+        db["ENGINE"] = "thisdb_site.postgresql"
+        options.setdefault("connect_timeout", 3)  # s: fail fast (per host of a multi-host URL)
+        if DATABASE_PREPARED_STATEMENTS:
+            options["server_side_binding"] = True
+            options["prepare_threshold"] = 5  # psycopg's own default
+        if DATABASE_POOL_SIZE:
+            db["CONN_MAX_AGE"] = 0  # the pool keeps the connections
+            options["pool"] = {
+                "min_size": 1,
+                "max_size": DATABASE_POOL_SIZE,
+                "timeout": DATABASE_POOL_TIMEOUT,
+                "max_idle": 60,  # seconds: after a burst the pool shrinks back within a minute
+                # A connection the pool fails to open is retried after 1, 2, 4... s; it gives up
+                # after 2 s. Meanwhile the process's breaker is open (thisdb_site.outages):
+                # requests are refused at once, and its probe, twice a second, finds the database
+                # again within a second of its return, however long it was away
+                # (tests/test_outage.py). No `check` before lending a connection (a round trip
+                # per request): one the server closed (a restart, a failover) fails its request
+                # with a 503 and the pool drops it when it comes back broken.
+                "reconnect_timeout": 2,
+            }
+    return db
+
+
+# PostgreSQL from DATABASE_URL; a SQLite file beside the project otherwise.
+DATABASES = {
+    "default": database(os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+}
+# A streaming replica of it for the pages' heavy reads (usage charts, the staff overview, bucket
+# figures; thisdb_site.routers); the API and every write stay on the primary.
+DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "")
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = database(DATABASE_REPLICA_URL)
+    # Tests make no database of their own for it: in tests, "replica" is the test database
+    # itself (Django's mirror), so the pages' reads find what the test wrote.
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+    DATABASE_ROUTERS = ["thisdb_site.routers.ReplicaRouter"]
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Redis from REDIS_URL; in-process fallbacks otherwise (one process only: fine for `make run`).
 REDIS_URL = os.environ.get("REDIS_URL", "")
-if REDIS_URL:
-    CACHES = {
-        "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": REDIS_URL,
-            "KEY_PREFIX": os.environ.get("THISDB_REDIS_PREFIX", "thisdb"),
-            "OPTIONS": {
-                "SOCKET_CONNECT_TIMEOUT": 0.25,
-                "SOCKET_TIMEOUT": 0.25,
-                # A cache that cannot be reached is a miss, never a 500.
-                "IGNORE_EXCEPTIONS": True,
-            },
-        }
+# REDIS_CLUSTER=true: REDIS_URL names any node of a Redis Cluster (api.redis_clients).
+REDIS_CLUSTER = env_bool("REDIS_CLUSTER", False)
+if REDIS_CLUSTER and not REDIS_URL:
+    raise ImproperlyConfigured("REDIS_CLUSTER is true but REDIS_URL is not set: name a node.")
+
+
+def redis_cache(url: str, cluster: bool) -> dict:
+    """The Django cache on the Redis of `url` (django-redis)."""
+    options: dict = {
+        "SOCKET_CONNECT_TIMEOUT": 0.25,
+        "SOCKET_TIMEOUT": 0.25,
+        # A cache that cannot be reached is a miss, never a 500.
+        "IGNORE_EXCEPTIONS": True,
     }
+    if cluster:
+        # django-redis, kept on a cluster for what the platform relies on (a cache that fails
+        # open, delete_pattern), with its pluggable client and connection factory: it ships
+        # none for a cluster, nor does Django's own Redis backend (thisdb_site.cluster_cache).
+        options["CLIENT_CLASS"] = "thisdb_site.cluster_cache.ClusterClient"
+        options["CONNECTION_FACTORY"] = "thisdb_site.cluster_cache.ClusterConnectionFactory"
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": url,
+        "KEY_PREFIX": os.environ.get("THISDB_REDIS_PREFIX", "thisdb"),
+        "OPTIONS": options,
+    }
+
+
+if REDIS_URL:
+    CACHES = {"default": redis_cache(REDIS_URL, REDIS_CLUSTER)}
     DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
@@ -253,6 +308,9 @@ ACCOUNT_FORMS = {"signup": "accounts.forms.SignupForm"}
 ACCOUNT_SESSION_REMEMBER = None  # the login form asks
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[ThisDB] "
 ACCOUNT_USER_DISPLAY = "accounts.identity.user_display"  # by email, never the made-up username
+# Logins, failed logins, password and email changes written to the security log, each in the
+# transaction of its change (accounts.security).
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 # An email to the person when their password, email or two-factor settings change, saying from
 # which address and browser: a change they did not make is then noticed.
 ACCOUNT_EMAIL_NOTIFICATIONS = True
@@ -299,11 +357,17 @@ if _BASE_HOST.replace(".", "").isdigit():
     _BASE_HOST = "localhost"  # an address, not a name a mailbox can live at
 THISDB_SUPPORT_EMAIL = os.environ.get("THISDB_SUPPORT_EMAIL") or f"support@{_BASE_HOST}"
 
+# The security log (accounts.security) keeps each event this many days, then beat deletes it.
+# 90: a stolen password or key is often used weeks after it leaked, and a quarter lets its owner
+# look back that far; the log holds client addresses, personal data kept no longer than that.
+THISDB_SECURITY_LOG_DAYS = env_int("THISDB_SECURITY_LOG_DAYS", 90, minimum=1)
+
 # How many proxies in front of the platform append to X-Forwarded-For (1 behind the shipped
 # nginx site, deploy/nginx/thisdb.conf); 0 trusts no such header. See ForwardedForMiddleware.
 THISDB_PROXY_COUNT = env_int("THISDB_PROXY_COUNT", 0)
 if THISDB_PROXY_COUNT:
-    MIDDLEWARE.insert(0, "thisdb_site.middleware.ForwardedForMiddleware")
+    # Right after the request log's: it logs the address this one finds.
+    MIDDLEWARE.insert(1, "thisdb_site.middleware.ForwardedForMiddleware")
 
 # Behind a TLS-terminating proxy (see the README): opt in to trusting its X-Forwarded-Proto, so
 # request.is_secure() is true and CSRF accepts the https Origin.
@@ -386,6 +450,16 @@ THISDB_REDIS_PREFIX = os.environ.get("THISDB_REDIS_PREFIX", "thisdb")
 # requests, a minute of figures lost at most when the process stops.
 THISDB_LOCAL_ROLLUP_SECONDS = env_int("THISDB_LOCAL_ROLLUP_SECONDS", 60, minimum=1)
 
+# Metrics (thisdb_site.metrics): GET /metrics in Prometheus' text format, answered only with
+# `Authorization: Bearer <this token>`; unset, /metrics is a 404 and nothing is measured.
+THISDB_METRICS_TOKEN = os.environ.get("THISDB_METRICS_TOKEN", "")
+if THISDB_METRICS_TOKEN:
+    # First: it times the whole request, the API's short way through included.
+    MIDDLEWARE.insert(0, "thisdb_site.metrics.MetricsMiddleware")
+# Where the Celery worker serves its own metrics (the same token): its tasks run in processes
+# of their own, maybe on another machine than the web tier (docs/operations.md, "Metrics").
+THISDB_WORKER_METRICS_ADDRESS = os.environ.get("THISDB_WORKER_METRICS_ADDRESS", "127.0.0.1:9808")
+
 # Failed API key or token attempts per client IP, by django-ratelimit on the cache: guessing keys
 # is refused with 429 past this (budget: 60 a minute). Fails open if the cache is unreachable.
 THISDB_AUTH_FAILURES_RATE = os.environ.get("THISDB_AUTH_FAILURES_RATE", "60/m")
@@ -438,8 +512,16 @@ SPECTACULAR_SETTINGS = {
 # "*" is all it needs), and says where to resume in Last-Event-ID.
 CORS_ALLOW_ALL_ORIGINS = True
 CORS_URLS_REGEX = r"^/v1(/|\Z)"  # not `.*$`: `.` stops at a newline, which a key may hold
-CORS_ALLOW_HEADERS = ["accept", "content-type", "x-api-key", "x-token", "last-event-id"]
+CORS_ALLOW_HEADERS = [
+    "accept",
+    "content-type",
+    "x-api-key",
+    "x-token",
+    "last-event-id",
+    "x-request-id",  # a page may name its request, to find it in the logs
+]
 CORS_EXPOSE_HEADERS = [
+    "x-request-id",
     "x-next-cursor",
     "retry-after",
     "x-ratelimit-limit",
@@ -447,10 +529,18 @@ CORS_EXPOSE_HEADERS = [
     "x-ratelimit-reset",
 ]
 
-# --- Celery: Redis as broker; without REDIS_URL, kombu's filesystem transport in var/celery/ ----
+# --- Celery: CELERY_BROKER_URL, else Redis, else kombu's filesystem transport in var/celery/ -----
 
-CELERY_BROKER_URL = REDIS_URL or "filesystem://"
-if not REDIS_URL:
+# RabbitMQ (amqp://user:password@host:5672/vhost) is Celery's own recommendation for production:
+# a broker apart from the Redis of the counters, which may then be a Redis Cluster (not a broker).
+if REDIS_CLUSTER and not os.environ.get("CELERY_BROKER_URL"):
+    # kombu's Redis transport and Celery's Redis result backend speak to one Redis only.
+    raise ImproperlyConfigured(
+        "REDIS_CLUSTER is true but CELERY_BROKER_URL is not set: Celery cannot use a Redis "
+        "Cluster as its broker. Set CELERY_BROKER_URL (e.g. amqp://guest@127.0.0.1:5672//)."
+    )
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL") or REDIS_URL or "filesystem://"
+if CELERY_BROKER_URL.startswith("filesystem:"):
     _CELERY_DIR = Path(os.environ.get("THISDB_CELERY_DIR", BASE_DIR / "var" / "celery"))
     for _folder in ("queue", "processed", "results", "control"):
         (_CELERY_DIR / _folder).mkdir(parents=True, exist_ok=True)
@@ -462,8 +552,12 @@ if not REDIS_URL:
         "control_folder": str(_CELERY_DIR / "control"),
     }
     CELERY_RESULT_BACKEND = f"file://{_CELERY_DIR / 'results'}"
-else:
-    CELERY_RESULT_BACKEND = REDIS_URL
+elif CELERY_BROKER_URL.startswith(("redis:", "rediss:")):
+    CELERY_RESULT_BACKEND = CELERY_BROKER_URL
+# On any other broker (RabbitMQ), no result backend: nothing in the platform reads a task's
+# result. Beat sends and forgets; the staff overview learns that tasks ran from the heartbeats
+# the worker writes to PostgreSQL (console.TaskHeartbeat) and pings workers through the broker.
+# (Celery's rpc:// backend would queue each of beat's results in RabbitMQ for nobody to read.)
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_SERIALIZER = CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -515,12 +609,33 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 600.0,
         "options": {"expires": 590},
     },
+    # Delete security events older than THISDB_SECURITY_LOG_DAYS, 5,000 a statement
+    # (accounts.security.prune), resting as long as each took; budget: a few ms an hour.
+    "prune-security-events": {
+        "task": "accounts.tasks.prune_security_events",
+        "schedule": 3600.0,
+        "options": {"expires": 3590},
+    },
 }
 
+# "text" (the default): Python's plain lines, and no line per request. "json": one JSON object a
+# line, with a line per request and per Celery task run (thisdb_site.requestlog), for a log
+# shipper to parse.
+THISDB_LOG_FORMAT = os.environ.get("THISDB_LOG_FORMAT", "text").strip().lower() or "text"
+if THISDB_LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(
+        f"THISDB_LOG_FORMAT must be text or json, not {os.environ['THISDB_LOG_FORMAT']!r}"
+    )
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"json": {"()": "thisdb_site.requestlog.JsonLines"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            **({"formatter": "json"} if THISDB_LOG_FORMAT == "json" else {}),
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # The pool warns at every failed connection attempt (a few a second per process during an
     # outage); thisdb_site.outages logs one line per outage per process instead.

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from accounts import views as account_views
 from accounts.ratelimits import codes_limited, limited, login_limited
 from thisdb_site import views as site_views
+from thisdb_site.metrics import metrics_view
 
 # Anything that fails outside a view: a 503 when it is the database (in the API's format on /v1/).
 handler500 = "thisdb_site.views.server_error"
@@ -17,6 +18,7 @@ urlpatterns = [
     path("", include("dashboard.home_urls")),
     path("healthz", site_views.healthz, name="healthz"),
     path("readyz", site_views.readyz, name="readyz"),
+    path("metrics", metrics_view, name="metrics"),  # Prometheus, with THISDB_METRICS_TOKEN
     # The forms people guess at, limited per address, per email and per user
     # (accounts.ratelimits); the same paths as allauth's own, matched first.
     path("accounts/login/", login_limited(allauth_views.login)),

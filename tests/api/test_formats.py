@@ -306,4 +306,5 @@ def test_the_apis_own_headers_are_what_djangos_checks_would_store(alice, filled,
         assert all(type(value) is str for _, value in given)
         names = {name for name, _ in given}
         assert {"Content-Type", "Vary", "X-Content-Type-Options", "X-RateLimit-Limit"} <= names
+        assert "X-Request-Id" in names  # stored without the checks too (thisdb_site.requestlog)
         assert response.headers["x-ratelimit-remaining"] == response["X-RateLimit-Remaining"]

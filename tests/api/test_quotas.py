@@ -4,12 +4,11 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis
 from django.conf import settings as django_settings
 from django.utils import timezone
 
 from accounts.models import Account, UsageHour
-from api import limits, rollups
+from api import limits, redis_clients, rollups
 from api.models import Bucket, Item
 from tests.conftest import Persona, token_client
 
@@ -140,7 +139,7 @@ def test_an_ended_hour_is_kept_in_postgresql_and_its_counters_reset(alice, bucke
     rollups.roll_up_requests(later)  # twice: same state
 
     assert UsageHour.objects.get(api_key=alice.api_key).requests == 1
-    client = redis.Redis.from_url(django_settings.REDIS_URL)
+    client = redis_clients.connect(django_settings.REDIS_URL)
     assert not client.exists(limits.counter_key(alice.user.pk, alice.api_key.pk, hour))
     assert not client.exists(limits.hour_keys_key(alice.user.pk, hour))
     assert not client.exists(limits.hour_accounts_key(hour))

@@ -130,4 +130,5 @@ def test_beat_schedules_every_task():
         "api.tasks.roll_up_usage",
         "api.tasks.refresh_stored_figures",
         "accounts.tasks.expire_api_keys",
+        "accounts.tasks.prune_security_events",
     }

@@ -41,7 +41,11 @@ def test_a_revoked_key_and_a_suspended_account_end_their_streams_without_redis(t
     mine, theirs = alice.new_bucket(), bob.new_bucket()
     # The platform without REDIS_URL: no notice from this process (which revokes) reaches it.
     with served(
-        database_url(), tmp_path / "serve.log", REDIS_URL="", THISDB_WATCH_RECHECK_SECONDS="2"
+        database_url(),
+        tmp_path / "serve.log",
+        REDIS_URL="",
+        REDIS_CLUSTER="false",
+        THISDB_WATCH_RECHECK_SECONDS="2",
     ) as port:
         revoked = open_stream(port, alice.key, mine)
         suspended = open_stream(port, bob.key, theirs)

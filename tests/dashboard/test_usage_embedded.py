@@ -14,6 +14,7 @@ from accounts.models import UsageHour
 from api import limits, rollups
 from dashboard.usage import series
 from tests.conftest import Persona
+from tests.serving import PLATFORM_SETTINGS
 from tests.test_embedded import KEY_RE, MANAGE_PY, START_TIMEOUT_SECONDS, Server, answers, free_port
 
 ROLLUP_SECONDS = 1  # the server's THISDB_LOCAL_ROLLUP_SECONDS here (60 by default)
@@ -34,7 +35,7 @@ def embedded(tmp_path):
     env = {
         name: value
         for name, value in os.environ.items()
-        if name not in ("REDIS_URL", "DATABASE_URL") and not name.startswith("THISDB_")
+        if name not in PLATFORM_SETTINGS and not name.startswith("THISDB_")
     }
     env["DATABASE_URL"] = f"sqlite:///{tmp_path}/db.sqlite3"
     env["THISDB_LOCAL_ROLLUP_SECONDS"] = str(ROLLUP_SECONDS)

@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any, Self
 
 import psycopg
+from django.db import DEFAULT_DB_ALIAS
 from django.db.backends.postgresql import base
 from psycopg.conninfo import conninfo_to_dict
 
@@ -54,10 +55,16 @@ def _server_listens(conninfo: str, kwargs: dict[str, Any]) -> bool:
     but refuses ("too many connections" for the role, a wrong password, shutting down) is
     reachable: no outage to fail fast on, and a worker at its role's limit keeps serving from
     its pooled connections. (psycopg gives no SQLSTATE for a refused connection, and the
-    server's message may be in any language: the address itself is asked.)"""
+    server's message may be in any language: the address itself is asked.) Of several hosts
+    (target_session_attrs=read-write), any that listens counts: between a primary's end and a
+    standby's promotion, requests wait out the pool's timeout and are 503
+    (tests/test_failover.py)."""
     params = conninfo_to_dict(conninfo, **kwargs)
-    port = int(str(params.get("port") or 5432).split(",")[0])
-    for host in str(params.get("hostaddr") or params.get("host") or "").split(","):
+    hosts = str(params.get("hostaddr") or params.get("host") or "").split(",")
+    # A multi-host URL (thisdb_site.database_urls) gives one port for all or one for each.
+    ports = str(params.get("port") or "").split(",")
+    for host, given in zip(hosts, ports * len(hosts) if len(ports) == 1 else ports, strict=False):
+        port = int(given or 5432)
         try:
             if host and not host.startswith("/"):
                 socket.create_connection((host, port), timeout=REACH_TIMEOUT_SECONDS).close()
@@ -75,7 +82,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def __init__(self, settings_dict, alias="default"):
         super().__init__(settings_dict, alias)
         pool = settings_dict.get("OPTIONS", {}).get("pool")
-        if isinstance(pool, dict):
+        if isinstance(pool, dict) and alias == DEFAULT_DB_ALIAS:
+            # The breaker watches the primary only: a replica that is down (DATABASE_REPLICA_URL,
+            # thisdb_site.routers) costs the pages' heavy reads a 503 after the pool's timeout,
+            # never the API's requests, which it would refuse at once.
             pool.setdefault("connection_class", WatchedConnection)
 
     def get_new_connection(self, conn_params):
