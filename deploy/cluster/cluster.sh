@@ -14,7 +14,8 @@
 #   stop   stops everything start started (by its pid files); safe to run twice.
 # Also, for the tests' faults (DIR then): web-start|web-stop PORT, worker-start|worker-kill N
 #   (1, 2), pgbouncer-start|pgbouncer-stop N (0: pg1's, 1: pg2's), postgres-kill|postgres-start
-#   NODE (pg1, pg2; kill: Patroni and PostgreSQL SIGKILLed, as when the machine is lost).
+#   NODE (pg1, pg2; kill: Patroni, PostgreSQL and the node's PgBouncer SIGKILLed, as when the
+#   machine is lost; start: Patroni and the PgBouncer again).
 # Variables for the platform (THISDB_*) set when calling start reach every web node and worker.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -49,8 +50,11 @@ write_platform_env() {
     echo "DATABASE_URL=postgres://thisdb@127.0.0.1:${PGBOUNCER_PORTS[0]},127.0.0.1:${PGBOUNCER_PORTS[1]}/thisdb?target_session_attrs=read-write"
     # The pages' heavy reads: the standby while there is one, else the primary.
     echo "DATABASE_REPLICA_URL=postgres://thisdb@127.0.0.1:${PGBOUNCER_PORTS[1]},127.0.0.1:${PGBOUNCER_PORTS[0]}/thisdb?target_session_attrs=prefer-standby"
-    # PgBouncer 1.18 in transaction mode cannot keep a connection's prepared statements.
+    # PgBouncer 1.18 in transaction mode cannot keep a connection's prepared statements, nor
+    # anything else of a session past a transaction (a transaction takes its bucket's lock
+    # inside itself then, README).
     echo "DATABASE_PREPARED_STATEMENTS=false"
+    echo "DATABASE_TRANSACTION_POOLING=true"
     echo "REDIS_CLUSTER=true"
     echo "REDIS_URL=$redis_url"
     echo "CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:5672/$RABBITMQ_VHOST"
@@ -87,15 +91,20 @@ rabbitmq_vhost() {
   rabbitmqctl -q set_permissions -p "$RABBITMQ_VHOST" guest ".*" ".*" ".*" >/dev/null
 }
 
+# Patroni restarts a node's PgBouncer when the node changes role (pgbouncer.sh, "restart").
+export PATRONI_ON_ROLE_CHANGE_PG1="bash $here/pgbouncer.sh restart $dir/pgbouncer/pg1 ${PGBOUNCER_PORTS[0]} 127.0.0.1:${PG_PORTS[0]}"
+export PATRONI_ON_ROLE_CHANGE_PG2="bash $here/pgbouncer.sh restart $dir/pgbouncer/pg2 ${PGBOUNCER_PORTS[1]} 127.0.0.1:${PG_PORTS[1]}"
+
 pgbouncer() {  # pgbouncer start|stop N (0 or 1)
-  bash "$here/pgbouncer.sh" "$1" "$dir/pgbouncer/${NODES[$2]}" "${PGBOUNCER_PORTS[$2]}" \
+  PGBOUNCER_USERS="thisdb postgres" bash "$here/pgbouncer.sh" "$1" "$dir/pgbouncer/${NODES[$2]}" "${PGBOUNCER_PORTS[$2]}" \
     "127.0.0.1:${PG_PORTS[$2]}"
 }
 
 web_start() {
   local port=$1
   start_daemon "$dir/web/$port.pid" "$dir/web/$port.log" \
-    make -s -C "$project" serve "ADDR=127.0.0.1:$port" WEB_WORKERS=1
+    make -s -C "$project" serve "ADDR=127.0.0.1:$port" WEB_WORKERS=1 \
+    "METRICS_DIR=$dir/metrics/web$port"  # each node's own: a starting node empties its directory
 }
 
 web_wait() {
@@ -107,7 +116,8 @@ worker_start() {
   # acks_late tasks: a worker that dies mid-task leaves its message unacknowledged, and
   # RabbitMQ hands it to the other worker.
   start_daemon "$dir/celery/worker$n.pid" "$dir/celery/worker$n.log" \
-    make -s -C "$project" worker "WORKER_ARGS=-n worker$n@%h --concurrency=1"
+    make -s -C "$project" worker "WORKER_ARGS=-n worker$n@%h --concurrency=1" \
+    "METRICS_DIR=$dir/metrics/worker$n"
 }
 
 start() {
@@ -200,10 +210,19 @@ case $command in
   worker-kill) kill -KILL -- "-$(cat "$dir/celery/worker$3.pid")"; rm -f "$dir/celery/worker$3.pid" ;;
   pgbouncer-start) pgbouncer start "$3" ;;
   pgbouncer-stop) pgbouncer stop "$3" ;;
-  postgres-kill) bash "$here/patroni.sh" kill "$dir/postgres" "$3" ;;
+  postgres-kill)
+    # The machine lost: its PgBouncer goes with it. (A PgBouncer left running in front of a dead
+    # PostgreSQL fails each login, and libpq tries no further host after a failed login: every
+    # client whose DATABASE_URL names it first would wait for it; docs/scaling.md.)
+    bash "$here/patroni.sh" kill "$dir/postgres" "$3"
+    bouncer_pid=$dir/pgbouncer/$3/pgbouncer.pid
+    [ -s "$bouncer_pid" ] && kill -KILL "$(cat "$bouncer_pid")" 2>/dev/null || true
+    rm -f "$bouncer_pid"
+    ;;
   postgres-start)
     n=0; [ "$3" = pg2 ] && n=1
     bash "$here/patroni.sh" start-node "$dir/postgres" "$ETCD_PORT" "$3" "${PG_PORTS[$n]}"
+    pgbouncer start "$n"
     ;;
   *) echo "usage: $0 start|stop|status [DIR]" >&2; exit 2 ;;
 esac

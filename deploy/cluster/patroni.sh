@@ -38,7 +38,8 @@ write_config() {
   local node_dir="$dir/$node"
   mkdir -p "$node_dir"
   python3 - "$node_dir/patroni.yml" <<EOF
-import json, sys
+import json, os, sys
+on_role_change = os.environ.get("PATRONI_ON_ROLE_CHANGE_${node^^}", "")
 config = {
     "scope": "thisdb",
     "name": "$node",
@@ -88,6 +89,9 @@ config = {
             "rewind": {"username": "postgres", "password": "postgres"},
         },
         "parameters": {"unix_socket_directories": "$node_dir"},
+        # PATRONI_ON_ROLE_CHANGE_<NODE>: a command Patroni runs when the node is promoted or
+        # demoted (with the action, role and scope after it): cluster.sh restarts its PgBouncer.
+        **({"callbacks": {"on_role_change": on_role_change}} if on_role_change else {}),
     },
 }
 with open(sys.argv[1], "w") as out:
@@ -101,7 +105,7 @@ start_node() {
   write_config "$dir" "$etcd_port" "$node" "$port"
   # Patroni's pid file and log stay root's, beside the node's folder that postgres owns.
   start_daemon "$dir/$node.pid" "$dir/$node.log" "${RUN_AS[@]}" \
-    env HOME="$dir/$node" PATH="$PG_BIN:/usr/bin:/bin" patroni "$dir/$node/patroni.yml"
+    env HOME="$dir/$node" PATH="$PG_BIN:/usr/sbin:/usr/bin:/bin" patroni "$dir/$node/patroni.yml"
 }
 
 # The REST API's answer about the cluster: who leads, who is the synchronous standby.

@@ -163,7 +163,8 @@ def test_the_postgresql_primary_killed_the_synchronous_standby_takes_over(topolo
     new_leader = role_of("leader")
     print(
         f"\nPostgreSQL primary {leader} killed: {new_leader} leads; {seconds:.1f} s from the kill "
-        f"to the first 200; {len(refused)} answers refused meanwhile"
+        f"to the first 200; {len(refused)} answers refused meanwhile; "
+        f"{len(load.acknowledged)} writes acknowledged"
     )
     assert new_leader not in (None, leader)
     assert {(a.status, a.retry_after is not None) for a in refused} == {(503, True)}
@@ -228,7 +229,7 @@ def test_a_celery_worker_killed_mid_sweep_the_other_finishes_it(topology, load_a
         )
     task = manage(
         "shell", "-c", "from api.tasks import sweep_expired_items as t; print(t.delay().id)"
-    ).strip()
+    ).split()[-1]  # after Django's shell's own line
     received = f"[{task}] received"
     wait_until(lambda: any(received in worker_log(n) for n in (1, 2)), 30, "a worker took it")
     first = 1 if received in worker_log(1) else 2

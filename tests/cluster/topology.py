@@ -150,31 +150,32 @@ class Load:
             while not self._stop.is_set():
                 i += 1
                 key, value = f"t{n}-{i}", f"value {n} {i} {uuid.uuid4().hex}".encode()
-                if self._send(client, "POST", f"/v1/{self.bucket}/{key}", value) == 200:
+                status, _ = self._send(client, "POST", f"/v1/{self.bucket}/{key}", value)
+                if status == 200:
                     with self._lock:
                         self.acknowledged[key] = value
                     mine.append(key)
                 if mine:
                     read = mine[i % len(mine)]
-                    status, body = self._send(client, "GET", f"/v1/{self.bucket}/{read}"), None
-                    if status == 200:
-                        body = self._last_body
-                        if body != self.acknowledged[read]:
-                            self.wrong_reads.append(read)
+                    status, body = self._send(client, "GET", f"/v1/{self.bucket}/{read}")
+                    if status == 200 and body != self.acknowledged[read]:
+                        self.wrong_reads.append(read)
                 time.sleep(self.pause)
 
-    _last_body: bytes = b""
-
-    def _send(self, client: httpx.Client, method: str, path: str, body: bytes = b"") -> int:
+    def _send(
+        self, client: httpx.Client, method: str, path: str, body: bytes = b""
+    ) -> tuple[int, bytes]:
+        """The answer's status (0: none) and body, the answer kept."""
+        content = b""
         try:
             answer = client.request(method, path, content=body or None)
             status, retry_after = answer.status_code, answer.headers.get("Retry-After")
-            self._last_body = answer.content
+            content = answer.content
         except httpx.HTTPError:
             status, retry_after = 0, None
         with self._lock:
             self.answers.append(Answer(time.monotonic(), method, status, retry_after))
-        return status
+        return status, content
 
     def statuses(self, method: str | None = None, since: float = 0.0) -> Counter:
         with self._lock:
