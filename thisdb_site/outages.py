@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from django.db import InterfaceError, OperationalError
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connections
 from django.shortcuts import render
 
 log = logging.getLogger("thisdb.outages")
@@ -29,13 +29,33 @@ _last_error = 0.0
 _errors_in_episode = 0
 
 
+# A write refused because the server is read-only (read_only_sql_transaction): the connection
+# was made to the primary, which a failover has since turned into a standby (or, through
+# PgBouncer, its server connections now reach one). The server is reachable and the statement
+# is fine: the connection is in the wrong place.
+READ_ONLY_SQLSTATE = "25006"
+
+
 def is_outage(exc: BaseException) -> bool:
-    """A failure to reach or talk to the database, not a bug in a query."""
-    return isinstance(exc, OperationalError | InterfaceError)
+    """A failure to reach or talk to the database, not a bug in a query; or a write that reached
+    a server no longer the primary."""
+    return isinstance(exc, OperationalError | InterfaceError) or on_a_standby(exc)
+
+
+def on_a_standby(exc: BaseException) -> bool:
+    return isinstance(exc, DatabaseError) and (
+        getattr(exc.__cause__, "sqlstate", None) == READ_ONLY_SQLSTATE
+    )
 
 
 def report(exc: BaseException) -> None:
-    """Log the first error of an episode (one line, no traceback); count the rest."""
+    """Log the first error of an episode (one line, no traceback); count the rest. A connection
+    that wrote to a standby is closed, so the pool replaces it: a new one looks for the primary
+    (a multi-host DATABASE_URL's target_session_attrs=read-write) instead of failing again."""
+    if on_a_standby(exc):
+        raw = connections[DEFAULT_DB_ALIAS].connection
+        if raw is not None:
+            raw.close()  # the pool discards a closed connection when it is given back
     global _last_error, _errors_in_episode
     now = time.monotonic()
     with _lock:
