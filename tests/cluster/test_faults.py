@@ -141,6 +141,7 @@ def test_a_web_node_stopped_loses_no_read_through_nginx(topology, load_account):
     assert_every_acknowledged_write_stored(load, bucket)
 
 
+@pytest.mark.quick
 def test_the_postgresql_primary_killed_the_synchronous_standby_takes_over(topology, load_account):
     bucket = new_bucket(load_account)
     leader = role_of("leader")
@@ -216,6 +217,7 @@ def worker_log(n: int) -> str:
     return (CLUSTER_DIR / "celery" / f"worker{n}.log").read_text(errors="replace")
 
 
+@pytest.mark.quick
 def test_a_celery_worker_killed_mid_sweep_the_other_finishes_it(topology, load_account):
     bucket = new_bucket(load_account)
     # 300,000 keys that expired a minute ago: a sweep of about 10 s (2,000 rows a batch, resting
