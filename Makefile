@@ -13,7 +13,7 @@ TEST_DATABASE_URL ?= postgres://root@127.0.0.1:5432/test
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
 .PHONY: install run serve web worker beat test test-pgbouncer check format migrations bench screenshots \
-	backup restore
+	backup restore cluster cluster-down test-cluster bench-cluster
 
 # What running the platform needs: the project without its dev extras.
 $(RUN_STAMP): pyproject.toml
@@ -77,15 +77,17 @@ serve: $(RUN_STAMP)
 # `make web` is `make serve` (the production web tier).
 web: serve
 
-# WORKER_ARGS: more of celery worker's options (e.g. --concurrency=2).
+# WORKER_ARGS: more of celery worker's options (e.g. --concurrency=2, or `-n worker2@%h` for a
+# second worker on a host).
 worker: $(RUN_STAMP)
 	$(call fresh_metrics,$(METRICS_DIR)/worker)
 	PROMETHEUS_MULTIPROC_DIR=$(METRICS_DIR)/worker \
 		exec $(VENV)/bin/celery -A thisdb_site worker --loglevel=INFO $(WORKER_ARGS)
 
+BEAT_SCHEDULE ?= var/celerybeat-schedule
 beat: $(RUN_STAMP)
-	mkdir -p var
-	$(VENV)/bin/celery -A thisdb_site beat --loglevel=INFO --schedule=var/celerybeat-schedule
+	mkdir -p $(dir $(BEAT_SCHEDULE))
+	$(VENV)/bin/celery -A thisdb_site beat --loglevel=INFO --schedule=$(BEAT_SCHEDULE)
 
 # A pg_dump file of DATABASE_URL's PostgreSQL database, var/backups/thisdb-<UTC time>.dump; and
 # one restored into an empty database, then migrated (docs/operations.md, "Backups").
@@ -144,3 +146,29 @@ bench: $(DEV_STAMP)
 	command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null || \
 		{ apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }
 	$(PY) bench/bench.py $(ARGS)
+
+# The platform past one machine, simulated on this one (docs/scaling.md): two web nodes behind
+# nginx, PgBouncer, PostgreSQL with a synchronous standby under Patroni on etcd, a Redis
+# Cluster, Celery on RabbitMQ. Debian's packages are installed when missing (as root); data, logs
+# and pid files in var/cluster/. `make cluster-down` stops it all (safe to run twice).
+cluster: $(RUN_STAMP)
+	bash deploy/cluster/cluster.sh start
+
+cluster-down:
+	bash deploy/cluster/cluster.sh stop
+
+# The tests of that topology (tests/cluster/, not part of `make test`): against the running
+# one, or else one started here, with the settings the client's online tests need
+# (clients/python/README.md), and stopped at the end. ARGS="-m quick": CI's part.
+test-cluster: $(DEV_STAMP)
+	@if curl -sf -o /dev/null http://127.0.0.1:8100/readyz; then started=; else \
+		THISDB_KEY_WRITES_PER_SECOND=0 THISDB_AUTH_FAILURES_RATE=100000/m \
+			bash deploy/cluster/cluster.sh start || \
+			{ bash deploy/cluster/cluster.sh stop; exit 1; }; started=1; fi; \
+	THISDB_CLUSTER_TESTS=true $(PY) -m pytest tests/cluster $(ARGS); status=$$?; \
+	if [ -n "$$started" ]; then bash deploy/cluster/cluster.sh stop; fi; exit $$status
+
+# GET and SET through nginx with two web nodes and with one, and PostgreSQL directly against
+# PgBouncer, on the running topology (bench/cluster.py; docs/scaling.md has the figures).
+bench-cluster: $(DEV_STAMP)
+	$(PY) bench/cluster.py $(ARGS)

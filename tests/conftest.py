@@ -22,6 +22,9 @@ from api import limits, principals, redis_clients, scoping
 # The browser and server fixtures of the end-to-end tests (tests/test_browser*.py).
 pytest_plugins = ["tests.browser"]
 
+# tests/cluster/ runs against the topology of `make cluster`, by `make test-cluster` alone.
+collect_ignore = [] if os.environ.get("THISDB_CLUSTER_TESTS") == "true" else ["cluster"]
+
 # Every Redis key a test run writes lives under its own prefix, removed at the end.
 RUN_PREFIX = f"thisdb-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
