@@ -5,31 +5,18 @@ with Retry-After, never a 500, and the connection is dropped, so the pool's next
 the primary again. Shown on a private server (tests.private_postgres) whose open sessions turn
 read-only on a reload, while new sessions to its database still take writes."""
 
-import pytest
-
 from tests.conftest import RUN_PREFIX
-from tests.private_postgres import PrivatePostgres
 from tests.serving import request, served
-from tests.test_outage import manage
+from tests.test_outage import manage, private_postgres  # noqa: F401 (a fixture)
 
 POOL = 3  # connections in the web worker's pool: each may answer one 503 before it is replaced
 
 
-@pytest.fixture
-def server():
-    postgres = PrivatePostgres()
-    try:
-        postgres.start()
-        with postgres.connect("postgres") as conn:
-            conn.execute("CREATE DATABASE thisdb")
-        yield postgres
-    finally:
-        postgres.remove()
-
-
 def test_a_write_on_a_connection_to_a_standby_is_a_503_and_the_connection_is_replaced(
-    server, tmp_path
+    private_postgres,  # noqa: F811 (the fixture imported above)
+    tmp_path,
 ):
+    server = private_postgres
     manage(server.url, "migrate", "--noinput")
     key = manage(server.url, "createapikey", "alice", "--create-user").strip().splitlines()[-1]
     headers = {"X-Api-Key": key}
