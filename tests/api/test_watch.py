@@ -172,6 +172,45 @@ def test_a_stream_opens_at_the_head_and_sends_each_change_under_its_prefix(port,
     assert [change(e) for e in events] == [r for r in rows(bucket)[1:] if r[2].startswith("a:")]
 
 
+def test_streams_of_other_prefixes_each_get_their_own_share_of_one_transaction(port, alice, bucket):
+    """A transaction's changes reach the watchers as one batch, whose wire form is made once a
+    prefix and shared by that prefix's streams: each stream gets exactly its prefix's events.
+    (The plan allows MAX_WATCHES streams: two rounds of them.)"""
+    ops = [
+        {"op": "set", "key": "a:1", "value": "one"},
+        {"op": "set", "key": "b:1", "value": "two"},
+        {"op": "set", "key": "a:x1", "value": "three"},
+        {"op": "increment", "key": "ab", "by": 2},
+    ]
+    rounds = [
+        # Two streams share "a:"'s form; "a" also takes "ab".
+        {"a": ["a:1", "a:x1", "ab"], "a:": ["a:1", "a:x1"], "a: ": ["a:1", "a:x1"]},
+        # "z:" has no event of the batch: it is sent nothing until its own.
+        {"": ["a:1", "b:1", "a:x1", "ab", "z:1"], "b:": ["b:1"], "z:": ["z:1"]},
+    ]
+    for expected in rounds:
+        streams = {p: watch(port, alice, bucket, f"&prefix={p.strip()}") for p in expected}
+        try:
+            status, _, content = call(
+                port,
+                alice,
+                "POST",
+                f"/v1/{bucket}?format=json",
+                json.dumps({"ops": ops}),
+                **{"Content-Type": "application/json"},
+            )
+            assert status == 200, content
+            put(port, alice, bucket, "z:1", "after")  # a batch of one
+            for prefix, stream in streams.items():
+                events = stream.events(len(expected[prefix]))
+                assert [e.data["key"] for e in events] == expected[prefix], prefix
+                positions = [e.position for e in events]
+                assert positions == sorted(set(positions)), prefix
+        finally:
+            for stream in streams.values():
+                stream.close()
+
+
 def test_a_reader_too_far_behind_is_cut_off_alone_and_resumes_from_its_last_id(port, alice, bucket):
     """A client that stops reading fills its connection; the hub keeps its events until they
     pass MAX_PENDING_BYTES (4 MiB), then ends that stream alone: a reader beside it gets every
