@@ -110,6 +110,7 @@ class Answer:
     method: str
     status: int  # 0: no HTTP answer (connection refused, reset, timed out)
     retry_after: str | None
+    sent: float = 0.0  # time.monotonic() when the request went
 
 
 @dataclass
@@ -167,6 +168,7 @@ class Load:
     ) -> tuple[int, bytes]:
         """The answer's status (0: none) and body, the answer kept."""
         content = b""
+        sent = time.monotonic()
         try:
             answer = client.request(method, path, content=body or None)
             status, retry_after = answer.status_code, answer.headers.get("Retry-After")
@@ -174,7 +176,7 @@ class Load:
         except httpx.HTTPError:
             status, retry_after = 0, None
         with self._lock:
-            self.answers.append(Answer(time.monotonic(), method, status, retry_after))
+            self.answers.append(Answer(time.monotonic(), method, status, retry_after, sent))
         return status, content
 
     def statuses(self, method: str | None = None, since: float = 0.0) -> Counter:
