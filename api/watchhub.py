@@ -418,7 +418,12 @@ class Hub:
         loop = self.loop
 
         def tell(notice: dict) -> None:  # from any thread
-            loop.call_soon_threadsafe(self.heard, notice)
+            # A write to a bucket with no feed here wakes nothing: waking the loop costs a
+            # system call each way, on every write. A feed made after this check was made
+            # after the write committed, and its first read (_feed) finds the write.
+            changed = notice.get("changed")
+            if changed is None or changed in self.feeds:
+                loop.call_soon_threadsafe(self.heard, notice)
 
         notify.local_hub = tell
         self.tasks.append(loop.create_task(self._poll()))
