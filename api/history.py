@@ -17,9 +17,12 @@ row: no one waits in a circle.
 
 A bucket is watched from a watch's opening (start_watching) until THISDB_WATCH_HISTORY after
 its last watch ended (the hubs push the end on while watches are open: keep_watching). Writes to
-a bucket nobody watches record nothing: they find no watched head row, and lock none. A watch
-that opens after recording had stopped moves the head by one with no change there, so a
-position from before cannot go on (reset).
+a bucket nobody watches record nothing: they find no watched head row, and lock none. A single
+write records through a function (api_record_put, api_record_delete: api migration 0006), whose
+query sees what committed before it ran, after the bucket lock was taken: the write's statement
+itself sees only what committed before it began, which for a write that waited on a starting
+watch's lock is a bucket nobody watched. A watch that opens after recording had stopped moves the
+head by one with no change there, so a position from before cannot go on (reset).
 
 The embedded SQLite default serializes its writes anyway (api.statements): record() there simply
 takes the next positions.
@@ -57,21 +60,21 @@ READ_BATCH = 1000  # changes a read hands a watcher at most; the next read goes 
 
 
 # PostgreSQL's single writes (api.statements) wrap their statement in these: the bucket lock
-# (shared) first, then the statement, whose changed row (at most one) takes the bucket's next
-# position, in the same statement.
+# (shared) first, then the statement, whose changed row (at most one) is recorded at the bucket's
+# next position, if it is watched, by a function (api migration 0006) that asks after the lock
+# was taken, where the statement's own view is from before it: a watch that started while the
+# write waited for the lock is seen.
 def logged_put(statement: str, returning: str) -> str:
     """A set or increment `statement` (an INSERT ... SELECT ... FROM locked, or an UPDATE ...
     FROM locked, of the item aliased `item`, without RETURNING) that also records its put; it
-    answers `returning` (columns named r0, r1...). Parameters: the bucket id, the statement's,
-    then the bucket id twice."""
+    answers `returning` (columns named r0, r1...) and the put's position (None: not recorded).
+    Parameters: the bucket id, the statement's, then the bucket id."""
     return (
         f"WITH locked AS (SELECT {SHARED_LOCK}), "
         f"w AS ({statement} RETURNING {returning}, item.{_KEY} AS h_key, "
-        "item.value AS h_value, item.version AS h_version, item.expires_at AS h_expires), "
-        f"{_TAKE_ONE}, "
-        f"c AS (INSERT INTO {_C} ({_COLUMNS}) SELECT %s, h.position, false, w.h_key, w.h_value, "
-        "w.h_version, w.h_expires, '', statement_timestamp() FROM w, h) "
-        f"SELECT {_names(returning)} FROM w"
+        "item.value AS h_value, item.version AS h_version, item.expires_at AS h_expires) "
+        f"SELECT {_names(returning)}, "
+        "api_record_put(%s, w.h_key, w.h_value, w.h_version, w.h_expires) FROM w"
     )
 
 
@@ -81,10 +84,8 @@ def logged_delete(statement: str, returning: str, reason: str) -> str:
     over w's columns). Parameters as for logged_put."""
     return (
         f"WITH locked AS (SELECT {SHARED_LOCK}), "
-        f"w AS ({statement} RETURNING {returning}, item.{_KEY} AS h_key), {_TAKE_ONE}, "
-        f"c AS (INSERT INTO {_C} ({_COLUMNS}) SELECT %s, h.position, true, w.h_key, NULL, "
-        f"nextval('{VERSION_SEQUENCE}'), NULL, {reason}, statement_timestamp() FROM w, h) "
-        f"SELECT {_names(returning)} FROM w"
+        f"w AS ({statement} RETURNING {returning}, item.{_KEY} AS h_key) "
+        f"SELECT {_names(returning)}, api_record_delete(%s, w.h_key, {reason}) FROM w"
     )
 
 
@@ -99,12 +100,12 @@ def logged_puts(statement: str) -> str:
         f"w AS ({statement} RETURNING item.{_KEY} AS h_key, item.value AS h_value, "
         "item.version AS h_version, item.expires_at AS h_expires, item.xmax = 0 AS created), "
         "n AS (SELECT count(*) AS rows FROM w), "
-        f"h AS (UPDATE {_H} AS head SET position = head.position + n.rows FROM n "
-        "WHERE head.bucket_id = %s AND head.watched_until > statement_timestamp() "
-        "RETURNING head.position, n.rows), "
+        "h AS (SELECT api_take_positions(%s, n.rows) AS position, n.rows FROM n "
+        "WHERE n.rows > 0), "
         f"c AS (INSERT INTO {_C} ({_COLUMNS}) SELECT %s, "
         f'h.position - h.rows + row_number() OVER (ORDER BY w.h_key COLLATE "C"), false, '
-        "w.h_key, w.h_value, w.h_version, w.h_expires, '', statement_timestamp() FROM w, h) "
+        "w.h_key, w.h_value, w.h_version, w.h_expires, '', statement_timestamp() FROM w, h "
+        "WHERE h.position IS NOT NULL) "
         "SELECT count(*) FILTER (WHERE created) FROM w"
     )
 
@@ -164,15 +165,6 @@ def bucket_lock(bucket_ids: list[str], *, session: bool = False) -> Iterator[Non
                     "FROM unnest(%s::text[]) AS b",
                     [ordered],
                 )
-
-
-# The bucket's head moves by one if the write changed a row (w) and the bucket is watched (else
-# nothing is recorded, and nothing is locked), and is locked until commit.
-_TAKE_ONE = (
-    f"h AS (UPDATE {_H} AS head SET position = head.position + 1 FROM w "
-    "WHERE head.bucket_id = %s AND head.watched_until > statement_timestamp() "
-    "RETURNING head.position)"
-)
 
 
 def _names(returning: str) -> str:

@@ -213,7 +213,7 @@ def set_value(
         params = [bucket_id, key, value, ttl]
     else:
         params = [value, ttl, bucket_id, key, *_versions_param(condition)]
-    row = _write(sql, [bucket_id, *params, bucket_id, bucket_id], bucket_id)
+    row = _write(sql, [bucket_id, *params, bucket_id], bucket_id)
     if row is None:
         _check_missed(bucket_id, key, condition)
         return None
@@ -241,7 +241,7 @@ def increment(
     else:
         params = [delta, ttl, bucket_id, key, *_versions_param(condition)]
     try:
-        row = _write(sql, [bucket_id, *params, bucket_id, bucket_id], bucket_id)
+        row = _write(sql, [bucket_id, *params, bucket_id], bucket_id)
     except DataError as exc:
         raise NotAnInteger(why_not_integer(exc)) from exc
     if row is None:
@@ -319,11 +319,11 @@ def delete_key(bucket_id: str, key: str, condition: Condition | None = None) -> 
     with connection.cursor() as cursor:
         b = bucket_id  # its lock, the row, then the change's (api.history.logged_delete)
         if condition is None:
-            cursor.execute(_DELETE_SQL, [b, b, key, b, b])
+            cursor.execute(_DELETE_SQL, [b, b, key, b])
         elif condition.kind == "exists":
-            cursor.execute(_DELETE_LIVE_SQL, [b, b, key, b, b])
+            cursor.execute(_DELETE_LIVE_SQL, [b, b, key, b])
         else:
-            cursor.execute(_DELETE_IF_SQL, [b, b, key, list(condition.versions), b, b])
+            cursor.execute(_DELETE_IF_SQL, [b, b, key, list(condition.versions), b])
         row = cursor.fetchone()
     if row is None and condition is not None:
         raise PreconditionFailed(current_version(bucket_id, key))

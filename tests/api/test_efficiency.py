@@ -20,7 +20,7 @@ def only_sql(captured: CaptureQueriesContext) -> str:
 
 
 # A write's one statement takes its bucket's lock (shared), writes the key and records the change
-# for watchers (api.history): the write itself is its `w` part.
+# for watchers through a function (api.history): the write itself is its `w` part.
 LOCKED = "WITH LOCKED AS (SELECT PG_ADVISORY_XACT_LOCK_SHARED("
 
 
@@ -28,7 +28,7 @@ def the_write(captured: CaptureQueriesContext) -> str:
     """The write of the request's only statement (upper case), checked to record its change."""
     sql = only_sql(captured).upper()
     assert sql.startswith(LOCKED), sql
-    assert "INSERT INTO API_CHANGE" in sql, sql
+    assert "API_RECORD_PUT(" in sql or "API_RECORD_DELETE(" in sql, sql
     return sql.split(" W AS (", 1)[1]
 
 

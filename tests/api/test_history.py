@@ -3,10 +3,13 @@
 sweep and of a bucket delete placed after what came before them."""
 
 import json
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.db import transaction as db_transaction
 from django.utils import timezone
 
 from api import history, statements, writes
@@ -238,3 +241,55 @@ def test_an_unwatched_bucket_records_nothing_and_a_lapsed_watch_skips_a_position
         "events": [{"id": "2", "type": "reset", "reason": "history"}],
         "next": "2",
     }
+
+
+def waiting_on_the_bucket_lock() -> int:
+    """How many backends wait for a bucket lock (an advisory lock not granted)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind", ["set", "increment", "delete", "import"])
+def test_a_write_that_waited_for_a_starting_watch_is_recorded_after_its_position(alice, kind):
+    """A write that began while a watch was starting on a bucket nobody watched (its statement's
+    snapshot from before the watch began) waits for the watch's lock, then commits after the
+    watch's first position: it must be recorded there, or that watch never hears of it."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the embedded SQLite serializes its writes")
+    bucket = alice.new_bucket()
+    statements.set_value(bucket, "k", b"1", 0)  # before any watch: not recorded
+    done: list = []
+
+    def write() -> None:
+        try:
+            if kind == "set":
+                statements.set_value(bucket, "k", b"2", 0)
+            elif kind == "increment":
+                statements.increment(bucket, "k", 1, 0)
+            elif kind == "import":
+                statements.import_rows(bucket, ["k"], [b"2"], [0])
+            else:
+                statements.delete_key(bucket, "k")
+            done.append(kind)
+        except BaseException as exc:  # reported by the assertion below
+            done.append(exc)
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=write)
+    with db_transaction.atomic():  # the watch's lock, held until it commits
+        start = history.start_watching(bucket)
+        writer.start()
+        deadline = time.monotonic() + 10
+        while not waiting_on_the_bucket_lock():  # the writer's statement has begun, and waits
+            assert time.monotonic() < deadline, "the write never waited for the watch"
+            time.sleep(0.01)
+    writer.join(10)
+    assert done == [kind]
+    recorded = summary(bucket)
+    assert [(kind_, key) for _, kind_, key, _ in recorded] == [
+        ("delete" if kind == "delete" else "put", "k")
+    ]
+    assert recorded[0][0] == start + 1
