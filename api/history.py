@@ -18,7 +18,7 @@ row: no one waits in a circle.
 A bucket is watched from a watch's opening (start_watching) until THISDB_WATCH_HISTORY after
 its last watch ended (the hubs push the end on while watches are open: keep_watching). Writes to
 a bucket nobody watches record nothing: they find no watched head row, and lock none. A single
-write records through a function (api_record_put, api_record_delete: api migration 0006), whose
+write records through a function (api_record_change, api migration 0006), whose
 query sees what committed before it ran, after the bucket lock was taken: the write's statement
 itself sees only what committed before it began, which for a write that waited on a starting
 watch's lock is a bucket nobody watched. A watch that opens after recording had stopped moves the
@@ -74,7 +74,7 @@ def logged_put(statement: str, returning: str) -> str:
         f"w AS ({statement} RETURNING {returning}, item.{_KEY} AS h_key, "
         "item.value AS h_value, item.version AS h_version, item.expires_at AS h_expires) "
         f"SELECT {_names(returning)}, "
-        "api_record_put(%s, w.h_key, w.h_value, w.h_version, w.h_expires) FROM w"
+        "api_record_change(%s, false, w.h_key, w.h_value, w.h_version, w.h_expires, '') FROM w"
     )
 
 
@@ -85,7 +85,8 @@ def logged_delete(statement: str, returning: str, reason: str) -> str:
     return (
         f"WITH locked AS (SELECT {SHARED_LOCK}), "
         f"w AS ({statement} RETURNING {returning}, item.{_KEY} AS h_key) "
-        f"SELECT {_names(returning)}, api_record_delete(%s, w.h_key, {reason}) FROM w"
+        f"SELECT {_names(returning)}, "
+        f"api_record_change(%s, true, w.h_key, NULL, NULL, NULL, {reason}) FROM w"
     )
 
 

@@ -30,28 +30,12 @@ BEGIN
 END
 $$
 """,
-    # A set's or an increment's put: its position, or NULL (not watched, nothing recorded).
+    # A single write's change: a put (a set's or an increment's: its value, version and expiry)
+    # or a delete (deleted: a new version, and its reason). Its position, or NULL when the
+    # bucket is not watched (nothing recorded).
     """
-CREATE FUNCTION api_record_put(bucket text, k text, v bytea, ver bigint, expires timestamptz)
-RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    p bigint;
-BEGIN
-    UPDATE api_changehead SET position = position + 1
-    WHERE bucket_id = bucket AND watched_until > statement_timestamp()
-    RETURNING position INTO p;
-    IF p IS NOT NULL THEN
-        INSERT INTO api_change (bucket_id, position, deleted, key, value, version, expires_at,
-                                reason, at)
-        VALUES (bucket, p, false, k, v, ver, expires, '', statement_timestamp());
-    END IF;
-    RETURN p;
-END
-$$
-""",
-    # A delete, with a new version and its reason (deleted, expired).
-    """
-CREATE FUNCTION api_record_delete(bucket text, k text, why text) RETURNS bigint
+CREATE FUNCTION api_record_change(bucket text, deleted boolean, k text, v bytea, ver bigint,
+                                  expires timestamptz, why text) RETURNS bigint
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     p bigint;
@@ -62,8 +46,8 @@ BEGIN
     IF p IS NOT NULL THEN
         INSERT INTO api_change (bucket_id, position, deleted, key, value, version, expires_at,
                                 reason, at)
-        VALUES (bucket, p, true, k, NULL, nextval('api_item_version'), NULL, why,
-                statement_timestamp());
+        VALUES (bucket, p, deleted, k, v, COALESCE(ver, nextval('api_item_version')), expires,
+                why, statement_timestamp());
     END IF;
     RETURN p;
 END
@@ -71,8 +55,8 @@ $$
 """,
 ]
 DROP = [
-    "DROP FUNCTION IF EXISTS api_record_delete(text, text, text)",
-    "DROP FUNCTION IF EXISTS api_record_put(text, text, bytea, bigint, timestamptz)",
+    "DROP FUNCTION IF EXISTS "
+    "api_record_change(text, boolean, text, bytea, bigint, timestamptz, text)",
     "DROP FUNCTION IF EXISTS api_take_positions(text, bigint)",
 ]
 

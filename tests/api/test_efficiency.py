@@ -28,7 +28,7 @@ def the_write(captured: CaptureQueriesContext) -> str:
     """The write of the request's only statement (upper case), checked to record its change."""
     sql = only_sql(captured).upper()
     assert sql.startswith(LOCKED), sql
-    assert "API_RECORD_PUT(" in sql or "API_RECORD_DELETE(" in sql, sql
+    assert "API_RECORD_CHANGE(" in sql, sql
     return sql.split(" W AS (", 1)[1]
 
 
