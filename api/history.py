@@ -15,14 +15,14 @@ side as before, queueing only on the head row at commit. The sweep of expired ke
 delete take it exclusive too. Everyone takes the bucket lock first, then key rows, then the head
 row: no one waits in a circle.
 
-A bucket is watched from a watch's opening (start_watching) until THISDB_WATCH_HISTORY after
-its last watch ended (the hubs push the end on while watches are open: keep_watching). Writes to
-a bucket nobody watches record nothing: they find no watched head row, and lock none. A single
-write records through a function (api_record_change, api migration 0006), whose
-query sees what committed before it ran, after the bucket lock was taken: the write's statement
-itself sees only what committed before it began, which for a write that waited on a starting
-watch's lock is a bucket nobody watched. A watch that opens after recording had stopped moves the
-head by one with no change there, so a position from before cannot go on (reset).
+A bucket is watched from a watch's opening (start_watching) until THISDB_WATCH_HISTORY after its
+last watch ended (the hubs push the end on while watches are open: keep_watching). Writes to a
+bucket nobody watches record nothing: they find no watched head row, and lock none. A single
+write records through a function (api_record_change, api migration 0006), whose query sees what
+committed before it ran, after the bucket lock was taken: the write's statement itself sees only
+what committed before it began, which for a write that waited on a starting watch's lock is a
+bucket nobody watched. A watch that opens after recording had stopped moves the head by one with
+no change there, so a position from before cannot go on (reset).
 
 The embedded SQLite default serializes its writes anyway (api.statements): record() there simply
 takes the next positions.
