@@ -20,16 +20,18 @@ and Redis is tried again after REDIS_RETRY_SECONDS, so limits resume within seco
 return.
 """
 
+import functools
 import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import redis
 from django.conf import settings
+from django.core.signals import setting_changed
 
 from api import redis_clients
 
@@ -227,6 +229,48 @@ def write_window_ms() -> int:
     return 0 if per_second <= 0 else max(1, 1000 // per_second)  # 0: limit off
 
 
+class ScriptCall(NamedTuple):
+    """A request's call of the limit script (_LUA) but its write's marker: the same for every
+    request of one API key in one hour, so it is made once an hour (script_call), with its keys
+    and arguments encoded for Redis too (redis-py would encode each str and int in Python on
+    every call: a dozen a write)."""
+
+    keys: tuple[str, ...]  # the hour's counter, the hour's API keys, the block markers
+    args: tuple[int, ...]  # expire-at, API key id, hourly limit, write window, block markers
+    encoded_keys: tuple[bytes, ...]
+    encoded_args: tuple[bytes, ...]
+
+
+# One entry an API key and hour that made requests (a few hundred bytes each): 4,096 is about a
+# megabyte, and an entry past the hour is never asked for again.
+@functools.lru_cache(maxsize=4096)
+def script_call(
+    user_id: int,
+    api_key_id: int,
+    requests_per_hour: int,
+    blocks: tuple[str, ...],
+    hour: int,
+    window_ms: int,
+) -> ScriptCall:
+    keys = (counter_key(user_id, api_key_id, hour), hour_keys_key(user_id, hour), *blocks)
+    expire_at = hour + HOUR + USAGE_KEPT_SECONDS
+    args = (expire_at, api_key_id, requests_per_hour, window_ms, len(blocks))
+    return ScriptCall(
+        keys,
+        args,
+        tuple(name.encode() for name in keys),
+        tuple(str(arg).encode() for arg in args),
+    )
+
+
+def _forget_script_calls(setting: str, **kwargs) -> None:
+    if setting == "THISDB_REDIS_PREFIX":  # the keys' names begin with it
+        script_call.cache_clear()
+
+
+setting_changed.connect(_forget_script_calls)
+
+
 class RedisLimiter:
     def __init__(self, url: str):
         self.url = url
@@ -256,18 +300,20 @@ class RedisLimiter:
                     self._client = client
         return self._client
 
-    def count(self, keys: list[str], args: list) -> tuple[int, int] | None:
+    def count(self, call: ScriptCall, marker: str | None) -> tuple[int, int] | None:
         """Run the script; None if Redis cannot be reached (limits are then off)."""
-        result = self._call(self._run_script, keys, args)
+        keys = call.encoded_keys if marker is None else (*call.encoded_keys, marker.encode())
+        result = self._call(self._run_script, keys, call.encoded_args)
         return None if result is None else (int(result[0]), int(result[1]))
 
-    def _run_script(self, keys: list[str], args: list):
+    def _run_script(self, keys: tuple[bytes, ...], args: tuple[bytes, ...]):
         # EVALSHA itself: redis-py's Script.__call__ costs as much Python again on every request
-        # (it imports and checks for a pipeline first). Script.__call__ is the way back when
-        # Redis has forgotten the script (a restart): it loads it and runs it.
+        # (it imports and checks for a pipeline first), and its evalsha() two calls more.
+        # Script.__call__ is the way back when Redis has forgotten the script (a restart): it
+        # loads it and runs it.
         client = self.client
         try:
-            return client.evalsha(self.script.sha, len(keys), *keys, *args)
+            return client.execute_command("EVALSHA", self.script.sha, len(keys), *keys, *args)
         except redis.exceptions.NoScriptError:
             return self.script(keys=keys, args=args)
 
@@ -323,7 +369,7 @@ class RedisLimiter:
         )
         return None if result is None else bool(result)
 
-    def _call(self, script, keys: list, args: list):
+    def _call(self, script, keys: Sequence, args: Sequence):
         now = time.monotonic()
         if now < self.down_until:
             return None
@@ -355,8 +401,9 @@ class MemoryLimiter:
         self.roll_up_lock = threading.Lock()
         self.roll_up_thread: threading.Thread | None = None
 
-    def count(self, keys: list[str], args: list) -> tuple[int, int]:
-        expire_at, api_key_id, limit, window_ms, blocks = args
+    def count(self, call: ScriptCall, marker: str | None) -> tuple[int, int]:
+        keys = call.keys if marker is None else (*call.keys, marker)
+        expire_at, api_key_id, limit, window_ms, blocks = call.args
         now = time.time()
         with self.lock:
             if len(self.expiring) >= self.MAX_ENTRIES:
@@ -515,20 +562,17 @@ def check(
     now = time.time() if now is None else now
     hour = hour_start(now)
     window_ms = write_window_ms() if write else 0
-    keys = [counter_key(user_id, api_key_id, hour), hour_keys_key(user_id, hour), *blocks]
-    if write and window_ms:
-        keys.append(marker_key(user_id, *write))
-    expire_at = hour + HOUR + USAGE_KEPT_SECONDS
-    args = [expire_at, api_key_id, requests_per_hour, window_ms, len(blocks)]
+    call = script_call(user_id, api_key_id, requests_per_hour, blocks, hour, window_ms)
+    marker = marker_key(user_id, *write) if write and window_ms else None
     current = limiter()
-    result = current.count(keys, args)
+    result = current.count(call, marker)
     if result is None:
         return None
     count, wait = result
     if count < 0:
         return Decision(requests_per_hour, 0, hour + HOUR, blocked_by=wait - 1)
     if count == 1:
-        current.register(hour_accounts_key(hour), user_id, expire_at)  # for beat's roll-up
+        current.register(hour_accounts_key(hour), user_id, call.args[0])  # for beat's roll-up
     return Decision(requests_per_hour, count, hour + HOUR, wait)
 
 

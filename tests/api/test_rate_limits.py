@@ -183,6 +183,22 @@ def test_no_counter_in_redis_is_left_without_an_expiry(settings, alice, bucket):
         assert client.pttl(name) > 0, name
 
 
+def test_a_changed_prefix_names_the_counters_anew(settings, alice, bucket):
+    """The script's keys are made once an hour (api.limits.script_call): a new prefix must
+    not meet the names made under the old one."""
+    before = alice.set(bucket, "a", "1")
+    settings.THISDB_REDIS_PREFIX = f"{django_settings.THISDB_REDIS_PREFIX}-renamed"
+    after = alice.set(bucket, "b", "1")
+    assert before.status_code == after.status_code == 200
+    # Counted from 1 again under the new prefix: bucket creation and the first set were before.
+    assert int(before["X-RateLimit-Remaining"]) == 1000 - 2
+    assert after["X-RateLimit-Remaining"] == str(1000 - 1)
+    client = redis_clients.connect(django_settings.REDIS_URL)
+    hour = limits.hour_start(time.time())
+    assert client.get(limits.counter_key(alice.user.pk, alice.api_key.pk, hour)) == b"1"
+    client.delete(*client.keys(f"{settings.THISDB_REDIS_PREFIX}:*"))
+
+
 # --- Redis unreachable -------------------------------------------------------------------
 
 
