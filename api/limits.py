@@ -47,12 +47,14 @@ USAGE_KEPT_SECONDS = 86400  # counters outlive their hour by a day, for beat's r
 #       token, a suspended account), then the write marker (only if ARGV[4] != '0')
 # ARGV: expire-at (epoch s), API key id, hourly limit, write window (ms, '0' = not a write),
 #       number of block markers
-# Returns {count, write wait ms}, or {-1, n} if block marker n exists (nothing is counted).
+# Returns count * WAIT_SPAN + the write's wait in ms (a window is at most 1000 ms), or -n if block
+# marker n exists (nothing is counted): one integer, which the client reads in a third of the
+# Python an array of two takes.
 _LUA = """
 local blocks = tonumber(ARGV[5])
 if blocks > 0 and redis.call('EXISTS', unpack(KEYS, 3, 2 + blocks)) > 0 then
   for i = 1, blocks do
-    if redis.call('EXISTS', KEYS[2 + i]) == 1 then return {-1, i} end
+    if redis.call('EXISTS', KEYS[2 + i]) == 1 then return -i end
   end
 end
 local count = redis.call('INCR', KEYS[1])
@@ -68,8 +70,9 @@ if count <= tonumber(ARGV[3]) and ARGV[4] ~= '0' then
     if wait < 1 then wait = 1 end
   end
 end
-return {count, wait}
+return count * 1000000 + wait
 """
+WAIT_SPAN = 1_000_000  # > any wait in ms; a count up to 9e9 keeps the sum exact in Lua's double
 # An open watch stream takes a slot of its account's (a sorted set: stream id -> until when, epoch
 # s), which its hub renews while it is open (api.watchhub) and gives back when it ends; a slot
 # whose hub died lapses after WATCH_SLOT_SECONDS.
@@ -301,10 +304,13 @@ class RedisLimiter:
         return self._client
 
     def count(self, call: ScriptCall, marker: str | None) -> tuple[int, int] | None:
-        """Run the script; None if Redis cannot be reached (limits are then off)."""
+        """Run the script: (count, write wait ms), or (-n, 0) if block marker n exists; None if
+        Redis cannot be reached (limits are then off)."""
         keys = call.encoded_keys if marker is None else (*call.encoded_keys, marker.encode())
         result = self._call(self._run_script, keys, call.encoded_args)
-        return None if result is None else (int(result[0]), int(result[1]))
+        if result is None:
+            return None
+        return (result, 0) if result < 0 else divmod(result, WAIT_SPAN)
 
     def _run_script(self, keys: tuple[bytes, ...], args: tuple[bytes, ...]):
         # EVALSHA itself: redis-py's Script.__call__ costs as much Python again on every request
@@ -410,7 +416,7 @@ class MemoryLimiter:
                 self.expiring = {k: v for k, v in self.expiring.items() if v[1] > now}
             for i, name in enumerate(keys[2 : 2 + blocks], start=1):
                 if self._get(name, now):
-                    return -1, i
+                    return -i, 0
             count = self._get(keys[0], now) + 1
             self.expiring[keys[0]] = (count, expire_at)
             self.hour_keys.setdefault(keys[1], set()).add(api_key_id)
@@ -569,8 +575,8 @@ def check(
     if result is None:
         return None
     count, wait = result
-    if count < 0:
-        return Decision(requests_per_hour, 0, hour + HOUR, blocked_by=wait - 1)
+    if count < 0:  # -n: block marker n exists
+        return Decision(requests_per_hour, 0, hour + HOUR, blocked_by=-count - 1)
     if count == 1:
         current.register(hour_accounts_key(hour), user_id, call.args[0])  # for beat's roll-up
     return Decision(requests_per_hour, count, hour + HOUR, wait)
