@@ -10,7 +10,10 @@ every node of the cluster.
 """
 
 import contextlib
+import socket
+import struct
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
@@ -29,10 +32,36 @@ Client = redis.Redis | RedisCluster
 
 def connect(url: str, **options: Any) -> Client:
     """A client of REDIS_URL's Redis (RedisCluster: connects to the cluster now, so it raises
-    one of ERRORS if no node answers)."""
+    one of ERRORS if no node answers). A socket_timeout of a plain TCP connection (redis://) is
+    kept by the kernel (KernelTimeoutConnection)."""
     if settings.REDIS_CLUSTER:
         return RedisCluster.from_url(url, **options)
+    timeout = options.get("socket_timeout")
+    if timeout and urlsplit(url).scheme == "redis":
+        # Only there: the URL's own class (TLS for rediss://, a Unix socket) would be replaced.
+        options.update(
+            socket_timeout=None, connection_class=KernelTimeoutConnection, io_timeout=timeout
+        )
     return redis.Redis.from_url(url, **options)
+
+
+class KernelTimeoutConnection(redis.Connection):
+    """A TCP connection whose reads and writes time out in the kernel (SO_RCVTIMEO and
+    SO_SNDTIMEO) instead of in Python: a Python socket with a timeout polls before every send
+    and receive, a system call more each time and the GIL let go once more, which the
+    request's other threads then take (13 more futex calls a request, bench/NOTES.md). Past
+    the timeout a call fails (EAGAIN), which redis-py raises as a ConnectionError."""
+
+    def __init__(self, *, io_timeout: float, **kwargs: Any):
+        super().__init__(**kwargs)
+        seconds, fraction = divmod(io_timeout, 1)
+        self._timeval = struct.pack("ll", int(seconds), int(fraction * 1_000_000))  # timeval
+
+    def _connect(self) -> socket.socket:
+        sock = super()._connect()  # connected, blocking (socket_timeout None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, self._timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, self._timeval)
+        return sock
 
 
 def connect_async(url: str, max_connections: int):

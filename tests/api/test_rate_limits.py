@@ -369,3 +369,26 @@ def test_a_redis_that_forgot_the_limit_script_is_given_it_again(alice, bucket):
     assert response.status_code == 200
     assert int(response["X-RateLimit-Remaining"]) == before - 1
     assert limiter.client.script_exists(limiter.script.sha) == [True]
+
+
+def test_a_redis_that_stops_answering_costs_a_request_its_timeout_once(settings, db, private_redis):
+    """A Redis that accepts but does not answer (paused, overloaded) is given
+    REDIS_TIMEOUT_SECONDS: the request is then served without limits, and so are the next ones
+    until Redis is tried again, without waiting."""
+    port, _, _ = private_redis
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+    settings.REDIS_CLUSTER = False  # a plain Redis of the test's own
+    limits.reset()
+    carol = Persona("carol")
+    bucket = carol.new_bucket()
+    assert "X-RateLimit-Limit" in carol.client.get(f"/v1/{bucket}")  # counted: Redis answers
+    redis.Redis(port=port).client_pause(10_000)  # ms; the client's connection is open already
+    started = time.monotonic()
+    response = carol.client.get(f"/v1/{bucket}")
+    waited = time.monotonic() - started
+    assert response.status_code == 200
+    assert "X-RateLimit-Limit" not in response  # served without limits
+    assert limits.REDIS_TIMEOUT_SECONDS <= waited < 1, waited
+    started = time.monotonic()
+    assert carol.client.get(f"/v1/{bucket}").status_code == 200
+    assert time.monotonic() - started < limits.REDIS_TIMEOUT_SECONDS  # not asked again yet
