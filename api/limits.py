@@ -25,7 +25,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -234,18 +234,36 @@ def write_window_ms() -> int:
 
 class ScriptCall(NamedTuple):
     """A request's call of the limit script (_LUA) but its write's marker: the same for every
-    request of one API key in one hour, so it is made once an hour (script_call), with its keys
-    and arguments encoded for Redis too (redis-py would encode each str and int in Python on
-    every call: a dozen a write)."""
+    request of one API key in one hour, so it is made once an hour (script_call), encoded for
+    Redis too: redis-py would encode and pack each argument in Python on every call (a dozen a
+    write), where a request now adds its marker's few bytes to a command packed already."""
 
     keys: tuple[str, ...]  # the hour's counter, the hour's API keys, the block markers
     args: tuple[int, ...]  # expire-at, API key id, hourly limit, write window, block markers
     encoded_keys: tuple[bytes, ...]
     encoded_args: tuple[bytes, ...]
+    packed: bytes  # the whole command (EVALSHA) without a marker, as Redis reads it (RESP)
+    packed_head: bytes  # with a marker: what comes before it
+    packed_tail: bytes  # and after it (the arguments)
+
+    def command(self, marker: str | None) -> bytes:
+        """The packed command, with the write's marker if there is one."""
+        if marker is None:
+            return self.packed
+        name = marker.encode()
+        return b"".join((self.packed_head, b"$%d\r\n" % len(name), name, b"\r\n", self.packed_tail))
 
 
-# One entry an API key and hour that made requests (a few hundred bytes each): 4,096 is about a
-# megabyte, and an entry past the hour is never asked for again.
+_SHA = hashlib.sha1(_LUA.encode()).hexdigest().encode()  # the script's name in Redis (EVALSHA)
+
+
+def _bulk(*parts: bytes) -> bytes:
+    """Arguments in Redis's request format (RESP): each a length and its bytes."""
+    return b"".join(b"$%d\r\n%s\r\n" % (len(part), part) for part in parts)
+
+
+# One entry an API key and hour that made requests (under a kilobyte each): 4,096 is a few
+# megabytes at most, and an entry past the hour is never asked for again.
 @functools.lru_cache(maxsize=4096)
 def script_call(
     user_id: int,
@@ -258,12 +276,16 @@ def script_call(
     keys = (counter_key(user_id, api_key_id, hour), hour_keys_key(user_id, hour), *blocks)
     expire_at = hour + HOUR + USAGE_KEPT_SECONDS
     args = (expire_at, api_key_id, requests_per_hour, window_ms, len(blocks))
-    return ScriptCall(
-        keys,
-        args,
-        tuple(name.encode() for name in keys),
-        tuple(str(arg).encode() for arg in args),
-    )
+    encoded_keys = tuple(name.encode() for name in keys)
+    encoded_args = tuple(str(arg).encode() for arg in args)
+
+    def head(markers: int) -> bytes:  # the command's length, EVALSHA, the script, its keys
+        numkeys = len(keys) + markers
+        parts = 3 + numkeys + len(args)
+        return b"*%d\r\n" % parts + _bulk(b"EVALSHA", _SHA, b"%d" % numkeys, *encoded_keys)
+
+    tail = _bulk(*encoded_args)
+    return ScriptCall(keys, args, encoded_keys, encoded_args, head(0) + tail, head(1), tail)
 
 
 def _forget_script_calls(setting: str, **kwargs) -> None:
@@ -272,6 +294,20 @@ def _forget_script_calls(setting: str, **kwargs) -> None:
 
 
 setting_changed.connect(_forget_script_calls)
+
+
+def _sent(pool: redis.ConnectionPool, command: bytes) -> Any:
+    """A packed command's reply, on a connection of `pool`: what Redis.execute_command does,
+    without its packing, its retry's closures and its metrics' hooks (a tenth of a request's
+    Python). The pool checks a connection as it gives it out and opens it again if Redis closed
+    it (a restart). Any failure after that is Redis failing: the caller serves without limits
+    for a while, as for every other error."""
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command([command])  # a list: each item goes out as it is
+        return conn.read_response()
+    finally:
+        pool.release(conn)
 
 
 class RedisLimiter:
@@ -306,82 +342,81 @@ class RedisLimiter:
     def count(self, call: ScriptCall, marker: str | None) -> tuple[int, int] | None:
         """Run the script: (count, write wait ms), or (-n, 0) if block marker n exists; None if
         Redis cannot be reached (limits are then off)."""
-        keys = call.encoded_keys if marker is None else (*call.encoded_keys, marker.encode())
-        result = self._call(self._run_script, keys, call.encoded_args)
+        result = self._call(self._run_script, call, marker)
         if result is None:
             return None
         return (result, 0) if result < 0 else divmod(result, WAIT_SPAN)
 
-    def _run_script(self, keys: tuple[bytes, ...], args: tuple[bytes, ...]):
-        # EVALSHA itself: redis-py's Script.__call__ costs as much Python again on every request
-        # (it imports and checks for a pipeline first), and its evalsha() two calls more.
-        # Script.__call__ is the way back when Redis has forgotten the script (a restart): it
-        # loads it and runs it.
+    def _run_script(self, call: ScriptCall, marker: str | None):
         client = self.client
         try:
-            return client.execute_command("EVALSHA", self.script.sha, len(keys), *keys, *args)
+            if isinstance(client, redis.Redis):
+                return _sent(client.connection_pool, call.command(marker))
+            # A cluster's client finds the keys' node itself. EVALSHA itself: redis-py's
+            # Script.__call__ costs as much Python again (it imports and checks for a pipeline
+            # first), and its evalsha() two calls more.
+            keys = call.encoded_keys if marker is None else (*call.encoded_keys, marker.encode())
+            return client.execute_command("EVALSHA", _SHA, len(keys), *keys, *call.encoded_args)
         except redis.exceptions.NoScriptError:
-            return self.script(keys=keys, args=args)
+            # Redis has forgotten the script (a restart): Script.__call__ loads it and runs it.
+            keys = call.encoded_keys if marker is None else (*call.encoded_keys, marker.encode())
+            return self.script(keys=keys, args=call.encoded_args)
 
     def count_batch(self, keys: list[str], args: list) -> list[int] | None:
         """Run the transaction's script (_BATCH_LUA); None if Redis cannot be reached."""
-        result = self._call(lambda keys, args: self.batch_script(keys, args), keys, args)
+        result = self._call(self.batch_script, keys, args)
         return None if result is None else [int(n) for n in result]
 
     def write_slot(self, marker: str, window_ms: int) -> int | None:
         """The wait in ms before `marker`'s key may be written (0: now, and the slot is taken);
         None if Redis is down."""
-        result = self._call(lambda keys, args: self.write_script(keys, args), [marker], [window_ms])
+        result = self._call(self.write_script, [marker], [window_ms])
         return None if result is None else int(result)
 
     def block(self, name: str, seconds: int) -> None:
-        self._call(lambda keys, args: self.client.set(name, "1", ex=seconds), [], [])
+        self._call(lambda: self.client.set(name, "1", ex=seconds))
 
     def register(self, name: str, member: int, expire_at: int) -> None:
-        def add(keys, args):
+        def add():
             with self.client.pipeline(transaction=False) as pipe:
                 pipe.sadd(name, member)
                 pipe.expireat(name, expire_at)
                 pipe.execute()
 
-        self._call(add, [], [])
+        self._call(add)
 
     def members(self, name: str) -> set[int] | None:
-        found = self._call(lambda keys, args: self.client.smembers(name), [], [])
+        found = self._call(lambda: self.client.smembers(name))
         return None if found is None else {int(m) for m in found}
 
     def counts(self, names: list[str]) -> list[int] | None:
-        found = (
-            self._call(lambda keys, args: redis_clients.mget(self.client, names), [], [])
-            if names
-            else []
-        )
+        found = self._call(lambda: redis_clients.mget(self.client, names)) if names else []
         return None if found is None else [int(c or 0) for c in found]
 
     def unblock(self, name: str) -> None:
-        self._call(lambda keys, args: self.client.delete(name), [], [])
+        self._call(lambda: self.client.delete(name))
 
     def publish(self, channel: str, message: str) -> None:
-        self._call(lambda keys, args: redis_clients.publish(self.client, channel, message), [], [])
+        self._call(lambda: redis_clients.publish(self.client, channel, message))
 
     def close_watch(self, name: str, stream: str) -> None:
-        self._call(lambda keys, args: self.client.zrem(name, stream), [], [])
+        self._call(lambda: self.client.zrem(name, stream))
 
     def open_watch(self, name: str, stream: str, limit: int, now: float) -> bool | None:
         result = self._call(
-            lambda keys, args: self.watch_script(keys, args),
-            [name],
-            [now, now + WATCH_SLOT_SECONDS, limit, stream],
+            self.watch_script, [name], [now, now + WATCH_SLOT_SECONDS, limit, stream]
         )
         return None if result is None else bool(result)
 
-    def _call(self, script, keys: Sequence, args: Sequence):
+    def _call(self, what: Callable[..., Any], *params: Any) -> Any:
+        """what(*params), or None if Redis cannot be reached (then not asked again for
+        REDIS_RETRY_SECONDS)."""
         now = time.monotonic()
         if now < self.down_until:
             return None
         try:
             _ = self.client  # made on first use: raises while no node of a cluster answers
-            return script(keys=keys, args=args)
+            return what(*params)
         except redis_clients.ERRORS as exc:
             self.down_until = now + REDIS_RETRY_SECONDS
             if now - self.last_warning >= WARN_EVERY_SECONDS:

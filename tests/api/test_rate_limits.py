@@ -392,3 +392,19 @@ def test_a_redis_that_stops_answering_costs_a_request_its_timeout_once(settings,
     started = time.monotonic()
     assert carol.client.get(f"/v1/{bucket}").status_code == 200
     assert time.monotonic() - started < limits.REDIS_TIMEOUT_SECONDS  # not asked again yet
+
+
+def test_a_restarted_redis_counts_the_next_request(settings, db, private_redis):
+    """The limiter's pooled connection died with the old Redis: the pool opens a new one as it
+    gives it out, and the script, which the new Redis does not hold, is loaded again."""
+    port, start, stop = private_redis
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+    settings.REDIS_CLUSTER = False  # a plain Redis of the test's own
+    limits.reset()
+    carol = Persona("carol")
+    bucket = carol.new_bucket()  # 1
+    assert carol.client.get(f"/v1/{bucket}")["X-RateLimit-Remaining"] == str(1000 - 2)
+    stop()
+    start()  # empty: the hour's counter starts again
+    response = carol.client.get(f"/v1/{bucket}")
+    assert response["X-RateLimit-Remaining"] == str(1000 - 1)
