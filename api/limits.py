@@ -364,13 +364,13 @@ class RedisLimiter:
 
     def count_batch(self, keys: list[str], args: list) -> list[int] | None:
         """Run the transaction's script (_BATCH_LUA); None if Redis cannot be reached."""
-        result = self._call(self.batch_script, keys, args)
+        result = self._call(lambda: self.batch_script(keys, args))
         return None if result is None else [int(n) for n in result]
 
     def write_slot(self, marker: str, window_ms: int) -> int | None:
         """The wait in ms before `marker`'s key may be written (0: now, and the slot is taken);
         None if Redis is down."""
-        result = self._call(self.write_script, [marker], [window_ms])
+        result = self._call(lambda: self.write_script([marker], [window_ms]))
         return None if result is None else int(result)
 
     def block(self, name: str, seconds: int) -> None:
@@ -403,9 +403,8 @@ class RedisLimiter:
         self._call(lambda: self.client.zrem(name, stream))
 
     def open_watch(self, name: str, stream: str, limit: int, now: float) -> bool | None:
-        result = self._call(
-            self.watch_script, [name], [now, now + WATCH_SLOT_SECONDS, limit, stream]
-        )
+        until = now + WATCH_SLOT_SECONDS
+        result = self._call(lambda: self.watch_script([name], [now, until, limit, stream]))
         return None if result is None else bool(result)
 
     def _call(self, what: Callable[..., Any], *params: Any) -> Any:
