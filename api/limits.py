@@ -7,12 +7,13 @@
   the window creates it and passes, any other write while it lives is refused.
 
 Both happen in one Lua script, so they cost one round trip and are atomic: a counter is never left
-without an expiry, and two racing requests cannot both take the last slot. Every key the script
-touches carries its account's id as a Redis Cluster hash tag ({42}), so all of them live in one
-slot and the script runs unchanged on a cluster (REDIS_CLUSTER, api.redis_clients); an account
-is the unit because its API keys share the one-write-per-second rule. The first request of an
-hour of an API key also adds its account to the hour's list for beat's roll-up (a second round
-trip, once a key and hour).
+without an expiry, and two racing requests cannot both take the last slot. The script's call is the
+same for every request of an API key in an hour: it is packed once (script_call), and a request
+sends it as it is, a write adding its key's marker. Every key the script touches carries its
+account's id as a Redis Cluster hash tag ({42}), so all of them live in one slot and the script
+runs unchanged on a cluster (REDIS_CLUSTER, api.redis_clients); an account is the unit because its
+API keys share the one-write-per-second rule. The first request of an hour of an API key also adds
+its account to the hour's list for beat's roll-up (a second round trip, once a key and hour).
 Without REDIS_URL an in-process table does the same for the single-process embedded default,
 and that process rolls its counters into the usage table itself (api.rollups.keep_rolling_up).
 If Redis cannot be reached, requests are served with limits off (logged at most once a minute)
