@@ -247,6 +247,10 @@ class ScriptCall(NamedTuple):
     packed_head: bytes  # with a marker: what comes before it
     packed_tail: bytes  # and after it (the arguments)
 
+    def keys_with(self, marker: str | None) -> tuple[bytes, ...]:
+        """The encoded keys, with the write's marker if there is one."""
+        return self.encoded_keys if marker is None else (*self.encoded_keys, marker.encode())
+
     def command(self, marker: str | None) -> bytes:
         """The packed command, with the write's marker if there is one."""
         if marker is None:
@@ -356,12 +360,11 @@ class RedisLimiter:
             # A cluster's client finds the keys' node itself. EVALSHA itself: redis-py's
             # Script.__call__ costs as much Python again (it imports and checks for a pipeline
             # first), and its evalsha() two calls more.
-            keys = call.encoded_keys if marker is None else (*call.encoded_keys, marker.encode())
+            keys = call.keys_with(marker)
             return client.execute_command("EVALSHA", _SHA, len(keys), *keys, *call.encoded_args)
         except redis.exceptions.NoScriptError:
             # Redis has forgotten the script (a restart): Script.__call__ loads it and runs it.
-            keys = call.encoded_keys if marker is None else (*call.encoded_keys, marker.encode())
-            return self.script(keys=keys, args=call.encoded_args)
+            return self.script(keys=call.keys_with(marker), args=call.encoded_args)
 
     def count_batch(self, keys: list[str], args: list) -> list[int] | None:
         """Run the transaction's script (_BATCH_LUA); None if Redis cannot be reached."""
